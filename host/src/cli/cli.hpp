@@ -1,0 +1,18 @@
+#pragma once
+// The crmhost command line. main() only forwards here, so every command is testable.
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace crmhost::cli {
+
+// Runs one command; returns the process exit code.
+int run(const std::vector<std::string> &args, std::ostream &out, std::ostream &err);
+
+// `crmhost plugins [--plugin-dir DIR] [--json] [FILE...]`
+int plugins_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err);
+
+// The plugin directory when none is given: $CRMHOST_PLUGIN_DIR, else the installed default.
+std::string default_plugin_dir();
+
+}  // namespace crmhost::cli

@@ -1,0 +1,35 @@
+#pragma once
+// What a plugin says about itself in describe(), validated and typed.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace crmhost::plugins {
+
+struct ObjectDescription {
+  std::string name;      // "contact", "company", "deal", or provider-specific
+  std::string id_field;  // the provider's id property, for information
+};
+
+struct PluginDescription {
+  std::string name;
+  std::string display_name;
+  std::vector<ObjectDescription> objects;
+  std::vector<std::string> capabilities;  // "check", "poll", "fetch", "push", "webhook", "cancel"
+  std::vector<std::string> push_modes;    // "upsert", "create", "update", "delete"
+  uint32_t max_batch = 1;
+  std::string settings_schema_json;  // a JSON Schema; "{}" when the plugin gives none
+  std::string raw_json;              // the whole description as the plugin sent it
+
+  bool has_capability(std::string_view capability) const;
+  bool has_object(std::string_view object) const;
+};
+
+// The capabilities the host knows; describe may name only these.
+const std::vector<std::string> &known_capabilities();
+
+// Parses and validates a describe() result; the error names the offending member.
+std::optional<PluginDescription> parse_description(std::string_view json, std::string &error);
+
+}  // namespace crmhost::plugins

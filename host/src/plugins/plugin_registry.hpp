@@ -1,0 +1,32 @@
+#pragma once
+// All plugins of a host, keyed by id; refused files are kept with their reasons.
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "plugins/plugin_library.hpp"
+
+namespace crmhost::plugins {
+
+class PluginRegistry {
+ public:
+  explicit PluginRegistry(std::shared_ptr<HostServices> services = std::make_shared<HostServices>());
+
+  // Loads every shared library (*.so) in `dir`, in name order. A missing directory is one
+  // refusal; each bad file is another; the good ones load regardless.
+  void load_directory(const std::filesystem::path &dir);
+  // Loads one file, whatever its name.
+  void load_file(const std::filesystem::path &file);
+
+  const std::vector<std::shared_ptr<PluginLibrary>> &plugins() const { return plugins_; }
+  const std::vector<LoadRefusal> &refusals() const { return refusals_; }
+  std::shared_ptr<PluginLibrary> find(const std::string &id) const;
+
+ private:
+  std::shared_ptr<HostServices> services_;
+  std::vector<std::shared_ptr<PluginLibrary>> plugins_;
+  std::vector<LoadRefusal> refusals_;
+};
+
+}  // namespace crmhost::plugins

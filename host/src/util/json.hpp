@@ -1,0 +1,33 @@
+#pragma once
+// Small RapidJSON helpers shared by the host.
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include <rapidjson/document.h>
+
+namespace crmhost::json {
+
+class ParseError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Parses `text`; throws ParseError("<what> is not valid JSON at offset N: reason").
+rapidjson::Document parse(std::string_view text, std::string_view what);
+
+// Parses `text`; returns the error message instead of throwing.
+std::optional<std::string> try_parse(std::string_view text, rapidjson::Document &out,
+                                     std::string_view what);
+
+std::string to_string(const rapidjson::Value &value);
+std::string to_pretty_string(const rapidjson::Value &value);
+
+// The member `key` of `object` if it exists and is a string.
+std::optional<std::string> get_string(const rapidjson::Value &object, const char *key);
+
+// A JSON string literal for `text` (quoted and escaped).
+std::string quote(std::string_view text);
+
+}  // namespace crmhost::json

@@ -1,0 +1,390 @@
+// crmhost C++ plugin SDK: a header-only convenience over plugin.h.
+//
+// plugin.h is the contract; this header only saves typing. It exports the entry function,
+// negotiates the ABI, turns exceptions into a status and message, parses requests and serialises
+// results with RapidJSON, and wraps the host's HTTP and state extensions.
+//
+//   class MyConnector : public crmhost::sdk::Connector {
+//    public:
+//     MyConnector(crm_host_instance *instance, const rapidjson::Value &settings);
+//     static std::string describe();                       // the describe JSON
+//     crm_status check(rapidjson::Document &result) override;
+//     crm_status poll(const rapidjson::Value &request, rapidjson::Document &result) override;
+//     ...
+//   };
+//   CRMHOST_SDK_PLUGIN(MyConnector, "my-crm", "1.0.0", "Example Ltd")
+//
+// Exactly one translation unit of a plugin expands CRMHOST_SDK_PLUGIN.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "crmhost/plugin.h"
+
+namespace crmhost::sdk {
+
+// Thrown by plugin code to fail a call with a specific status; anything else thrown becomes
+// CRM_ERR_INTERNAL with the exception's what().
+class Error : public std::runtime_error {
+ public:
+  Error(crm_status status, const std::string &message, int http_status = 0,
+        int retry_after_ms = 0, int retryable = -1)
+      : std::runtime_error(message),
+        status_(status),
+        http_status_(http_status),
+        retry_after_ms_(retry_after_ms),
+        retryable_(retryable) {}
+  crm_status status() const { return status_; }
+  int http_status() const { return http_status_; }
+  int retry_after_ms() const { return retry_after_ms_; }
+  int retryable() const { return retryable_; }
+
+ private:
+  crm_status status_;
+  int http_status_;
+  int retry_after_ms_;
+  int retryable_;
+};
+
+inline crm_str to_crm_str(std::string_view s) { return crm_str{s.data(), s.size()}; }
+inline std::string_view to_view(crm_str s) {
+  return s.ptr ? std::string_view(s.ptr, s.len) : std::string_view();
+}
+
+inline std::string to_json(const rapidjson::Value &value) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  value.Accept(writer);
+  return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+// Parses a JSON document or throws Error(CRM_ERR_INVALID_INPUT) naming the offset and problem.
+inline rapidjson::Document parse_json(std::string_view text, const char *what) {
+  rapidjson::Document doc;
+  doc.Parse(text.data(), text.size());
+  if (doc.HasParseError()) {
+    throw Error(CRM_ERR_INVALID_INPUT, std::string(what) + " is not valid JSON at offset " +
+                                           std::to_string(doc.GetErrorOffset()) + ": " +
+                                           rapidjson::GetParseError_En(doc.GetParseError()));
+  }
+  return doc;
+}
+
+namespace detail {
+inline const crm_host_api *&host_api_slot() {
+  static const crm_host_api *api = nullptr;
+  return api;
+}
+
+inline void fill_error(crm_error *err, crm_status status, std::string_view message,
+                       int http_status = 0, int retry_after_ms = 0, int retryable = -1) {
+  if (!err || err->struct_size < sizeof(uint32_t) + sizeof(crm_status)) return;
+  // Only the fields the caller's struct has are written.
+  crm_error local{};
+  local.struct_size = err->struct_size;
+  local.code = status;
+  local.http_status = http_status;
+  local.retry_after_ms = retry_after_ms;
+  local.retryable = retryable;
+  const size_t n = std::min(message.size(), sizeof(local.message) - 1);
+  std::memcpy(local.message, message.data(), n);
+  local.message[n] = '\0';
+  std::memcpy(err, &local, std::min<size_t>(err->struct_size, sizeof(local)));
+}
+
+// Runs `body`, mapping exceptions to a status and the error struct.
+template <class F>
+crm_status guarded(crm_error *err, F &&body) noexcept {
+  try {
+    return body();
+  } catch (const Error &e) {
+    const crm_status status = e.status() < 0 ? e.status() : CRM_ERR_INTERNAL;
+    fill_error(err, status, e.what(), e.http_status(), e.retry_after_ms(), e.retryable());
+    return status;
+  } catch (const std::exception &e) {
+    fill_error(err, CRM_ERR_INTERNAL, e.what());
+    return CRM_ERR_INTERNAL;
+  } catch (...) {
+    fill_error(err, CRM_ERR_INTERNAL, "unknown exception");
+    return CRM_ERR_INTERNAL;
+  }
+}
+
+inline crm_status emit(crm_sink *out, const rapidjson::Value &result) {
+  const std::string text = to_json(result);
+  return out->emit(out, to_crm_str(text));
+}
+}  // namespace detail
+
+// The host services available to the whole plugin once init has run.
+struct Host {
+  static const crm_host_api *api() { return detail::host_api_slot(); }
+  static void log(int32_t level, std::string_view message, crm_host_instance *instance = nullptr) {
+    const crm_host_api *host = api();
+    if (host && CRM_HAS_FIELD(host, crm_host_api, log) && host->log)
+      host->log(host, instance, level, to_crm_str(message));
+  }
+  static int64_t now_ms() {
+    const crm_host_api *host = api();
+    if (host && CRM_HAS_FIELD(host, crm_host_api, now_ms) && host->now_ms)
+      return host->now_ms(host);
+    return 0;
+  }
+  template <class T>
+  static const T *extension(const char *id) {
+    const crm_host_api *host = api();
+    if (!host || !CRM_HAS_FIELD(host, crm_host_api, get_extension) || !host->get_extension)
+      return nullptr;
+    return static_cast<const T *>(host->get_extension(host, id));
+  }
+};
+
+struct HttpResponse {
+  int status = 0;
+  uint32_t attempts = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+
+  // Case-insensitive header lookup (HTTP header names are case-insensitive).
+  std::optional<std::string> header(std::string_view name) const {
+    for (const auto &[key, value] : headers) {
+      if (key.size() != name.size()) continue;
+      bool same = true;
+      for (size_t i = 0; i < key.size() && same; ++i)
+        same = std::tolower(static_cast<unsigned char>(key[i])) ==
+               std::tolower(static_cast<unsigned char>(name[i]));
+      if (same) return value;
+    }
+    return std::nullopt;
+  }
+};
+
+// Base class of SDK connectors. One object per configured connection.
+class Connector {
+ public:
+  explicit Connector(crm_host_instance *instance) : instance_(instance) {}
+  virtual ~Connector() = default;
+  Connector(const Connector &) = delete;
+  Connector &operator=(const Connector &) = delete;
+
+  // Each returns CRM_OK (poll: or CRM_MORE) after filling `result`, or throws Error.
+  virtual crm_status check(rapidjson::Document &result) = 0;
+  virtual crm_status poll(const rapidjson::Value &, rapidjson::Document &) { return unsupported("poll"); }
+  virtual crm_status fetch(const rapidjson::Value &, rapidjson::Document &) { return unsupported("fetch"); }
+  virtual crm_status push(const rapidjson::Value &, rapidjson::Document &) { return unsupported("push"); }
+  virtual crm_status webhook(const rapidjson::Value &, std::string_view, rapidjson::Document &) {
+    return unsupported("webhook");
+  }
+
+  // [thread-safe] Requests cancellation of the running call; long loops check cancelled().
+  void request_cancel() { cancel_requested_.store(true); }
+  bool cancelled() const { return cancel_requested_.load(); }
+  void reset_cancel() { cancel_requested_.store(false); }
+
+  crm_host_instance *instance() const { return instance_; }
+  void log(int32_t level, std::string_view message) const { Host::log(level, message, instance_); }
+
+  // Blocking HTTP through the host (crm.http.v1). Throws Error on transport failure; any HTTP
+  // status, 4xx and 5xx included, is returned to the caller.
+  HttpResponse http(std::string_view method, std::string_view url,
+                    const std::vector<std::pair<std::string, std::string>> &headers = {},
+                    std::string_view body = {}, uint32_t timeout_ms = 0, uint32_t flags = 0,
+                    std::string_view bucket = {}) const {
+    const auto *ext = Host::extension<crm_http_v1>(CRM_EXT_HTTP_V1);
+    if (!ext || !ext->request)
+      throw Error(CRM_ERR_UNSUPPORTED, "the host offers no " CRM_EXT_HTTP_V1 " extension");
+    std::vector<crm_http_header> raw;
+    raw.reserve(headers.size());
+    for (const auto &[name, value] : headers) raw.push_back({to_crm_str(name), to_crm_str(value)});
+    crm_http_request request{};
+    request.struct_size = sizeof request;
+    request.flags = flags;
+    request.method = to_crm_str(method);
+    request.url = to_crm_str(url);
+    request.headers = raw.data();
+    request.header_count = static_cast<uint32_t>(raw.size());
+    request.timeout_ms = timeout_ms;
+    request.body = to_crm_str(body);
+    request.rate_limit_bucket = to_crm_str(bucket);
+    HttpResponse response;
+    crm_http_response_sink sink{};
+    sink.struct_size = sizeof sink;
+    sink.user_data = &response;
+    sink.on_response = [](crm_http_response_sink *self, const crm_http_response *r) {
+      auto *into = static_cast<HttpResponse *>(self->user_data);
+      into->status = r->status;
+      into->attempts = r->attempts;
+      for (uint32_t i = 0; i < r->header_count; ++i)
+        into->headers.emplace_back(std::string(to_view(r->headers[i].name)),
+                                   std::string(to_view(r->headers[i].value)));
+      into->body.assign(to_view(r->body));
+    };
+    crm_error err{};
+    err.struct_size = sizeof err;
+    const crm_status status = ext->request(instance_, &request, &sink, &err);
+    if (status < 0) throw Error(status, err.message, err.http_status, err.retry_after_ms, err.retryable);
+    return response;
+  }
+
+  // Per-connection durable state (crm.state.v1).
+  std::optional<std::string> state_get(std::string_view key) const {
+    const auto *ext = require_state();
+    std::string value;
+    crm_sink sink{};
+    sink.struct_size = sizeof sink;
+    sink.user_data = &value;
+    sink.emit = [](crm_sink *self, crm_str data) -> crm_status {
+      static_cast<std::string *>(self->user_data)->assign(to_view(data));
+      return CRM_OK;
+    };
+    crm_error err{};
+    err.struct_size = sizeof err;
+    const crm_status status = ext->get(instance_, to_crm_str(key), &sink, &err);
+    if (status == CRM_ERR_NOT_FOUND) return std::nullopt;
+    if (status < 0) throw Error(status, err.message);
+    return value;
+  }
+  void state_put(std::string_view key, std::string_view value) const {
+    crm_error err{};
+    err.struct_size = sizeof err;
+    const crm_status status = require_state()->put(instance_, to_crm_str(key), to_crm_str(value), &err);
+    if (status < 0) throw Error(status, err.message);
+  }
+  void state_remove(std::string_view key) const {
+    crm_error err{};
+    err.struct_size = sizeof err;
+    const crm_status status = require_state()->remove(instance_, to_crm_str(key), &err);
+    if (status < 0) throw Error(status, err.message);
+  }
+
+ protected:
+  static crm_status unsupported(const char *what) {
+    throw Error(CRM_ERR_UNSUPPORTED, std::string(what) + " is not supported by this connector");
+  }
+
+ private:
+  const crm_state_v1 *require_state() const {
+    const auto *ext = Host::extension<crm_state_v1>(CRM_EXT_STATE_V1);
+    if (!ext || !ext->get || !ext->put || !ext->remove)
+      throw Error(CRM_ERR_UNSUPPORTED, "the host offers no " CRM_EXT_STATE_V1 " extension");
+    return ext;
+  }
+
+  crm_host_instance *instance_;
+  std::atomic<bool> cancel_requested_{false};
+};
+
+// The C glue for connector class T; CRMHOST_SDK_PLUGIN instantiates it.
+template <class T>
+struct PluginGlue {
+  static T *self(crm_connector *c) { return reinterpret_cast<T *>(c); }
+
+  // Parses the request, runs the member, emits the result; all under one exception guard.
+  template <class Call>
+  static crm_status run(crm_connector *c, crm_sink *out, crm_error *err, Call &&call) {
+    return detail::guarded(err, [&]() -> crm_status {
+      T *connector = self(c);
+      connector->reset_cancel();
+      rapidjson::Document result;
+      result.SetObject();
+      const crm_status status = call(*connector, result);
+      if (status < 0) throw Error(status, "operation failed");
+      const crm_status emitted = detail::emit(out, result);
+      return emitted < 0 ? emitted : status;
+    });
+  }
+
+  static crm_status describe(crm_sink *out, crm_error *err) {
+    return detail::guarded(err, [&]() -> crm_status {
+      const std::string text = T::describe();
+      return out->emit(out, to_crm_str(text));
+    });
+  }
+  static crm_status create(crm_host_instance *instance, crm_str settings, crm_connector **result,
+                           crm_error *err) {
+    return detail::guarded(err, [&]() -> crm_status {
+      const rapidjson::Document parsed = parse_json(to_view(settings), "settings");
+      *result = reinterpret_cast<crm_connector *>(new T(instance, parsed));
+      return CRM_OK;
+    });
+  }
+  static void destroy(crm_connector *c) { delete self(c); }
+  static crm_status check(crm_connector *c, crm_sink *out, crm_error *err) {
+    return run(c, out, err, [](T &t, rapidjson::Document &r) { return t.check(r); });
+  }
+  static crm_status poll(crm_connector *c, crm_str request, crm_sink *out, crm_error *err) {
+    return run(c, out, err, [&](T &t, rapidjson::Document &r) {
+      return t.poll(parse_json(to_view(request), "poll request"), r);
+    });
+  }
+  static crm_status fetch(crm_connector *c, crm_str request, crm_sink *out, crm_error *err) {
+    return run(c, out, err, [&](T &t, rapidjson::Document &r) {
+      return t.fetch(parse_json(to_view(request), "fetch request"), r);
+    });
+  }
+  static crm_status push(crm_connector *c, crm_str request, crm_sink *out, crm_error *err) {
+    return run(c, out, err, [&](T &t, rapidjson::Document &r) {
+      return t.push(parse_json(to_view(request), "push request"), r);
+    });
+  }
+  static crm_status webhook(crm_connector *c, crm_str request, crm_str body, crm_sink *out,
+                            crm_error *err) {
+    return run(c, out, err, [&](T &t, rapidjson::Document &r) {
+      return t.webhook(parse_json(to_view(request), "webhook request"), to_view(body), r);
+    });
+  }
+  static void cancel(crm_connector *c) { self(c)->request_cancel(); }
+
+  static crm_status negotiate(uint32_t *inout) {
+    if (CRM_VERSION_MAJOR(*inout) != CRM_VERSION_MAJOR(CRM_ABI_VERSION)) {
+      *inout = CRM_ABI_VERSION;
+      return CRM_ERR_INCOMPATIBLE;
+    }
+    // Fields newer than the host's minor are guarded by CRM_HAS_FIELD, so any 1.x host works.
+    if (*inout > CRM_ABI_VERSION) *inout = CRM_ABI_VERSION;
+    return CRM_OK;
+  }
+  static crm_status init(const crm_host_api *host, crm_error *) {
+    detail::host_api_slot() = host;
+    return CRM_OK;
+  }
+  static void deinit() { detail::host_api_slot() = nullptr; }
+
+  static const crm_connector_v1 *connector_table() {
+    static const crm_connector_v1 table = {sizeof(crm_connector_v1), 0, &describe, &create,
+                                           &destroy, &check, &poll, &fetch, &push, &webhook,
+                                           &cancel};
+    return &table;
+  }
+  static const void *get_interface(const char *id) {
+    if (id && std::strcmp(id, CRM_CONNECTOR_V1) == 0) return connector_table();
+    return nullptr;
+  }
+};
+
+}  // namespace crmhost::sdk
+
+// Exports the entry function for connector class CLASS.
+#define CRMHOST_SDK_PLUGIN(CLASS, ID, VERSION, VENDOR)                                        \
+  extern "C" CRM_EXPORT const crm_plugin_entry *crm_plugin_get_entry(void) {                 \
+    using glue = ::crmhost::sdk::PluginGlue<CLASS>;                                           \
+    static const crm_plugin_entry entry = {sizeof(crm_plugin_entry), CRM_ABI_VERSION, ID,    \
+                                           VERSION, VENDOR, &glue::negotiate, &glue::init,   \
+                                           &glue::deinit, &glue::get_interface};             \
+    return &entry;                                                                            \
+  }
