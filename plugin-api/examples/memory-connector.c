@@ -24,7 +24,7 @@ static const crm_host_api *g_host; /* set by init, cleared by deinit; [control] 
 typedef struct mem_record {
   char *object;
   char *id;
-  char *data; /* the record's fields, a JSON object as text */
+  char *data;             /* the record's fields, a JSON object as text */
   unsigned long long seq; /* bumped on every change; the poll cursor */
   long long modified_ms;
   int deleted;
@@ -71,12 +71,17 @@ static int known_object(const char *object) {
   return 0;
 }
 
-static long long now_ms(void) { return g_host && g_host->now_ms ? (long long)g_host->now_ms(g_host) : 0; }
+static long long now_ms(void) {
+  return g_host && g_host->now_ms ? (long long)g_host->now_ms(g_host) : 0;
+}
 
 /* Formats Unix ms as ISO 8601 UTC without gmtime(), which is not thread-safe. */
 static void format_iso8601(long long ms, char out[32]) {
   long long days = ms / 86400000LL, rem = ms % 86400000LL, era, yoe, doy, mp, y, m, d;
-  if (rem < 0) { rem += 86400000LL; --days; }
+  if (rem < 0) {
+    rem += 86400000LL;
+    --days;
+  }
   days += 719468; /* civil-from-days, after Howard Hinnant */
   era = (days >= 0 ? days : days - 146096) / 146097;
   yoe = days - era * 146097;
@@ -87,7 +92,8 @@ static void format_iso8601(long long ms, char out[32]) {
   m = mp < 10 ? mp + 3 : mp - 9;
   y += era * 400 + (m <= 2);
   snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (int)(y % 10000), (int)m, (int)d,
-           (int)(rem / 3600000), (int)(rem / 60000 % 60), (int)(rem / 1000 % 60), (int)(rem % 1000));
+           (int)(rem / 3600000), (int)(rem / 60000 % 60), (int)(rem / 1000 % 60),
+           (int)(rem % 1000));
 }
 
 static crm_status emit(crm_sink *out, tj_buf *b, crm_status status, crm_error *err) {
@@ -109,7 +115,8 @@ static void write_record(tj_buf *b, const mem_record *r) {
   format_iso8601(r->modified_ms, when);
   tj_buf_str(b, "{\"id\":");
   tj_buf_quoted(b, r->id, strlen(r->id));
-  tj_buf_str(b, r->deleted ? ",\"event\":\"delete\",\"modified_at\":\"" : ",\"event\":\"upsert\",\"modified_at\":\"");
+  tj_buf_str(b, r->deleted ? ",\"event\":\"delete\",\"modified_at\":\""
+                           : ",\"event\":\"upsert\",\"modified_at\":\"");
   tj_buf_str(b, when);
   tj_buf_str(b, "\",\"data\":");
   tj_buf_str(b, r->data);
@@ -140,7 +147,8 @@ static mem_record *find_by_field(crm_connector *c, const char *object, const cha
     field = tj_get(&data, key);
     if (field && field->type == wanted->type) {
       if (field->type == TJ_STRING)
-        same = field->str_len == wanted->str_len && memcmp(field->str, wanted->str, field->str_len) == 0;
+        same = field->str_len == wanted->str_len &&
+               memcmp(field->str, wanted->str, field->str_len) == 0;
       else
         same = field->type != TJ_NULL && field->number == wanted->number;
     }
@@ -157,8 +165,12 @@ static char *merge_objects(const char *old_text, const char *update_text, size_t
   tj_buf b = {0};
   size_t i;
   int first = 1;
-  if (!tj_parse(old_text, strlen(old_text), &old_v, error, sizeof error)) return dup_n(update_text, update_len);
-  if (!tj_parse(update_text, update_len, &new_v, error, sizeof error)) { tj_free(&old_v); return NULL; }
+  if (!tj_parse(old_text, strlen(old_text), &old_v, error, sizeof error))
+    return dup_n(update_text, update_len);
+  if (!tj_parse(update_text, update_len, &new_v, error, sizeof error)) {
+    tj_free(&old_v);
+    return NULL;
+  }
   tj_buf_str(&b, "{");
   for (i = 0; i < old_v.count; ++i) {
     const tj_value *m = &old_v.children[i];
@@ -180,7 +192,10 @@ static char *merge_objects(const char *old_text, const char *update_text, size_t
   tj_buf_str(&b, "}");
   tj_free(&old_v);
   tj_free(&new_v);
-  if (b.failed) { tj_buf_free(&b); return NULL; }
+  if (b.failed) {
+    tj_buf_free(&b);
+    return NULL;
+  }
   return b.data;
 }
 
@@ -205,7 +220,9 @@ static mem_record *insert_record(crm_connector *c, const char *object, const cha
   r->id = dup_n(id, strlen(id));
   r->data = dup_n(data, data_len);
   if (!r->object || !r->id || !r->data) {
-    free(r->object); free(r->id); free(r->data);
+    free(r->object);
+    free(r->id);
+    free(r->data);
     return NULL;
   }
   r->seq = ++c->last_seq;
@@ -235,13 +252,16 @@ static void mark_deleted(crm_connector *c, mem_record *r) {
 
 static const char k_describe[] =
     "{\"name\":\"memory\",\"display_name\":\"In-memory CRM (example connector)\","
-    "\"objects\":[{\"name\":\"contact\",\"id_field\":\"id\"},{\"name\":\"company\",\"id_field\":\"id\"},"
+    "\"objects\":[{\"name\":\"contact\",\"id_field\":\"id\"},{\"name\":\"company\",\"id_field\":"
+    "\"id\"},"
     "{\"name\":\"deal\",\"id_field\":\"id\"}],"
     "\"capabilities\":[\"check\",\"poll\",\"fetch\",\"push\",\"webhook\",\"cancel\"],"
     "\"push_modes\":[\"upsert\",\"create\",\"update\",\"delete\"],\"max_batch\":100,"
-    "\"settings_schema\":{\"$schema\":\"http://json-schema.org/draft-04/schema#\",\"type\":\"object\","
+    "\"settings_schema\":{\"$schema\":\"http://json-schema.org/draft-04/"
+    "schema#\",\"type\":\"object\","
     "\"additionalProperties\":false,\"required\":[\"webhook_secret\"],\"properties\":{"
-    "\"webhook_secret\":{\"type\":\"string\",\"minLength\":8,\"description\":\"shared secret expected "
+    "\"webhook_secret\":{\"type\":\"string\",\"minLength\":8,\"description\":\"shared secret "
+    "expected "
     "in the X-Memory-Secret header of webhook deliveries\"},"
     "\"seed\":{\"type\":\"array\",\"description\":\"records present at creation\",\"items\":{"
     "\"type\":\"object\",\"required\":[\"object\",\"data\"],\"properties\":{"
@@ -283,7 +303,8 @@ static crm_status memory_create(crm_host_instance *instance, crm_str settings, c
   secret = tj_get_string(&root, "webhook_secret");
   if (!secret || strlen(secret) < 8) {
     tj_free(&root);
-    return fail(err, CRM_ERR_INVALID_INPUT, "settings.webhook_secret: a string of 8 or more characters is required");
+    return fail(err, CRM_ERR_INVALID_INPUT,
+                "settings.webhook_secret: a string of 8 or more characters is required");
   }
   c = (crm_connector *)calloc(1, sizeof *c);
   if (!c || !(c->webhook_secret = dup_n(secret, strlen(secret)))) {
@@ -303,7 +324,8 @@ static crm_status memory_create(crm_host_instance *instance, crm_str settings, c
                        data->raw_end - data->raw_begin)) {
       memory_destroy(c);
       tj_free(&root);
-      return fail(err, CRM_ERR_INVALID_INPUT, "settings.seed[%zu]: needs a known object and a data object", i);
+      return fail(err, CRM_ERR_INVALID_INPUT,
+                  "settings.seed[%zu]: needs a known object and a data object", i);
     }
   }
   tj_free(&root);
@@ -314,7 +336,8 @@ static crm_status memory_create(crm_host_instance *instance, crm_str settings, c
 static crm_status memory_check(crm_connector *c, crm_sink *out, crm_error *err) {
   tj_buf b = {0};
   char line[96];
-  snprintf(line, sizeof line, "{\"ok\":true,\"message\":\"in-memory store holding %zu records\"}", c->count);
+  snprintf(line, sizeof line, "{\"ok\":true,\"message\":\"in-memory store holding %zu records\"}",
+           c->count);
   tj_buf_str(&b, line);
   return emit(out, &b, CRM_OK, err);
 }
@@ -341,19 +364,25 @@ static crm_status memory_poll(crm_connector *c, crm_str request, crm_sink *out, 
   limit_v = tj_get(&req, "limit");
   if (!known_object(object)) {
     tj_free(&req);
-    return fail(err, CRM_ERR_UNSUPPORTED, "poll: unknown object; expected contact, company or deal");
+    return fail(err, CRM_ERR_UNSUPPORTED,
+                "poll: unknown object; expected contact, company or deal");
   }
   if (cursor && *cursor) after = strtoull(cursor, NULL, 10);
-  if (limit_v && limit_v->type == TJ_NUMBER && limit_v->number >= 1) limit = (size_t)limit_v->number;
+  if (limit_v && limit_v->type == TJ_NUMBER && limit_v->number >= 1)
+    limit = (size_t)limit_v->number;
   page = (mem_record **)malloc((c->count + 1) * sizeof *page);
-  if (!page) { tj_free(&req); return fail(err, CRM_ERR_INTERNAL, "out of memory"); }
+  if (!page) {
+    tj_free(&req);
+    return fail(err, CRM_ERR_INTERNAL, "out of memory");
+  }
   for (i = 0; i < c->count; ++i) {
     if (atomic_load(&c->cancel_requested)) {
       free(page);
       tj_free(&req);
       return fail(err, CRM_ERR_CANCELLED, "poll cancelled");
     }
-    if (c->records[i].seq > after && strcmp(c->records[i].object, object) == 0) page[n++] = &c->records[i];
+    if (c->records[i].seq > after && strcmp(c->records[i].object, object) == 0)
+      page[n++] = &c->records[i];
   }
   qsort(page, n, sizeof *page, by_seq);
   next = after;
@@ -386,7 +415,8 @@ static crm_status memory_fetch(crm_connector *c, crm_str request, crm_sink *out,
   ids = tj_get(&req, "ids");
   if (!known_object(object) || !ids || ids->type != TJ_ARRAY) {
     tj_free(&req);
-    return fail(err, CRM_ERR_INVALID_INPUT, "fetch request: needs a known \"object\" and an \"ids\" array");
+    return fail(err, CRM_ERR_INVALID_INPUT,
+                "fetch request: needs a known \"object\" and an \"ids\" array");
   }
   tj_buf_str(&b, "{\"records\":[");
   for (i = 0; i < ids->count; ++i) {
@@ -446,12 +476,16 @@ static void push_one(crm_connector *c, const char *object, const char *mode, con
     r = find_by_field(c, object, match_on, key);
   if (r && r->deleted && strcmp(mode, "create") != 0) r = NULL;
   if (strcmp(mode, "delete") == 0) {
-    if (!r) { write_push_error(b, ref, "not_found", "no such record"); return; }
+    if (!r) {
+      write_push_error(b, ref, "not_found", "no such record");
+      return;
+    }
     mark_deleted(c, r);
     write_push_ok(b, ref, r, 0);
   } else if (strcmp(mode, "update") == 0 || (strcmp(mode, "upsert") == 0 && r)) {
     if (!r) {
-      snprintf(message, sizeof message, "no %s matches id or %s", object, match_on ? match_on : "match key");
+      snprintf(message, sizeof message, "no %s matches id or %s", object,
+               match_on ? match_on : "match key");
       write_push_error(b, ref, "not_found", message);
     } else if (!update_record(c, r, text + data->raw_begin, data->raw_end - data->raw_begin)) {
       write_push_error(b, ref, "internal", "out of memory");
@@ -460,8 +494,10 @@ static void push_one(crm_connector *c, const char *object, const char *mode, con
     }
   } else { /* create, or upsert without a match */
     r = insert_record(c, object, NULL, text + data->raw_begin, data->raw_end - data->raw_begin);
-    if (r) write_push_ok(b, ref, r, 1);
-    else write_push_error(b, ref, "internal", "out of memory");
+    if (r)
+      write_push_ok(b, ref, r, 1);
+    else
+      write_push_error(b, ref, "internal", "out of memory");
   }
 }
 
@@ -480,14 +516,17 @@ static crm_status memory_push(crm_connector *c, crm_str request, crm_sink *out, 
   records = tj_get(&req, "records");
   if (!mode) mode = "upsert";
   if (!known_object(object) || !records || records->type != TJ_ARRAY ||
-      (strcmp(mode, "upsert") && strcmp(mode, "create") && strcmp(mode, "update") && strcmp(mode, "delete"))) {
+      (strcmp(mode, "upsert") && strcmp(mode, "create") && strcmp(mode, "update") &&
+       strcmp(mode, "delete"))) {
     tj_free(&req);
     return fail(err, CRM_ERR_INVALID_INPUT,
-                "push request: needs a known \"object\", a \"records\" array and a mode of upsert, create, update or delete");
+                "push request: needs a known \"object\", a \"records\" array and a mode of upsert, "
+                "create, update or delete");
   }
   if (records->count > MEMORY_MAX_BATCH) {
     tj_free(&req);
-    return fail(err, CRM_ERR_INVALID_INPUT, "push request: %zu records exceed max_batch %d", records->count, MEMORY_MAX_BATCH);
+    return fail(err, CRM_ERR_INVALID_INPUT, "push request: %zu records exceed max_batch %d",
+                records->count, MEMORY_MAX_BATCH);
   }
   tj_buf_str(&b, "{\"results\":[");
   for (i = 0; i < records->count; ++i) {
@@ -536,7 +575,8 @@ static crm_status memory_webhook(crm_connector *c, crm_str request, crm_str body
         equals_ignore_case(pair->children[0].str, pair->children[0].str_len, "x-memory-secret"))
       secret = &pair->children[1];
   }
-  if (!secret || !constant_time_equals(secret->str, secret->str_len, c->webhook_secret, strlen(c->webhook_secret))) {
+  if (!secret || !constant_time_equals(secret->str, secret->str_len, c->webhook_secret,
+                                       strlen(c->webhook_secret))) {
     tj_free(&req);
     return fail(err, CRM_ERR_UNAUTHORIZED, "webhook: missing or wrong X-Memory-Secret");
   }
@@ -554,7 +594,10 @@ static crm_status memory_webhook(crm_connector *c, crm_str request, crm_str body
     if (!known_object(tj_get_string(item, "object")) || (is_delete && !tj_get_string(item, "id")) ||
         (!is_delete && (!data || data->type != TJ_OBJECT))) {
       tj_free(&records);
-      return fail(err, CRM_ERR_INVALID_INPUT, "webhook body[%zu]: needs a known object and a data object (or an id and \"deleted\":true)", i);
+      return fail(err, CRM_ERR_INVALID_INPUT,
+                  "webhook body[%zu]: needs a known object and a data object (or an id and "
+                  "\"deleted\":true)",
+                  i);
     }
   }
   tj_buf_str(&b, "{\"events\":[");
@@ -573,9 +616,14 @@ static crm_status memory_webhook(crm_connector *c, crm_str request, crm_str body
       tj_buf_str(&b, ",\"event\":\"delete\"}");
       continue;
     }
-    if (r) update_record(c, r, body.ptr + data->raw_begin, data->raw_end - data->raw_begin);
-    else r = insert_record(c, object, id, body.ptr + data->raw_begin, data->raw_end - data->raw_begin);
-    if (!r) { b.failed = 1; break; }
+    if (r)
+      update_record(c, r, body.ptr + data->raw_begin, data->raw_end - data->raw_begin);
+    else
+      r = insert_record(c, object, id, body.ptr + data->raw_begin, data->raw_end - data->raw_begin);
+    if (!r) {
+      b.failed = 1;
+      break;
+    }
     if (i) tj_buf_str(&b, ",");
     tj_buf_str(&b, "{\"object\":");
     tj_buf_quoted(&b, object, strlen(object));
@@ -590,13 +638,23 @@ static crm_status memory_webhook(crm_connector *c, crm_str request, crm_str body
   return emit(out, &b, CRM_OK, err);
 }
 
-static void memory_cancel(crm_connector *c) { atomic_store(&c->cancel_requested, 1); }
+static void memory_cancel(crm_connector *c) {
+  atomic_store(&c->cancel_requested, 1);
+}
 
 /* ---- the entry ---- */
 
-static const crm_connector_v1 k_connector = {
-    sizeof(crm_connector_v1), 0, memory_describe, memory_create, memory_destroy, memory_check,
-    memory_poll, memory_fetch, memory_push, memory_webhook, memory_cancel};
+static const crm_connector_v1 k_connector = {sizeof(crm_connector_v1),
+                                             0,
+                                             memory_describe,
+                                             memory_create,
+                                             memory_destroy,
+                                             memory_check,
+                                             memory_poll,
+                                             memory_fetch,
+                                             memory_push,
+                                             memory_webhook,
+                                             memory_cancel};
 
 static crm_status memory_negotiate(uint32_t *inout_abi_version) {
   if (CRM_VERSION_MAJOR(*inout_abi_version) != CRM_VERSION_MAJOR(CRM_ABI_VERSION)) {
@@ -613,7 +671,9 @@ static crm_status memory_init(const crm_host_api *host, crm_error *err) {
   return CRM_OK;
 }
 
-static void memory_deinit(void) { g_host = NULL; }
+static void memory_deinit(void) {
+  g_host = NULL;
+}
 
 static const void *memory_get_interface(const char *id) {
   return id && strcmp(id, CRM_CONNECTOR_V1) == 0 ? &k_connector : NULL;
@@ -624,8 +684,9 @@ static const void *memory_get_interface(const char *id) {
 #endif
 
 CRM_EXPORT const crm_plugin_entry *crm_plugin_get_entry(void) {
-  static const crm_plugin_entry entry = {sizeof(crm_plugin_entry), CRM_ABI_VERSION, MEMORY_PLUGIN_ID,
-                                         "1.0.0", "crmhost examples", memory_negotiate, memory_init,
-                                         memory_deinit, memory_get_interface};
+  static const crm_plugin_entry entry = {
+      sizeof(crm_plugin_entry), CRM_ABI_VERSION,  MEMORY_PLUGIN_ID, "1.0.0",
+      "crmhost examples",       memory_negotiate, memory_init,      memory_deinit,
+      memory_get_interface};
   return &entry;
 }

@@ -23,13 +23,13 @@
 
 typedef struct tj_value {
   int type;
-  char *str;          /* decoded string (TJ_STRING) or the key (object members); NUL-terminated */
+  char *str; /* decoded string (TJ_STRING) or the key (object members); NUL-terminated */
   size_t str_len;
   double number;
   struct tj_value *children; /* array elements or object members (member key in child->key) */
   size_t count;
-  char *key;          /* set on object members */
-  size_t raw_begin;   /* the value's span in the source text */
+  char *key;        /* set on object members */
+  size_t raw_begin; /* the value's span in the source text */
   size_t raw_end;
 } tj_value;
 
@@ -69,24 +69,39 @@ static inline int tj_hex4(tj_parser *p, unsigned *out) {
   for (i = 0; i < 4; ++i) {
     char c = p->text[p->pos++];
     v <<= 4;
-    if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-    else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-    else return tj_fail(p, "bad \\u escape");
+    if (c >= '0' && c <= '9')
+      v |= (unsigned)(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      v |= (unsigned)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      v |= (unsigned)(c - 'A' + 10);
+    else
+      return tj_fail(p, "bad \\u escape");
   }
   *out = v;
   return 1;
 }
 
 static inline size_t tj_put_utf8(char *dst, unsigned cp) {
-  if (cp < 0x80) { dst[0] = (char)cp; return 1; }
-  if (cp < 0x800) { dst[0] = (char)(0xC0 | (cp >> 6)); dst[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
-  if (cp < 0x10000) {
-    dst[0] = (char)(0xE0 | (cp >> 12)); dst[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    dst[2] = (char)(0x80 | (cp & 0x3F)); return 3;
+  if (cp < 0x80) {
+    dst[0] = (char)cp;
+    return 1;
   }
-  dst[0] = (char)(0xF0 | (cp >> 18)); dst[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-  dst[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); dst[3] = (char)(0x80 | (cp & 0x3F));
+  if (cp < 0x800) {
+    dst[0] = (char)(0xC0 | (cp >> 6));
+    dst[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    dst[0] = (char)(0xE0 | (cp >> 12));
+    dst[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    dst[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  dst[0] = (char)(0xF0 | (cp >> 18));
+  dst[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+  dst[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+  dst[3] = (char)(0x80 | (cp & 0x3F));
   return 4;
 }
 
@@ -98,37 +113,71 @@ static inline int tj_parse_string(tj_parser *p, char **out, size_t *out_len) {
   if (!buf) return tj_fail(p, "out of memory");
   while (p->pos < p->len) {
     char c = p->text[p->pos++];
-    if (c == '"') { buf[n] = '\0'; *out = buf; *out_len = n; return 1; }
-    if ((unsigned char)c < 0x20) { free(buf); return tj_fail(p, "control character in string"); }
-    if (c != '\\') { buf[n++] = c; continue; }
+    if (c == '"') {
+      buf[n] = '\0';
+      *out = buf;
+      *out_len = n;
+      return 1;
+    }
+    if ((unsigned char)c < 0x20) {
+      free(buf);
+      return tj_fail(p, "control character in string");
+    }
+    if (c != '\\') {
+      buf[n++] = c;
+      continue;
+    }
     if (p->pos >= p->len) break;
     c = p->text[p->pos++];
     switch (c) {
-      case '"': buf[n++] = '"'; break;
-      case '\\': buf[n++] = '\\'; break;
-      case '/': buf[n++] = '/'; break;
-      case 'b': buf[n++] = '\b'; break;
-      case 'f': buf[n++] = '\f'; break;
-      case 'n': buf[n++] = '\n'; break;
-      case 'r': buf[n++] = '\r'; break;
-      case 't': buf[n++] = '\t'; break;
+      case '"':
+        buf[n++] = '"';
+        break;
+      case '\\':
+        buf[n++] = '\\';
+        break;
+      case '/':
+        buf[n++] = '/';
+        break;
+      case 'b':
+        buf[n++] = '\b';
+        break;
+      case 'f':
+        buf[n++] = '\f';
+        break;
+      case 'n':
+        buf[n++] = '\n';
+        break;
+      case 'r':
+        buf[n++] = '\r';
+        break;
+      case 't':
+        buf[n++] = '\t';
+        break;
       case 'u': {
         unsigned cp, lo;
-        if (!tj_hex4(p, &cp)) { free(buf); return 0; }
+        if (!tj_hex4(p, &cp)) {
+          free(buf);
+          return 0;
+        }
         if (cp >= 0xD800 && cp <= 0xDBFF) {
           if (p->pos + 6 > p->len || p->text[p->pos] != '\\' || p->text[p->pos + 1] != 'u') {
-            free(buf); return tj_fail(p, "lone surrogate");
+            free(buf);
+            return tj_fail(p, "lone surrogate");
           }
           p->pos += 2;
           if (!tj_hex4(p, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
-            free(buf); return tj_fail(p, "bad surrogate pair");
+            free(buf);
+            return tj_fail(p, "bad surrogate pair");
           }
           cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
         }
         n += tj_put_utf8(buf + n, cp);
         break;
       }
-      default: free(buf); return tj_fail(p, "bad escape");
+      default:
+        free(buf);
+        return tj_fail(p, "bad escape");
     }
   }
   free(buf);
@@ -137,7 +186,8 @@ static inline int tj_parse_string(tj_parser *p, char **out, size_t *out_len) {
 
 static inline int tj_parse_value(tj_parser *p, tj_value *v);
 
-static inline int tj_append_child(tj_parser *p, tj_value *parent, size_t *capacity, tj_value **slot) {
+static inline int tj_append_child(tj_parser *p, tj_value *parent, size_t *capacity,
+                                  tj_value **slot) {
   if (parent->count == *capacity) {
     size_t cap = *capacity ? *capacity * 2 : 4;
     tj_value *grown = (tj_value *)realloc(parent->children, cap * sizeof *grown);
@@ -155,7 +205,11 @@ static inline int tj_parse_container(tj_parser *p, tj_value *v, char close) {
   ++p->pos;
   if (++p->depth > 64) return tj_fail(p, "nesting too deep");
   tj_skip_ws(p);
-  if (p->pos < p->len && p->text[p->pos] == close) { ++p->pos; --p->depth; return 1; }
+  if (p->pos < p->len && p->text[p->pos] == close) {
+    ++p->pos;
+    --p->depth;
+    return 1;
+  }
   for (;;) {
     tj_value *child;
     char *key = NULL;
@@ -165,23 +219,37 @@ static inline int tj_parse_container(tj_parser *p, tj_value *v, char close) {
       if (p->pos >= p->len || p->text[p->pos] != '"') return tj_fail(p, "expected a member name");
       if (!tj_parse_string(p, &key, &key_len)) return 0;
       tj_skip_ws(p);
-      if (p->pos >= p->len || p->text[p->pos] != ':') { free(key); return tj_fail(p, "expected ':'"); }
+      if (p->pos >= p->len || p->text[p->pos] != ':') {
+        free(key);
+        return tj_fail(p, "expected ':'");
+      }
       ++p->pos;
     }
-    if (!tj_append_child(p, v, &capacity, &child)) { free(key); return 0; }
+    if (!tj_append_child(p, v, &capacity, &child)) {
+      free(key);
+      return 0;
+    }
     child->key = key;
     ++v->count; /* counted before parsing so tj_free releases a half-parsed child */
     if (!tj_parse_value(p, child)) return 0;
     tj_skip_ws(p);
-    if (p->pos < p->len && p->text[p->pos] == ',') { ++p->pos; continue; }
-    if (p->pos < p->len && p->text[p->pos] == close) { ++p->pos; --p->depth; return 1; }
+    if (p->pos < p->len && p->text[p->pos] == ',') {
+      ++p->pos;
+      continue;
+    }
+    if (p->pos < p->len && p->text[p->pos] == close) {
+      ++p->pos;
+      --p->depth;
+      return 1;
+    }
     return tj_fail(p, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
   }
 }
 
 static inline int tj_parse_literal(tj_parser *p, const char *word, int type, tj_value *v) {
   size_t n = strlen(word);
-  if (p->pos + n > p->len || memcmp(p->text + p->pos, word, n) != 0) return tj_fail(p, "unexpected token");
+  if (p->pos + n > p->len || memcmp(p->text + p->pos, word, n) != 0)
+    return tj_fail(p, "unexpected token");
   p->pos += n;
   v->type = type;
   return 1;
@@ -193,17 +261,33 @@ static inline int tj_parse_value(tj_parser *p, tj_value *v) {
   v->raw_begin = p->pos;
   if (p->pos >= p->len) return tj_fail(p, "unexpected end of input");
   switch (p->text[p->pos]) {
-    case '{': v->type = TJ_OBJECT; ok = tj_parse_container(p, v, '}'); break;
-    case '[': v->type = TJ_ARRAY; ok = tj_parse_container(p, v, ']'); break;
-    case '"': v->type = TJ_STRING; ok = tj_parse_string(p, &v->str, &v->str_len); break;
-    case 't': ok = tj_parse_literal(p, "true", TJ_TRUE, v); break;
-    case 'f': ok = tj_parse_literal(p, "false", TJ_FALSE, v); break;
-    case 'n': ok = tj_parse_literal(p, "null", TJ_NULL, v); break;
+    case '{':
+      v->type = TJ_OBJECT;
+      ok = tj_parse_container(p, v, '}');
+      break;
+    case '[':
+      v->type = TJ_ARRAY;
+      ok = tj_parse_container(p, v, ']');
+      break;
+    case '"':
+      v->type = TJ_STRING;
+      ok = tj_parse_string(p, &v->str, &v->str_len);
+      break;
+    case 't':
+      ok = tj_parse_literal(p, "true", TJ_TRUE, v);
+      break;
+    case 'f':
+      ok = tj_parse_literal(p, "false", TJ_FALSE, v);
+      break;
+    case 'n':
+      ok = tj_parse_literal(p, "null", TJ_NULL, v);
+      break;
     default: {
       char *end = NULL;
       char tmp[64];
       size_t n = 0;
-      while (p->pos + n < p->len && n < sizeof tmp - 1 && strchr("+-0123456789.eE", p->text[p->pos + n]))
+      while (p->pos + n < p->len && n < sizeof tmp - 1 &&
+             strchr("+-0123456789.eE", p->text[p->pos + n]))
         ++n;
       if (n == 0) return tj_fail(p, "unexpected character");
       memcpy(tmp, p->text + p->pos, n);
@@ -220,7 +304,8 @@ static inline int tj_parse_value(tj_parser *p, tj_value *v) {
 }
 
 /* Parses a whole document. On failure returns 0 with a message in `error`. */
-static inline int tj_parse(const char *text, size_t len, tj_value *out, char *error, size_t error_size) {
+static inline int tj_parse(const char *text, size_t len, tj_value *out, char *error,
+                           size_t error_size) {
   tj_parser p;
   memset(&p, 0, sizeof p);
   memset(out, 0, sizeof *out);
@@ -264,7 +349,10 @@ static inline void tj_buf_raw(tj_buf *b, const char *s, size_t n) {
     char *grown;
     while (cap < b->len + n + 1) cap *= 2;
     grown = (char *)realloc(b->data, cap);
-    if (!grown) { b->failed = 1; return; }
+    if (!grown) {
+      b->failed = 1;
+      return;
+    }
     b->data = grown;
     b->cap = cap;
   }
@@ -273,7 +361,9 @@ static inline void tj_buf_raw(tj_buf *b, const char *s, size_t n) {
   b->data[b->len] = '\0';
 }
 
-static inline void tj_buf_str(tj_buf *b, const char *s) { tj_buf_raw(b, s, strlen(s)); }
+static inline void tj_buf_str(tj_buf *b, const char *s) {
+  tj_buf_raw(b, s, strlen(s));
+}
 
 static inline void tj_buf_quoted(tj_buf *b, const char *s, size_t n) {
   size_t i;
@@ -281,13 +371,21 @@ static inline void tj_buf_quoted(tj_buf *b, const char *s, size_t n) {
   for (i = 0; i < n; ++i) {
     unsigned char c = (unsigned char)s[i];
     char esc[8];
-    if (c == '"') tj_buf_raw(b, "\\\"", 2);
-    else if (c == '\\') tj_buf_raw(b, "\\\\", 2);
-    else if (c == '\n') tj_buf_raw(b, "\\n", 2);
-    else if (c == '\r') tj_buf_raw(b, "\\r", 2);
-    else if (c == '\t') tj_buf_raw(b, "\\t", 2);
-    else if (c < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", c); tj_buf_raw(b, esc, 6); }
-    else tj_buf_raw(b, (const char *)&s[i], 1);
+    if (c == '"')
+      tj_buf_raw(b, "\\\"", 2);
+    else if (c == '\\')
+      tj_buf_raw(b, "\\\\", 2);
+    else if (c == '\n')
+      tj_buf_raw(b, "\\n", 2);
+    else if (c == '\r')
+      tj_buf_raw(b, "\\r", 2);
+    else if (c == '\t')
+      tj_buf_raw(b, "\\t", 2);
+    else if (c < 0x20) {
+      snprintf(esc, sizeof esc, "\\u%04x", c);
+      tj_buf_raw(b, esc, 6);
+    } else
+      tj_buf_raw(b, (const char *)&s[i], 1);
   }
   tj_buf_raw(b, "\"", 1);
 }

@@ -41,7 +41,8 @@ void print_json(const plugins::PluginRegistry &registry, std::ostream &out) {
     p.AddMember("version", rapidjson::Value(info.version.c_str(), alloc), alloc);
     p.AddMember("vendor", rapidjson::Value(info.vendor.c_str(), alloc), alloc);
     p.AddMember("abi_version",
-                rapidjson::Value(plugins::format_version(info.negotiated_abi).c_str(), alloc), alloc);
+                rapidjson::Value(plugins::format_version(info.negotiated_abi).c_str(), alloc),
+                alloc);
     p.AddMember("built_abi_version",
                 rapidjson::Value(plugins::format_version(info.built_abi).c_str(), alloc), alloc);
     p.AddMember("interfaces", string_array(info.interfaces, alloc), alloc);
@@ -69,9 +70,10 @@ void print_table(const plugins::PluginRegistry &registry, std::ostream &out) {
       {"ID", "VERSION", "VENDOR", "ABI", "INTERFACES", "OBJECTS", "CAPABILITIES", "FILE"}};
   for (const auto &plugin : registry.plugins()) {
     const auto &info = plugin->info();
-    rows.push_back({info.id, info.version, info.vendor, plugins::format_version(info.negotiated_abi),
-                    join(info.interfaces), join(object_names(info.description)),
-                    join(info.description.capabilities), info.path.string()});
+    rows.push_back({info.id, info.version, info.vendor,
+                    plugins::format_version(info.negotiated_abi), join(info.interfaces),
+                    join(object_names(info.description)), join(info.description.capabilities),
+                    info.path.string()});
   }
   std::vector<size_t> widths(rows.front().size(), 0);
   for (const auto &row : rows)
@@ -115,7 +117,8 @@ int plugins_command(const std::vector<std::string> &args, std::ostream &out, std
   }
   plugins::PluginRegistry registry;
   // Named files alone list just those; otherwise (or with --plugin-dir) the directory too.
-  if (!dir.empty() || files.empty()) registry.load_directory(dir.empty() ? default_plugin_dir() : dir);
+  if (!dir.empty() || files.empty())
+    registry.load_directory(dir.empty() ? default_plugin_dir() : dir);
   for (const auto &file : files) registry.load_file(file);
   if (as_json)
     print_json(registry, out);

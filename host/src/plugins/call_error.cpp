@@ -4,18 +4,30 @@ namespace crmhost::plugins {
 
 const char *status_name(crm_status code) {
   switch (code) {
-    case CRM_OK: return "ok";
-    case CRM_MORE: return "more";
-    case CRM_ERR_INVALID_INPUT: return "invalid_input";
-    case CRM_ERR_UNAUTHORIZED: return "unauthorized";
-    case CRM_ERR_RATE_LIMITED: return "rate_limited";
-    case CRM_ERR_TRANSPORT: return "transport";
-    case CRM_ERR_REMOTE: return "remote";
-    case CRM_ERR_UNSUPPORTED: return "unsupported";
-    case CRM_ERR_CANCELLED: return "cancelled";
-    case CRM_ERR_INCOMPATIBLE: return "incompatible";
-    case CRM_ERR_NOT_FOUND: return "not_found";
-    default: return code > 0 ? "ok" : "internal";
+    case CRM_OK:
+      return "ok";
+    case CRM_MORE:
+      return "more";
+    case CRM_ERR_INVALID_INPUT:
+      return "invalid_input";
+    case CRM_ERR_UNAUTHORIZED:
+      return "unauthorized";
+    case CRM_ERR_RATE_LIMITED:
+      return "rate_limited";
+    case CRM_ERR_TRANSPORT:
+      return "transport";
+    case CRM_ERR_REMOTE:
+      return "remote";
+    case CRM_ERR_UNSUPPORTED:
+      return "unsupported";
+    case CRM_ERR_CANCELLED:
+      return "cancelled";
+    case CRM_ERR_INCOMPATIBLE:
+      return "incompatible";
+    case CRM_ERR_NOT_FOUND:
+      return "not_found";
+    default:
+      return code > 0 ? "ok" : "internal";
   }
 }
 

@@ -22,7 +22,9 @@ struct ResultSink {
   }
 };
 
-crm_str as_crm(const std::string &s) { return crm_str{s.data(), s.size()}; }
+crm_str as_crm(const std::string &s) {
+  return crm_str{s.data(), s.size()};
+}
 
 // Reads an id that providers give as a string or a number.
 std::optional<std::string> read_id(const rapidjson::Value &object, const char *key) {
@@ -76,8 +78,12 @@ std::string headers_json(const Headers &headers) {
   auto &alloc = doc.GetAllocator();
   for (const auto &[name, value] : headers) {
     rapidjson::Value pair(rapidjson::kArrayType);
-    pair.PushBack(rapidjson::Value(name.c_str(), static_cast<rapidjson::SizeType>(name.size()), alloc), alloc);
-    pair.PushBack(rapidjson::Value(value.c_str(), static_cast<rapidjson::SizeType>(value.size()), alloc), alloc);
+    pair.PushBack(
+        rapidjson::Value(name.c_str(), static_cast<rapidjson::SizeType>(name.size()), alloc),
+        alloc);
+    pair.PushBack(
+        rapidjson::Value(value.c_str(), static_cast<rapidjson::SizeType>(value.size()), alloc),
+        alloc);
     doc.PushBack(pair, alloc);
   }
   return json::to_string(doc);
@@ -95,13 +101,15 @@ Connector::~Connector() {
   plugin_->connector_.destroy(handle_);
 }
 
-const std::string &Connector::connection() const { return host_->connection; }
+const std::string &Connector::connection() const {
+  return host_->connection;
+}
 
 CallError Connector::malformed(const char *operation, const std::string &detail) const {
   CallError error;
   error.code = CRM_ERR_INTERNAL;
-  error.message = "plugin " + plugin_->id() + " returned a malformed " + operation +
-                  " result: " + detail;
+  error.message =
+      "plugin " + plugin_->id() + " returned a malformed " + operation + " result: " + detail;
   return error;
 }
 
@@ -113,6 +121,7 @@ Outcome<Connector::RawResult> Connector::call(const char *operation, Invoke &&in
   err.struct_size = sizeof err;
   err.retryable = -1;
   const crm_status status = normalize_status(invoke(&out.sink, &err));
+  if (out.emits > 1) return malformed(operation, "more than one result was emitted");
   if (status < 0) {
     CallError error;
     error.code = status;
@@ -124,7 +133,6 @@ Outcome<Connector::RawResult> Connector::call(const char *operation, Invoke &&in
     return error;
   }
   if (out.emits == 0) return malformed(operation, "no result was emitted");
-  if (out.emits > 1) return malformed(operation, "more than one result was emitted");
   return RawResult{status, std::move(out.text)};
 }
 
@@ -242,8 +250,8 @@ Outcome<std::vector<PushResult>> Connector::push(const PushRequest &request) {
     PushResult result;
     result.ref = json::get_string(r, "ref").value_or("");
     if (result.ref != request.records[i].ref)
-      return malformed("push", where + ".ref does not match the input's ref \"" +
-                                   request.records[i].ref + "\"");
+      return malformed(
+          "push", where + ".ref does not match the input's ref \"" + request.records[i].ref + "\"");
     const auto status = json::get_string(r, "status");
     if (status != "ok" && status != "error")
       return malformed("push", where + ".status must be \"ok\" or \"error\"");
@@ -253,13 +261,14 @@ Outcome<std::vector<PushResult>> Connector::push(const PushRequest &request) {
       if (!id) return malformed("push", where + ".id is missing");
       result.id = *id;
       auto created = r.FindMember("created");
-      result.created = created != r.MemberEnd() && created->value.IsBool() && created->value.GetBool();
+      result.created =
+          created != r.MemberEnd() && created->value.IsBool() && created->value.GetBool();
     } else {
       result.code = json::get_string(r, "code").value_or("internal");
       result.message = json::get_string(r, "message").value_or("");
       auto retryable = r.FindMember("retryable");
-      result.retryable = retryable != r.MemberEnd() && retryable->value.IsBool() &&
-                         retryable->value.GetBool();
+      result.retryable =
+          retryable != r.MemberEnd() && retryable->value.IsBool() && retryable->value.GetBool();
     }
     out.push_back(std::move(result));
   }
@@ -279,7 +288,8 @@ Outcome<WebhookResult> Connector::webhook(const WebhookRequest &request) {
   });
   if (!raw) return raw.error();
   rapidjson::Document doc;
-  if (auto error = json::try_parse(raw->json, doc, "the result")) return malformed("webhook", *error);
+  if (auto error = json::try_parse(raw->json, doc, "the result"))
+    return malformed("webhook", *error);
   auto events = doc.IsObject() ? doc.FindMember("events") : doc.MemberEnd();
   if (!doc.IsObject() || events == doc.MemberEnd() || !events->value.IsArray())
     return malformed("webhook", "\"events\" is not an array");
@@ -313,7 +323,8 @@ Outcome<WebhookResult> Connector::webhook(const WebhookRequest &request) {
     WebhookReply out;
     out.status = status->value.GetInt();
     out.body = json::get_string(r, "body").value_or("");
-    if (auto headers = r.FindMember("headers"); headers != r.MemberEnd() && headers->value.IsObject())
+    if (auto headers = r.FindMember("headers");
+        headers != r.MemberEnd() && headers->value.IsObject())
       for (const auto &h : headers->value.GetObject())
         if (h.value.IsString()) out.headers.emplace_back(h.name.GetString(), h.value.GetString());
     result.reply = std::move(out);

@@ -85,7 +85,7 @@ struct WebhookEvent {
   std::string object;
   std::string id;
   std::string event = "upsert";
-  std::optional<std::string> event_id;   // the provider's own id for this event
+  std::optional<std::string> event_id;  // the provider's own id for this event
   std::optional<std::string> occurred_at;
   std::optional<std::string> data_json;  // absent: the event names the record only; fetch it
 };

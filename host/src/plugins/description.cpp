@@ -16,7 +16,8 @@ bool PluginDescription::has_object(std::string_view object) const {
 }
 
 const std::vector<std::string> &known_capabilities() {
-  static const std::vector<std::string> all = {"check", "poll", "fetch", "push", "webhook", "cancel"};
+  static const std::vector<std::string> all = {"check", "poll",    "fetch",
+                                               "push",  "webhook", "cancel"};
   return all;
 }
 

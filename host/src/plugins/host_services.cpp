@@ -38,7 +38,9 @@ int64_t HostServices::now_ms() const {
 
 namespace {
 
-std::string_view view(crm_str s) { return s.ptr ? std::string_view(s.ptr, s.len) : std::string_view(); }
+std::string_view view(crm_str s) {
+  return s.ptr ? std::string_view(s.ptr, s.len) : std::string_view();
+}
 
 crm_status fail(crm_error *err, crm_status code, std::string_view message) {
   if (err && err->struct_size >= offsetof(crm_error, message) + sizeof err->message) {
@@ -65,31 +67,34 @@ crm_status with_state(crm_host_instance *instance, crm_str key, crm_error *err, 
 }
 
 crm_status state_get(crm_host_instance *instance, crm_str key, crm_sink *out, crm_error *err) {
-  return with_state(instance, key, err, [&](ConnectionStateBackend &state, const std::string &conn,
-                                            const std::string &k) {
-    auto value = state.get(conn, k);
-    if (!value) return fail(err, CRM_ERR_NOT_FOUND, "no such state key");
-    const crm_status emitted = out->emit(out, crm_str{value->data(), value->size()});
-    return emitted < 0 ? emitted : CRM_OK;
-  });
+  return with_state(
+      instance, key, err,
+      [&](ConnectionStateBackend &state, const std::string &conn, const std::string &k) {
+        auto value = state.get(conn, k);
+        if (!value) return fail(err, CRM_ERR_NOT_FOUND, "no such state key");
+        const crm_status emitted = out->emit(out, crm_str{value->data(), value->size()});
+        return emitted < 0 ? emitted : CRM_OK;
+      });
 }
 
 crm_status state_put(crm_host_instance *instance, crm_str key, crm_str value, crm_error *err) {
   if (value.len > kMaxStateValueBytes)
     return fail(err, CRM_ERR_INVALID_INPUT, "state values are limited to 64 KiB");
-  return with_state(instance, key, err, [&](ConnectionStateBackend &state, const std::string &conn,
-                                            const std::string &k) {
-    state.put(conn, k, std::string(view(value)));
-    return CRM_OK;
-  });
+  return with_state(
+      instance, key, err,
+      [&](ConnectionStateBackend &state, const std::string &conn, const std::string &k) {
+        state.put(conn, k, std::string(view(value)));
+        return CRM_OK;
+      });
 }
 
 crm_status state_remove(crm_host_instance *instance, crm_str key, crm_error *err) {
-  return with_state(instance, key, err, [&](ConnectionStateBackend &state, const std::string &conn,
-                                            const std::string &k) {
-    state.remove(conn, k);
-    return CRM_OK;
-  });
+  return with_state(
+      instance, key, err,
+      [&](ConnectionStateBackend &state, const std::string &conn, const std::string &k) {
+        state.remove(conn, k);
+        return CRM_OK;
+      });
 }
 
 const crm_state_v1 kStateV1 = {sizeof(crm_state_v1), 0, &state_get, &state_put, &state_remove};

@@ -26,7 +26,8 @@ class ConnectionStateBackend {
 class InMemoryStateBackend final : public ConnectionStateBackend {
  public:
   std::optional<std::string> get(const std::string &connection, const std::string &key) override;
-  void put(const std::string &connection, const std::string &key, const std::string &value) override;
+  void put(const std::string &connection, const std::string &key,
+           const std::string &value) override;
   void remove(const std::string &connection, const std::string &key) override;
 
  private:

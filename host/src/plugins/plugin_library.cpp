@@ -15,7 +15,9 @@ std::string format_version(uint32_t v) {
          std::to_string(CRM_VERSION_PATCH(v));
 }
 
-std::string LoadRefusal::to_string() const { return path.string() + ": " + reason; }
+std::string LoadRefusal::to_string() const {
+  return path.string() + ": " + reason;
+}
 
 namespace {
 
@@ -52,9 +54,9 @@ std::string loader_message(const std::string &what) {
   const auto begin = what.find(marker);
   if (begin == std::string::npos) return what;
   const auto end = what.rfind("): ");
-  return what.substr(begin + marker.size(),
-                     end == std::string::npos || end < begin ? std::string::npos
-                                                             : end - begin - marker.size());
+  return what.substr(begin + marker.size(), end == std::string::npos || end < begin
+                                                ? std::string::npos
+                                                : end - begin - marker.size());
 }
 
 crm_error new_error() {
@@ -93,7 +95,8 @@ struct Loader {
     auto get_entry = plugin->library_.get<const crm_plugin_entry *()>(CRM_ENTRY_SYMBOL);
     const crm_plugin_entry *raw = get_entry();
     if (!raw || raw->struct_size < offsetof(crm_plugin_entry, id))
-      return refuse("the entry function returned no valid crm_plugin_entry; rebuild against plugin.h");
+      return refuse(
+          "the entry function returned no valid crm_plugin_entry; rebuild against plugin.h");
     if (auto refusal = check_versions(*plugin, raw)) return *refusal;
     if (auto refusal = check_identity(*plugin)) return *refusal;
     if (auto refusal = initialise(*plugin)) return *refusal;
@@ -137,14 +140,16 @@ struct Loader {
       return refuse("crm_plugin_entry is truncated (struct_size " + std::to_string(e.struct_size) +
                     "); rebuild against plugin.h");
     if (!is_valid_id(e.id))
-      return refuse("plugin id must match [a-z0-9][a-z0-9_.-]* (at most 64 characters); fix the "
-                    "id in crm_plugin_entry");
+      return refuse(
+          "plugin id must match [a-z0-9][a-z0-9_.-]* (at most 64 characters); fix the "
+          "id in crm_plugin_entry");
     plugin.info_.id = e.id;
     plugin.info_.version = e.version ? e.version : "";
     plugin.info_.vendor = e.vendor ? e.vendor : "";
     if (!e.init || !e.get_interface)
       return refuse(std::string("crm_plugin_entry lacks the required function ") +
-                    (e.init ? "get_interface" : "init") + "; implement it (see plugin-api/README.md)");
+                    (e.init ? "get_interface" : "init") +
+                    "; implement it (see plugin-api/README.md)");
     if (loaded_id) {
       if (auto other = loaded_id(plugin.info_.id))
         return refuse("plugin id '" + plugin.info_.id + "' is already provided by " +
@@ -193,8 +198,8 @@ struct Loader {
     crm_error err = new_error();
     const crm_status status = normalize_status(plugin.connector_.describe(&out.sink, &err));
     if (status < 0)
-      return refuse(std::string("describe failed (") + status_name(status) + "): " +
-                    message_of(err) + "; fix the plugin");
+      return refuse(std::string("describe failed (") + status_name(status) +
+                    "): " + message_of(err) + "; fix the plugin");
     std::string error;
     auto description = parse_description(out.text, error);
     if (!description) return refuse("describe returned an invalid description: " + error);
@@ -218,7 +223,8 @@ struct Loader {
 LoadResult load_plugin(const std::filesystem::path &file, std::shared_ptr<HostServices> services,
                        const IdLookup &loaded_id) {
   try {
-    return Loader{file, services ? std::move(services) : std::make_shared<HostServices>(), loaded_id}
+    return Loader{file, services ? std::move(services) : std::make_shared<HostServices>(),
+                  loaded_id}
         .load();
   } catch (const std::exception &e) {
     return LoadRefusal{file, std::string("could not be loaded: ") + e.what()};

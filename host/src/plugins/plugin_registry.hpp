@@ -11,7 +11,8 @@ namespace crmhost::plugins {
 
 class PluginRegistry {
  public:
-  explicit PluginRegistry(std::shared_ptr<HostServices> services = std::make_shared<HostServices>());
+  explicit PluginRegistry(
+      std::shared_ptr<HostServices> services = std::make_shared<HostServices>());
 
   // Loads every shared library (*.so) in `dir`, in name order. A missing directory is one
   // refusal; each bad file is another; the good ones load regardless.

@@ -11,8 +11,9 @@ std::optional<std::string> try_parse(std::string_view text, rapidjson::Document 
                                      std::string_view what) {
   out.Parse(text.data(), text.size());
   if (!out.HasParseError()) return std::nullopt;
-  return std::string(what) + " is not valid JSON at offset " + std::to_string(out.GetErrorOffset()) +
-         ": " + rapidjson::GetParseError_En(out.GetParseError());
+  return std::string(what) + " is not valid JSON at offset " +
+         std::to_string(out.GetErrorOffset()) + ": " +
+         rapidjson::GetParseError_En(out.GetParseError());
 }
 
 rapidjson::Document parse(std::string_view text, std::string_view what) {

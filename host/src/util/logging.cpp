@@ -23,7 +23,7 @@ std::string redact(std::string_view text) {
   static const std::regex uri_password(R"(([a-z][a-z0-9+.-]*://[^:/@\s]+):[^@/\s]+@)",
                                        std::regex::icase);
   static const std::regex key_value(
-      R"(((?:password|passwd|secret|token|api[_-]?key|access[_-]?token|refresh[_-]?token|client[_-]?secret|authorization)\"?\s*[=:]\s*\"?)[^\s\",&}]+)",
+      R"(((?:password|passwd|secret|token|api[_-]?key|access[_-]?token|refresh[_-]?token|client[_-]?secret)\"?\s*[=:]\s*\"?)[^\s\",&}]+)",
       std::regex::icase);
   std::string out(text);
   out = std::regex_replace(out, bearer, "$1 [redacted]");

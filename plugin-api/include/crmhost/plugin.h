@@ -63,7 +63,7 @@ extern "C" {
  * CRM_ERR_INTERNAL and unknown positive codes to CRM_OK. */
 typedef int32_t crm_status;
 #define CRM_OK 0
-#define CRM_MORE 1 /* poll: this page is complete and more pages follow */
+#define CRM_MORE 1                 /* poll: this page is complete and more pages follow */
 #define CRM_ERR_INVALID_INPUT (-1) /* the request (or a webhook) is malformed: permanent */
 #define CRM_ERR_UNAUTHORIZED (-2)  /* credentials refused, or a webhook signature is wrong */
 #define CRM_ERR_RATE_LIMITED (-3)  /* retry after crm_error.retry_after_ms */
@@ -95,12 +95,12 @@ typedef struct crm_str {
  * knows on failure. Reporting an error never allocates. */
 typedef struct crm_error {
   uint32_t struct_size;
-  crm_status code;         /* the same value the function returned */
-  int32_t http_status;     /* the provider's HTTP status behind the error, 0 if none */
-  int32_t retry_after_ms;  /* >0: do not retry before this many ms; 0: caller decides */
-  int32_t retryable;       /* 1 retry may succeed, 0 permanent, -1 derive from code */
-  int32_t reserved;        /* zero */
-  char message[512];       /* NUL-terminated, truncated to fit; never contains secrets */
+  crm_status code;        /* the same value the function returned */
+  int32_t http_status;    /* the provider's HTTP status behind the error, 0 if none */
+  int32_t retry_after_ms; /* >0: do not retry before this many ms; 0: caller decides */
+  int32_t retryable;      /* 1 retry may succeed, 0 permanent, -1 derive from code */
+  int32_t reserved;       /* zero */
+  char message[512];      /* NUL-terminated, truncated to fit; never contains secrets */
 } crm_error;
 
 /* An output channel. Owned by the receiving side (the host for connector results, the plugin
@@ -109,8 +109,8 @@ typedef struct crm_error {
  * call, with one complete JSON document. [called on the thread of the call it belongs to] */
 typedef struct crm_sink {
   uint32_t struct_size;
-  uint32_t reserved;  /* zero */
-  void *user_data;    /* owned by the sink's owner; opaque to the emitter */
+  uint32_t reserved; /* zero */
+  void *user_data;   /* owned by the sink's owner; opaque to the emitter */
   crm_status (*emit)(struct crm_sink *sink, crm_str data);
 } crm_sink;
 
@@ -150,23 +150,23 @@ typedef struct crm_http_header {
 
 typedef struct crm_http_request {
   uint32_t struct_size;
-  uint32_t flags;          /* CRM_HTTP_* bits */
-  crm_str method;          /* "GET", "POST", ... */
-  crm_str url;             /* absolute, http or https */
+  uint32_t flags;                 /* CRM_HTTP_* bits */
+  crm_str method;                 /* "GET", "POST", ... */
+  crm_str url;                    /* absolute, http or https */
   const crm_http_header *headers; /* lent for the call; may be NULL when header_count is 0 */
   uint32_t header_count;
-  uint32_t timeout_ms;     /* whole exchange, 0 = host default */
-  crm_str body;            /* binary allowed */
+  uint32_t timeout_ms;       /* whole exchange, 0 = host default */
+  crm_str body;              /* binary allowed */
   crm_str rate_limit_bucket; /* empty = the connection's default bucket (e.g. "search") */
 } crm_http_request;
 
 typedef struct crm_http_response {
   uint32_t struct_size;
-  int32_t status;          /* HTTP status code */
+  int32_t status;                 /* HTTP status code */
   const crm_http_header *headers; /* lent for the callback */
   uint32_t header_count;
-  uint32_t attempts;       /* how many tries the host made */
-  crm_str body;            /* lent for the callback; binary allowed */
+  uint32_t attempts; /* how many tries the host made */
+  crm_str body;      /* lent for the callback; binary allowed */
 } crm_http_response;
 
 /* Plugin-owned receiver of a response; the host calls on_response once, before request()

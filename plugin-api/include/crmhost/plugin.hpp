@@ -42,8 +42,8 @@ namespace crmhost::sdk {
 // CRM_ERR_INTERNAL with the exception's what().
 class Error : public std::runtime_error {
  public:
-  Error(crm_status status, const std::string &message, int http_status = 0,
-        int retry_after_ms = 0, int retryable = -1)
+  Error(crm_status status, const std::string &message, int http_status = 0, int retry_after_ms = 0,
+        int retryable = -1)
       : std::runtime_error(message),
         status_(status),
         http_status_(http_status),
@@ -61,7 +61,9 @@ class Error : public std::runtime_error {
   int retryable_;
 };
 
-inline crm_str to_crm_str(std::string_view s) { return crm_str{s.data(), s.size()}; }
+inline crm_str to_crm_str(std::string_view s) {
+  return crm_str{s.data(), s.size()};
+}
 inline std::string_view to_view(crm_str s) {
   return s.ptr ? std::string_view(s.ptr, s.len) : std::string_view();
 }
@@ -184,9 +186,15 @@ class Connector {
 
   // Each returns CRM_OK (poll: or CRM_MORE) after filling `result`, or throws Error.
   virtual crm_status check(rapidjson::Document &result) = 0;
-  virtual crm_status poll(const rapidjson::Value &, rapidjson::Document &) { return unsupported("poll"); }
-  virtual crm_status fetch(const rapidjson::Value &, rapidjson::Document &) { return unsupported("fetch"); }
-  virtual crm_status push(const rapidjson::Value &, rapidjson::Document &) { return unsupported("push"); }
+  virtual crm_status poll(const rapidjson::Value &, rapidjson::Document &) {
+    return unsupported("poll");
+  }
+  virtual crm_status fetch(const rapidjson::Value &, rapidjson::Document &) {
+    return unsupported("fetch");
+  }
+  virtual crm_status push(const rapidjson::Value &, rapidjson::Document &) {
+    return unsupported("push");
+  }
   virtual crm_status webhook(const rapidjson::Value &, std::string_view, rapidjson::Document &) {
     return unsupported("webhook");
   }
@@ -237,7 +245,8 @@ class Connector {
     crm_error err{};
     err.struct_size = sizeof err;
     const crm_status status = ext->request(instance_, &request, &sink, &err);
-    if (status < 0) throw Error(status, err.message, err.http_status, err.retry_after_ms, err.retryable);
+    if (status < 0)
+      throw Error(status, err.message, err.http_status, err.retry_after_ms, err.retryable);
     return response;
   }
 
@@ -262,7 +271,8 @@ class Connector {
   void state_put(std::string_view key, std::string_view value) const {
     crm_error err{};
     err.struct_size = sizeof err;
-    const crm_status status = require_state()->put(instance_, to_crm_str(key), to_crm_str(value), &err);
+    const crm_status status =
+        require_state()->put(instance_, to_crm_str(key), to_crm_str(value), &err);
     if (status < 0) throw Error(status, err.message);
   }
   void state_remove(std::string_view key) const {
@@ -366,8 +376,16 @@ struct PluginGlue {
   static void deinit() { detail::host_api_slot() = nullptr; }
 
   static const crm_connector_v1 *connector_table() {
-    static const crm_connector_v1 table = {sizeof(crm_connector_v1), 0, &describe, &create,
-                                           &destroy, &check, &poll, &fetch, &push, &webhook,
+    static const crm_connector_v1 table = {sizeof(crm_connector_v1),
+                                           0,
+                                           &describe,
+                                           &create,
+                                           &destroy,
+                                           &check,
+                                           &poll,
+                                           &fetch,
+                                           &push,
+                                           &webhook,
                                            &cancel};
     return &table;
   }
@@ -380,11 +398,17 @@ struct PluginGlue {
 }  // namespace crmhost::sdk
 
 // Exports the entry function for connector class CLASS.
-#define CRMHOST_SDK_PLUGIN(CLASS, ID, VERSION, VENDOR)                                        \
-  extern "C" CRM_EXPORT const crm_plugin_entry *crm_plugin_get_entry(void) {                 \
-    using glue = ::crmhost::sdk::PluginGlue<CLASS>;                                           \
-    static const crm_plugin_entry entry = {sizeof(crm_plugin_entry), CRM_ABI_VERSION, ID,    \
-                                           VERSION, VENDOR, &glue::negotiate, &glue::init,   \
-                                           &glue::deinit, &glue::get_interface};             \
-    return &entry;                                                                            \
+#define CRMHOST_SDK_PLUGIN(CLASS, ID, VERSION, VENDOR)                       \
+  extern "C" CRM_EXPORT const crm_plugin_entry *crm_plugin_get_entry(void) { \
+    using glue = ::crmhost::sdk::PluginGlue<CLASS>;                          \
+    static const crm_plugin_entry entry = {sizeof(crm_plugin_entry),         \
+                                           CRM_ABI_VERSION,                  \
+                                           ID,                               \
+                                           VERSION,                          \
+                                           VENDOR,                           \
+                                           &glue::negotiate,                 \
+                                           &glue::init,                      \
+                                           &glue::deinit,                    \
+                                           &glue::get_interface};            \
+    return &entry;                                                           \
   }

@@ -1,0 +1,215 @@
+// Drives every connector call through the adapter, against the plain-C memory connector and its
+// C++ SDK twin, and checks what comes back.
+#include <set>
+
+#include "test_support.hpp"
+#include "util/json.hpp"
+
+using namespace crmhost::plugins;
+using crmhost::test::fixture;
+
+namespace {
+
+constexpr const char *kSettings = R"({"webhook_secret":"s3cret-s3cret"})";
+
+PushInput input(const std::string &ref, const std::string &data) {
+  return {ref, std::nullopt, data};
+}
+
+std::string field(const std::string &data_json, const char *key) {
+  auto doc = crmhost::json::parse(data_json, "record");
+  return crmhost::json::get_string(doc, key).value_or("<absent>");
+}
+
+WebhookRequest delivery(const std::string &secret, const std::string &body) {
+  WebhookRequest r;
+  r.method = "POST";
+  r.url = "https://crmhost.example.com/hooks/memory";
+  r.headers = {{"Content-Type", "application/json"}, {"X-Memory-Secret", secret}};
+  r.body = body;
+  r.received_at_ms = 1700000000000;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("connector calls return the documented JSON shapes", "[connector]") {
+  const std::string plugin_file = GENERATE("memory", "memory-sdk");
+  INFO("plugin " << plugin_file);
+  auto plugin = crmhost::test::load_or_fail(fixture(plugin_file));
+  auto c = crmhost::test::connect(plugin, kSettings);
+
+  SECTION("check reports health") {
+    auto checked = c->check();
+    REQUIRE(checked);
+    CHECK(checked->ok);
+    CHECK_THAT(checked->message, Catch::Contains("0 records"));
+  }
+
+  SECTION("push creates, upserts on the match key, updates by id and deletes") {
+    auto created = c->push({"contact",
+                            "upsert",
+                            "email",
+                            {input("a", R"({"email":"ann@example.com","name":"Ann"})"),
+                             input("b", R"({"email":"bob@example.com","name":"Bob"})")}});
+    REQUIRE(created);
+    REQUIRE(created->size() == 2);
+    CHECK((*created)[0].ok);
+    CHECK((*created)[0].created);
+    CHECK((*created)[0].ref == "a");
+    CHECK((*created)[0].id != (*created)[1].id);
+
+    auto upserted = c->push({"contact",
+                             "upsert",
+                             "email",
+                             {input("a2", R"({"email":"ann@example.com","name":"Ann Lee"})")}});
+    REQUIRE(upserted);
+    CHECK((*upserted)[0].ok);
+    CHECK_FALSE((*upserted)[0].created);
+    CHECK((*upserted)[0].id == (*created)[0].id);
+
+    auto fetched = c->fetch("contact", {(*created)[0].id, "no-such-id"});
+    REQUIRE(fetched);
+    REQUIRE(fetched->records.size() == 1);
+    CHECK(field(fetched->records[0].data_json, "name") == "Ann Lee");
+    CHECK(field(fetched->records[0].data_json, "email") ==
+          "ann@example.com");  // merged, not replaced
+    CHECK(fetched->missing == std::vector<std::string>{"no-such-id"});
+
+    auto mixed = c->push({"contact",
+                          "update",
+                          std::nullopt,
+                          {PushInput{"x", std::string("missing"), R"({"name":"X"})"},
+                           PushInput{"y", (*created)[1].id, R"({"name":"Robert"})"},
+                           PushInput{"z", std::nullopt, R"([1,2])"}}});
+    REQUIRE(mixed);
+    REQUIRE(mixed->size() == 3);
+    CHECK_FALSE((*mixed)[0].ok);
+    CHECK((*mixed)[0].code == "not_found");
+    CHECK_FALSE((*mixed)[0].retryable);
+    CHECK((*mixed)[1].ok);  // one bad record does not fail the batch
+    CHECK_FALSE((*mixed)[2].ok);
+    CHECK((*mixed)[2].code == "invalid_input");
+
+    auto deleted =
+        c->push({"contact", "delete", std::nullopt, {PushInput{"d", (*created)[1].id, "{}"}}});
+    REQUIRE(deleted);
+    CHECK((*deleted)[0].ok);
+    auto after_delete = c->fetch("contact", {(*created)[1].id});
+    REQUIRE(after_delete);
+    CHECK(after_delete->records.empty());
+  }
+
+  SECTION("poll pages with a cursor, then returns only what changed after it") {
+    std::vector<PushInput> inputs;
+    for (int i = 0; i < 5; ++i)
+      inputs.push_back(input("r" + std::to_string(i),
+                             R"({"email":"p)" + std::to_string(i) + R"(@example.com"})"));
+    REQUIRE(c->push({"contact", "create", std::nullopt, inputs}));
+    REQUIRE(c->push({"company", "create", std::nullopt, {input("co", R"({"name":"Acme"})")}}));
+
+    std::optional<std::string> cursor;
+    std::vector<std::string> seen;
+    int pages = 0;
+    for (;;) {
+      auto page = c->poll({"contact", cursor, 2});
+      REQUIRE(page);
+      ++pages;
+      for (const auto &r : page->records) seen.push_back(field(r.data_json, "email"));
+      REQUIRE(page->next_cursor);
+      cursor = page->next_cursor;
+      if (!page->more) break;
+    }
+    CHECK(pages == 3);
+    CHECK(seen == std::vector<std::string>{"p0@example.com", "p1@example.com", "p2@example.com",
+                                           "p3@example.com", "p4@example.com"});
+
+    auto quiet = c->poll({"contact", cursor, 2});
+    REQUIRE(quiet);
+    CHECK(quiet->records.empty());
+    CHECK_FALSE(quiet->more);
+    CHECK(quiet->next_cursor == cursor);  // nothing new: the cursor stays put
+
+    REQUIRE(c->push(
+        {"contact", "upsert", "email", {input("u", R"({"email":"p1@example.com","x":1})")}}));
+    auto changed = c->poll({"contact", cursor, 10});
+    REQUIRE(changed);
+    REQUIRE(changed->records.size() == 1);
+    CHECK(field(changed->records[0].data_json, "email") == "p1@example.com");
+    CHECK(changed->records[0].event == "upsert");
+
+    auto unknown = c->poll({"invoice", std::nullopt, 10});
+    REQUIRE_FALSE(unknown);
+    CHECK(unknown.error().code == CRM_ERR_UNSUPPORTED);
+  }
+
+  SECTION("a webhook with the right secret yields events; a wrong one is unauthorized") {
+    auto accepted = c->webhook(delivery(
+        "s3cret-s3cret", R"([{"object":"contact","id":"w1","data":{"email":"w@example.com"}},)"
+                         R"({"object":"contact","id":"w1","deleted":true}])"));
+    REQUIRE(accepted);
+    REQUIRE(accepted->events.size() == 2);
+    CHECK(accepted->events[0].object == "contact");
+    CHECK(accepted->events[0].id == "w1");
+    CHECK(accepted->events[0].event == "upsert");
+    REQUIRE(accepted->events[0].data_json);
+    CHECK(field(*accepted->events[0].data_json, "email") == "w@example.com");
+    CHECK(accepted->events[1].event == "delete");
+    CHECK_FALSE(accepted->events[1].data_json);
+
+    auto forged = c->webhook(delivery("wrong-secret!", "[]"));
+    REQUIRE_FALSE(forged);
+    CHECK(forged.error().code == CRM_ERR_UNAUTHORIZED);
+    CHECK_FALSE(forged.error().retryable);
+
+    auto malformed = c->webhook(delivery("s3cret-s3cret", R"({"not":"an array"})"));
+    REQUIRE_FALSE(malformed);
+    CHECK(malformed.error().code == CRM_ERR_INVALID_INPUT);
+    CHECK_THAT(malformed.error().message, Catch::Contains("array"));
+
+    auto broken = c->webhook(delivery("s3cret-s3cret", R"([{"object":"contact","data":)"));
+    REQUIRE_FALSE(broken);
+    CHECK(broken.error().code == CRM_ERR_INVALID_INPUT);
+  }
+
+  SECTION("a push batch beyond max_batch is refused as a whole") {
+    std::vector<PushInput> inputs(101, input("r", R"({"name":"n"})"));
+    auto refused = c->push({"contact", "create", std::nullopt, inputs});
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().code == CRM_ERR_INVALID_INPUT);
+    CHECK_THAT(refused.error().message, Catch::Contains("max_batch"));
+  }
+
+  SECTION("cancel with nothing running is harmless") {
+    c->cancel();
+    CHECK(c->check());
+  }
+}
+
+TEST_CASE("connector settings are checked by the plugin and seed records appear", "[connector]") {
+  const std::string plugin_file = GENERATE("memory", "memory-sdk");
+  auto plugin = crmhost::test::load_or_fail(fixture(plugin_file));
+  auto bad = plugin->create_connector("c", R"({"webhook_secret":"short"})");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code == CRM_ERR_INVALID_INPUT);
+  CHECK_THAT(bad.error().message, Catch::Contains("webhook_secret"));
+
+  auto c = crmhost::test::connect(
+      plugin,
+      R"({"webhook_secret":"s3cret-s3cret","seed":[{"object":"deal","id":"d-1","data":{"amount":5}}]})");
+  auto fetched = c->fetch("deal", {"d-1"});
+  REQUIRE(fetched);
+  REQUIRE(fetched->records.size() == 1);
+  CHECK(fetched->records[0].data_json == R"({"amount":5})");
+}
+
+TEST_CASE("two connectors of one plugin keep separate state", "[connector]") {
+  auto plugin = crmhost::test::load_or_fail(fixture("memory"));
+  auto a = crmhost::test::connect(plugin, kSettings);
+  auto b = crmhost::test::connect(plugin, kSettings);
+  REQUIRE(a->push({"contact", "create", std::nullopt, {input("1", R"({"n":1})")}}));
+  auto page = b->poll({"contact", std::nullopt, 10});
+  REQUIRE(page);
+  CHECK(page->records.empty());
+  CHECK(a->connection() == "test-connection");
+}

@@ -1,0 +1,52 @@
+// The SDK's wrappers over host services, exercised in-process against the host's real tables.
+#include <catch2/catch.hpp>
+
+#include "crmhost/plugin.hpp"
+#include "plugins/host_services.hpp"
+
+namespace {
+
+class Probe : public crmhost::sdk::Connector {
+ public:
+  using Connector::Connector;
+  crm_status check(rapidjson::Document &) override { return CRM_OK; }
+};
+
+}  // namespace
+
+TEST_CASE("SDK state helpers round-trip through crm.state.v1; missing HTTP is reported", "[sdk]") {
+  auto services = std::make_shared<crmhost::plugins::HostServices>();
+  crmhost::plugins::PluginHostContext context{"probe", services};
+  const crm_host_api api = crmhost::plugins::make_host_api(&context, CRM_ABI_VERSION);
+  crm_error err{};
+  err.struct_size = sizeof err;
+  REQUIRE(crmhost::sdk::PluginGlue<Probe>::init(&api, &err) == CRM_OK);
+
+  crm_host_instance instance{"probe", "conn", services};
+  Probe probe(&instance);
+  CHECK_FALSE(probe.state_get("k"));
+  probe.state_put("k", "v1");
+  CHECK(probe.state_get("k") == std::optional<std::string>("v1"));
+  CHECK(services->state->get("conn", "k") == std::optional<std::string>("v1"));
+  probe.state_remove("k");
+  CHECK_FALSE(probe.state_get("k"));
+
+  try {
+    probe.http("GET", "https://example.com/");
+    FAIL("http() should have thrown");
+  } catch (const crmhost::sdk::Error &e) {
+    CHECK(e.status() == CRM_ERR_UNSUPPORTED);
+    CHECK_THAT(e.what(), Catch::Contains("crm.http.v1"));
+  }
+  crmhost::sdk::PluginGlue<Probe>::deinit();
+  CHECK(crmhost::sdk::Host::api() == nullptr);
+}
+
+TEST_CASE("SDK negotiation answers the highest common version or refuses another major", "[sdk]") {
+  using Glue = crmhost::sdk::PluginGlue<Probe>;
+  uint32_t v = CRM_MAKE_VERSION(1, 9, 0);
+  CHECK(Glue::negotiate(&v) == CRM_OK);
+  CHECK(v == CRM_ABI_VERSION);
+  v = CRM_MAKE_VERSION(2, 0, 0);
+  CHECK(Glue::negotiate(&v) == CRM_ERR_INCOMPATIBLE);
+}
