@@ -1,0 +1,118 @@
+#include "store/store.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "store/backends.hpp"
+#include "store/migrations.hpp"
+#include "store/uri.hpp"
+
+namespace crmhost::store {
+namespace {
+
+[[noreturn]] void bad_name(std::string_view what, std::string_view value) {
+  throw StoreError(StoreError::Kind::invalid_argument,
+                   "unknown " + std::string(what) + " '" + std::string(value) + "'");
+}
+
+}  // namespace
+
+Timestamp now_ms() {
+  return std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now());
+}
+std::int64_t to_unix_ms(Timestamp t) {
+  return t.time_since_epoch().count();
+}
+Timestamp from_unix_ms(std::int64_t ms) {
+  return Timestamp(Millis(ms));
+}
+
+std::string_view to_string(EventSource s) {
+  switch (s) {
+    case EventSource::webhook:
+      return "webhook";
+    case EventSource::poll:
+      return "poll";
+    case EventSource::backfill:
+      return "backfill";
+    case EventSource::replay:
+      return "replay";
+  }
+  return "webhook";
+}
+
+std::string_view to_string(EventStatus s) {
+  switch (s) {
+    case EventStatus::pending:
+      return "pending";
+    case EventStatus::in_flight:
+      return "in_flight";
+    case EventStatus::done:
+      return "done";
+    case EventStatus::failed:
+      return "failed";
+    case EventStatus::dead:
+      return "dead";
+  }
+  return "pending";
+}
+
+EventSource parse_event_source(std::string_view s) {
+  for (auto v :
+       {EventSource::webhook, EventSource::poll, EventSource::backfill, EventSource::replay}) {
+    if (to_string(v) == s) return v;
+  }
+  bad_name("event source", s);
+}
+
+EventStatus parse_event_status(std::string_view s) {
+  for (auto v : {EventStatus::pending, EventStatus::in_flight, EventStatus::done,
+                 EventStatus::failed, EventStatus::dead}) {
+    if (to_string(v) == s) return v;
+  }
+  bad_name("event status", s);
+}
+
+std::string_view to_string(SyncRunKind k) {
+  switch (k) {
+    case SyncRunKind::poll:
+      return "poll";
+    case SyncRunKind::backfill:
+      return "backfill";
+    case SyncRunKind::replay:
+      return "replay";
+  }
+  return "poll";
+}
+
+std::string_view to_string(SyncRunStatus s) {
+  switch (s) {
+    case SyncRunStatus::running:
+      return "running";
+    case SyncRunStatus::succeeded:
+      return "succeeded";
+    case SyncRunStatus::failed:
+      return "failed";
+  }
+  return "running";
+}
+
+int latest_schema_version() {
+  // Both backends carry the same migration versions.
+  return static_cast<int>(sqlite_migrations().size());
+}
+
+std::string default_dedupe_key(const NewEvent &e) {
+  return e.connection + ":" + e.object + ":" + e.event_type + ":" + e.record_id + ":" +
+         sha256_hex(e.payload);
+}
+
+std::unique_ptr<Store> open_store(const std::string &uri, const StoreOptions &options) {
+  const StoreUri parsed = parse_store_uri(uri);
+  std::unique_ptr<Store> store = parsed.backend == Backend::sqlite
+                                     ? open_sqlite_store(parsed.sqlite_path, options)
+                                     : open_postgresql_store(parsed.pg_conninfo, options);
+  spdlog::info("store: opened {} (schema version {})", redact_uri(uri), store->schema_version());
+  return store;
+}
+
+}  // namespace crmhost::store
