@@ -1,13 +1,15 @@
 // Store throughput: durable enqueues/s (1 KB payloads, 1 and 8 producers, several batch sizes)
 // and claim+complete events/s, for each backend URI given.
 //
-//   store_bench [--seconds S] [--sqlite-sync full|normal] URI...
+//   store_bench [--seconds S] [--sqlite-sync full|normal] [--producers 1,8] [--batches 1,10,100]
+//               [--no-claims] URI...
 //   URI: sqlite:///path/dir/bench.db (a fresh file per scenario is made next to it) or
 //        postgresql://... (a fresh schema per scenario, dropped afterwards)
 #include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <pqxx/pqxx>
@@ -25,7 +27,20 @@ namespace {
 struct Config {
   double seconds = 3.0;
   SqliteSync sync = SqliteSync::full;
+  std::vector<int> producers{1, 8};
+  std::vector<int> batches{1, 10, 100};
+  bool claims = true;
 };
+
+std::vector<int> parse_list(const char* text) {
+  std::vector<int> out;
+  for (const char* p = text; *p;) {
+    char* end = nullptr;
+    out.push_back(static_cast<int>(std::strtol(p, &end, 10)));
+    p = *end == ',' ? end + 1 : end;
+  }
+  return out;
+}
 
 // A fresh database per scenario, removed afterwards.
 class Scratch {
@@ -77,7 +92,7 @@ NewEvent bench_event(int producer, long n, const std::string &payload) {
   e.record_id = std::to_string(producer) + "-" + std::to_string(n);
   e.event_type = "updated";
   e.payload = payload;
-  e.dedupe_key = e.record_id;  // unique; default_dedupe_key's sha256 is measured separately
+  e.dedupe_key = default_dedupe_key(e);  // as the engine will: includes a sha256 of the payload
   return e;
 }
 
@@ -145,6 +160,12 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
       cfg.seconds = std::stod(argv[++i]);
+    } else if (std::strcmp(argv[i], "--producers") == 0 && i + 1 < argc) {
+      cfg.producers = parse_list(argv[++i]);
+    } else if (std::strcmp(argv[i], "--batches") == 0 && i + 1 < argc) {
+      cfg.batches = parse_list(argv[++i]);
+    } else if (std::strcmp(argv[i], "--no-claims") == 0) {
+      cfg.claims = false;
     } else if (std::strcmp(argv[i], "--sqlite-sync") == 0 && i + 1 < argc) {
       cfg.sync = std::strcmp(argv[++i], "normal") == 0 ? SqliteSync::normal : SqliteSync::full;
     } else {
@@ -166,15 +187,15 @@ int main(int argc, char **argv) {
       std::printf("| %-32s | %9s | %7s | %12s |\n", "operation", "producers", "batch", "events/s");
       std::printf("|%s|%s|%s|%s|\n", std::string(34, '-').c_str(), std::string(11, '-').c_str(),
                   std::string(9, '-').c_str(), std::string(14, '-').c_str());
-      for (int producers : {1, 8}) {
-        for (int batch : {1, 10, 100}) {
+      for (int producers : cfg.producers) {
+        for (int batch : cfg.batches) {
           const double rate = enqueue_rate(uri, cfg, producers, batch);
           std::printf("| %-32s | %9d | %7d | %12.0f |\n", "enqueue (1 KB, durable)", producers,
                       batch, rate);
           std::fflush(stdout);
         }
       }
-      for (int workers : {1, 4}) {
+      for (int workers : cfg.claims ? std::vector<int>{1, 4} : std::vector<int>{}) {
         const double rate = claim_complete_rate(uri, cfg, workers, 100, 20000);
         std::printf("| %-32s | %9d | %7d | %12.0f |\n", "claim + complete_many", workers, 100,
                     rate);

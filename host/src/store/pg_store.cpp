@@ -90,6 +90,12 @@ class PgTx final : public SqlTx {
   std::int64_t exec(std::string_view sql, const SqlParams &params) override {
     return static_cast<std::int64_t>(run(sql, params).affected_rows());
   }
+  std::optional<std::int64_t> insert_returning_id(std::string_view sql,
+                                                  const SqlParams &params) override {
+    std::optional<std::int64_t> id;
+    query(std::string(sql) + " RETURNING id", params, [&](const SqlRow &r) { id = r.i64(0); });
+    return id;
+  }
   void exec_script(std::string_view sql) override { tx_.exec(std::string(sql)); }
 
  private:

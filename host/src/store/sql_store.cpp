@@ -207,9 +207,9 @@ EnqueueResult SqlStore::enqueue_in(SqlTx &tx, const std::vector<NewEvent> &event
       "record_id, event_type, payload, dedupe_key, status, attempts, " +
       "next_attempt_at, request_id, received_at) VALUES " +
       "(?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) " +
-      "ON CONFLICT (pipeline, dedupe_key) DO NOTHING RETURNING id";
+      "ON CONFLICT (pipeline, dedupe_key) DO NOTHING";
   for (const NewEvent &e : events) {
-    std::optional<std::int64_t> id = tx.query_i64(
+    std::optional<std::int64_t> id = tx.insert_returning_id(
         insert, {e.pipeline, to_string(e.source), e.connection, e.object, e.record_id, e.event_type,
                  e.payload, e.dedupe_key, e.not_before ? to_unix_ms(*e.not_before) : now_unix,
                  e.request_id, now_unix});

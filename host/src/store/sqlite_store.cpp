@@ -72,6 +72,7 @@ class SqliteConnection final : public SqlTx {
     sqlite3_extended_result_codes(db_, 1);
     sqlite3_busy_timeout(db_, static_cast<int>(busy_timeout.count()));
     exec_script("PRAGMA foreign_keys = ON");
+    exec_script("PRAGMA cache_size = -16000");  // 16 MB: keeps the hot index pages in memory
   }
   ~SqliteConnection() override {
     for (auto &[sql, stmt] : cache_) sqlite3_finalize(stmt);
@@ -105,6 +106,12 @@ class SqliteConnection final : public SqlTx {
     return sqlite3_changes64(db_);
   }
 
+  std::optional<std::int64_t> insert_returning_id(std::string_view sql,
+                                                  const SqlParams &params) override {
+    if (exec(sql, params) != 1) return std::nullopt;
+    return sqlite3_last_insert_rowid(db_);
+  }
+
   void exec_script(std::string_view sql) override {
     char *error = nullptr;
     const int rc = sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &error);
@@ -114,6 +121,18 @@ class SqliteConnection final : public SqlTx {
       throw StoreError(
           is_transient(rc) ? StoreError::Kind::unavailable : StoreError::Kind::internal,
           "SQLite: " + message);
+    }
+  }
+
+  void set_wal_hook(int (*hook)(void *, sqlite3 *, const char *, int), void *arg) {
+    sqlite3_wal_hook(db_, hook, arg);  // replaces the built-in autocheckpoint
+  }
+
+  void checkpoint() {
+    const int rc =
+        sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+      spdlog::warn("store: SQLite checkpoint failed: {}", sqlite3_errmsg(db_));
     }
   }
 
@@ -181,6 +200,12 @@ class SqliteStore final : public SqlStore {
     writer_conn_->exec_script(options.sqlite_synchronous == SqliteSync::full
                                   ? "PRAGMA synchronous = FULL"
                                   : "PRAGMA synchronous = NORMAL");
+    // Checkpoints (copying the WAL back into the database file) run on their own connection and
+    // thread, so the writer is not stalled by them; the writer only signals when the WAL grew.
+    checkpoint_conn_ = std::make_unique<SqliteConnection>(path, SQLITE_OPEN_READWRITE,
+                                                          options.sqlite_busy_timeout);
+    writer_conn_->set_wal_hook(&SqliteStore::on_wal_commit, this);
+    checkpointer_ = std::thread([this] { checkpoint_loop(); });
     writer_ = std::thread([this] { writer_loop(); });
     try {
       open_schema(options);
@@ -225,6 +250,9 @@ class SqliteStore final : public SqlStore {
   }
 
  private:
+  // Bounds one transaction, so a flood of producers still sees regular commits.
+  static constexpr std::size_t kMaxJobsPerCommit = 1000;
+
   struct WriteJob {
     const std::function<void(SqlTx &)> *fn;
     std::promise<void> done;
@@ -276,25 +304,35 @@ class SqliteStore final : public SqlStore {
   void run_batch(std::deque<WriteJob *> &batch) {
     SqliteConnection &db = *writer_conn_;
     try {
-      db.exec_script("BEGIN IMMEDIATE");
+      db.exec("BEGIN IMMEDIATE", {});
     } catch (...) {
       for (WriteJob *job : batch) job->done.set_exception(std::current_exception());
       return;
     }
-    std::vector<std::exception_ptr> errors(batch.size());
+    std::vector<std::exception_ptr> errors;
     try {
       for (std::size_t i = 0; i < batch.size(); ++i) {
-        db.exec_script("SAVEPOINT job");
+        errors.emplace_back();
+        db.exec("SAVEPOINT job", {});
         try {
           (*batch[i]->fn)(db);
-          db.exec_script("RELEASE job");
+          db.exec("RELEASE job", {});
         } catch (...) {
           errors[i] = std::current_exception();
-          db.exec_script("ROLLBACK TO job");
-          db.exec_script("RELEASE job");
+          db.exec("ROLLBACK TO job", {});
+          db.exec("RELEASE job", {});
+        }
+        // Jobs that arrived while this batch ran join it: producers woken by the previous commit
+        // re-enqueue a moment later, and would otherwise each pay for a commit of their own.
+        if (i + 1 == batch.size() && batch.size() < kMaxJobsPerCommit) {
+          std::lock_guard lock(mutex_);
+          while (!queue_.empty() && batch.size() < kMaxJobsPerCommit) {
+            batch.push_back(queue_.front());
+            queue_.pop_front();
+          }
         }
       }
-      db.exec_script("COMMIT");
+      db.exec("COMMIT", {});
     } catch (...) {
       // The commit (or savepoint bookkeeping) failed: nothing of this batch is durable.
       const auto error = std::current_exception();
@@ -321,6 +359,42 @@ class SqliteStore final : public SqlStore {
     }
     wakeup_.notify_one();
     if (writer_.joinable()) writer_.join();
+    {
+      std::lock_guard lock(checkpoint_mutex_);
+      checkpoint_stopping_ = true;
+    }
+    checkpoint_wakeup_.notify_one();
+    if (checkpointer_.joinable()) checkpointer_.join();
+  }
+
+  // Runs on the writer thread after each commit with the WAL size in pages.
+  static int on_wal_commit(void *self_ptr, sqlite3 *db, const char *, int wal_pages) {
+    auto *self = static_cast<SqliteStore *>(self_ptr);
+    if (wal_pages >= kCheckpointPages) {
+      {
+        std::lock_guard lock(self->checkpoint_mutex_);
+        self->checkpoint_wanted_ = true;
+      }
+      self->checkpoint_wakeup_.notify_one();
+    }
+    // Safety net if the checkpointer cannot keep up: checkpoint inline, as SQLite would by default.
+    if (wal_pages >= kInlineCheckpointPages) {
+      sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    }
+    return SQLITE_OK;
+  }
+
+  void checkpoint_loop() {
+    for (;;) {
+      {
+        std::unique_lock lock(checkpoint_mutex_);
+        checkpoint_wakeup_.wait(lock, [&] { return checkpoint_stopping_ || checkpoint_wanted_; });
+        if (checkpoint_stopping_) return;
+        checkpoint_wanted_ = false;
+      }
+      // PASSIVE never blocks the writer or readers; frames it cannot copy yet wait for next time.
+      checkpoint_conn_->checkpoint();
+    }
   }
 
   std::filesystem::path path_;
@@ -332,6 +406,15 @@ class SqliteStore final : public SqlStore {
   std::deque<WriteJob *> queue_;
   bool stopping_ = false;
   std::thread writer_;
+
+  static constexpr int kCheckpointPages = 1000;         // SQLite's default autocheckpoint
+  static constexpr int kInlineCheckpointPages = 50000;  // ~200 MB of WAL
+  std::unique_ptr<SqliteConnection> checkpoint_conn_;
+  std::mutex checkpoint_mutex_;
+  std::condition_variable checkpoint_wakeup_;
+  bool checkpoint_wanted_ = false;
+  bool checkpoint_stopping_ = false;
+  std::thread checkpointer_;
 
   std::mutex readers_mutex_;
   std::vector<std::unique_ptr<SqliteConnection>> readers_;
