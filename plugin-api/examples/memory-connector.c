@@ -524,9 +524,10 @@ static crm_status memory_push(crm_connector *c, crm_str request, crm_sink *out, 
                 "create, update or delete");
   }
   if (records->count > MEMORY_MAX_BATCH) {
+    const size_t count = records->count; /* read before tj_free releases `records` */
     tj_free(&req);
-    return fail(err, CRM_ERR_INVALID_INPUT, "push request: %zu records exceed max_batch %d",
-                records->count, MEMORY_MAX_BATCH);
+    return fail(err, CRM_ERR_INVALID_INPUT, "push request: %zu records exceed max_batch %d", count,
+                MEMORY_MAX_BATCH);
   }
   tj_buf_str(&b, "{\"results\":[");
   for (i = 0; i < records->count; ++i) {

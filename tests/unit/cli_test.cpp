@@ -1,4 +1,7 @@
+#include <filesystem>
 #include <sstream>
+
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
@@ -48,4 +51,31 @@ TEST_CASE("crmhost rejects unknown commands and options with usage", "[cli]") {
   std::ostringstream version;
   CHECK(run({"version"}, version, err) == 0);
   CHECK_THAT(version.str(), Catch::Contains("plugin ABI 1.0.0"));
+}
+
+TEST_CASE("crmhost migrate applies the schema and reports it, naming the store without secrets",
+          "[cli]") {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("crmhost-cli-migrate-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const std::string uri = "sqlite://" + (dir / "sub" / "state.db").string();
+  std::ostringstream out, err;
+  CHECK(run({"migrate", "--store", uri, "--to", "1"}, out, err) == 0);
+  CHECK_THAT(out.str(), Catch::Contains("migrated schema 0 -> 1"));
+  std::ostringstream out2;
+  CHECK(run({"migrate", "--store", uri}, out2, err) == 0);
+  CHECK_THAT(out2.str(), Catch::Contains("migrated schema 1 -> "));
+  std::ostringstream out3;
+  CHECK(run({"migrate", "--store", uri, "--status"}, out3, err) == 0);
+  CHECK_THAT(out3.str(), Catch::Contains("schema version"));
+  std::ostringstream out4;
+  CHECK(run({"migrate", "--store", uri}, out4, err) == 0);
+  CHECK_THAT(out4.str(), Catch::Contains("nothing to apply"));
+  std::filesystem::remove_all(dir);
+
+  std::ostringstream bad_out, bad_err;
+  CHECK(run({"migrate", "--store", "postgresql://sync:hunter2@127.0.0.1:1/nodb"}, bad_out,
+            bad_err) == 1);
+  CHECK_THAT(bad_err.str(), !Catch::Contains("hunter2"));
+  CHECK(run({"migrate"}, bad_out, bad_err) == 2);
 }

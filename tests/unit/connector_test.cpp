@@ -1,6 +1,8 @@
 // Drives every connector call through the adapter, against the plain-C memory connector and its
 // C++ SDK twin, and checks what comes back.
+#include <atomic>
 #include <set>
+#include <thread>
 
 #include "test_support.hpp"
 #include "util/json.hpp"
@@ -212,4 +214,29 @@ TEST_CASE("two connectors of one plugin keep separate state", "[connector]") {
   REQUIRE(page);
   CHECK(page->records.empty());
   CHECK(a->connection() == "test-connection");
+}
+
+TEST_CASE("concurrent calls on one connector are serialized as the ABI promises", "[connector]") {
+  auto plugin = crmhost::test::load_or_fail(fixture("memory"));
+  auto c = crmhost::test::connect(plugin, kSettings);
+  constexpr int kThreads = 4, kPerThread = 50;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string email =
+            "t" + std::to_string(t) + "-" + std::to_string(i) + "@example.com";
+        auto r =
+            c->push({"contact", "upsert", "email", {input("r", R"({"email":")" + email + "\"}")}});
+        if (!r || !(*r)[0].ok) ++failures;
+      }
+    });
+  for (auto &thread : threads) thread.join();
+  CHECK(failures == 0);
+  auto page = c->poll({"contact", std::nullopt, 1000});
+  REQUIRE(page);
+  std::set<std::string> ids;
+  for (const auto &r : page->records) ids.insert(r.id);
+  CHECK(ids.size() == kThreads * kPerThread);  // no lost or doubled insert
 }

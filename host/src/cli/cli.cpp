@@ -17,6 +17,9 @@ constexpr const char *kUsage =
     "  plugins [--plugin-dir DIR] [--json] [FILE...]\n"
     "                 list the plugins in DIR (and the files named), with refused files and why;\n"
     "                 exits 1 when any file was refused\n"
+    "  migrate [--store URI] [--to N] [--status]\n"
+    "                 apply the store's schema migrations (URI also from $CRMHOST_STORE);\n"
+    "                 --status only prints the schema version\n"
     "  version        print the crmhost version and plugin ABI version\n"
     "  help           print this text\n";
 
@@ -35,6 +38,7 @@ int run(const std::vector<std::string> &args, std::ostream &out, std::ostream &e
   const std::string &command = args.front();
   const std::vector<std::string> rest(args.begin() + 1, args.end());
   if (command == "plugins") return plugins_command(rest, out, err);
+  if (command == "migrate") return migrate_command(rest, out, err);
   if (command == "version" || command == "--version") {
     out << "crmhost " << CRMHOST_VERSION << " (plugin ABI "
         << plugins::format_version(CRM_ABI_VERSION) << ")\n";

@@ -12,6 +12,9 @@ int run(const std::vector<std::string> &args, std::ostream &out, std::ostream &e
 // `crmhost plugins [--plugin-dir DIR] [--json] [FILE...]`
 int plugins_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err);
 
+// `crmhost migrate [--store URI] [--to N] [--status]`
+int migrate_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err);
+
 // The plugin directory when none is given: $CRMHOST_PLUGIN_DIR, else the installed default.
 std::string default_plugin_dir();
 

@@ -120,7 +120,13 @@ Outcome<Connector::RawResult> Connector::call(const char *operation, Invoke &&in
   crm_error err{};
   err.struct_size = sizeof err;
   err.retryable = -1;
-  const crm_status status = normalize_status(invoke(&out.sink, &err));
+  crm_status status;
+  try {
+    status = normalize_status(invoke(&out.sink, &err));
+  } catch (...) {
+    // A C++ plugin that lets an exception escape broke the ABI; contain it here.
+    return malformed(operation, "an exception escaped through the C ABI");
+  }
   if (out.emits > 1) return malformed(operation, "more than one result was emitted");
   if (status < 0) {
     CallError error;

@@ -228,6 +228,9 @@ LoadResult load_plugin(const std::filesystem::path &file, std::shared_ptr<HostSe
         .load();
   } catch (const std::exception &e) {
     return LoadRefusal{file, std::string("could not be loaded: ") + e.what()};
+  } catch (...) {
+    return LoadRefusal{file,
+                       "an exception escaped through the C ABI while loading; fix the plugin"};
   }
 }
 
@@ -246,10 +249,13 @@ Outcome<std::unique_ptr<Connector>> PluginLibrary::create_connector(
   crm_connector *handle = nullptr;
   crm_error err = new_error();
   crm_status status;
-  {
+  try {
     std::lock_guard lock(control_mutex_);
     status = normalize_status(connector_.create(
         host.get(), crm_str{settings_json.data(), settings_json.size()}, &handle, &err));
+  } catch (...) {
+    return CallError{CRM_ERR_INTERNAL, 0, 0, false,
+                     "plugin " + info_.id + ": an exception escaped create() through the C ABI"};
   }
   if (status < 0 || !handle) {
     CallError error;
