@@ -350,3 +350,24 @@ TEST_CASE("concurrent producers: group commit keeps every batch and its dedupe",
   all.limit = 10000;
   CHECK(store->list_events(all).size() == kThreads / 2 * kBatches * 5);
 }
+
+TEST_CASE("expired claims can be requeued to pending for operators", "[events][claims]") {
+  TestDb db;
+  FakeClock clock;
+  StoreOptions o = db.options();
+  o.clock = clock.fn();
+  auto store = db.open(o);
+  store->enqueue(make_events("p1", 3));
+  const auto crashed = store->claim({"p1", "worker-crashed", 2, 5s});
+  REQUIRE(crashed.size() == 2);
+  CHECK(store->requeue_expired_claims() == 0);
+  clock.advance(5s);
+  CHECK(store->requeue_expired_claims() == 2);
+  auto back = store->get_event(crashed[0].id);
+  CHECK(back->status == EventStatus::pending);
+  CHECK(back->claim_token.empty());
+  CHECK_FALSE(store->complete(crashed[0].id, crashed[0].claim_token));
+  const auto again = store->claim({"p1", "worker-b", 10, 5s});
+  CHECK(again.size() == 3);
+  CHECK(again[0].attempts == 2);  // the earlier claim still counts as an attempt
+}

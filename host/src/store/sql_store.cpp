@@ -242,6 +242,18 @@ constexpr const char *kReplaySet =
     "claim_token = '', claimed_until = NULL WHERE status <> 'in_flight'";
 }
 
+std::int64_t SqlStore::requeue_expired_claims() {
+  std::int64_t changed = 0;
+  write_tx([&](SqlTx &tx) {
+    // next_attempt_at already holds the claim expiry, so the event keeps its place in the queue.
+    changed = tx.exec(
+        "UPDATE events SET status = 'pending', claim_token = '', claimed_until = NULL "
+        "WHERE status = 'in_flight' AND claimed_until <= ?",
+        {to_unix_ms(now())});
+  });
+  return changed;
+}
+
 bool SqlStore::replay(EventId id) {
   std::int64_t changed = 0;
   write_tx([&](SqlTx &tx) {

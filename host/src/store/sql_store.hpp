@@ -2,6 +2,7 @@
 // (write_tx/read_tx), its migrations and a few dialect details.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <span>
 #include <string>
@@ -36,6 +37,7 @@ class SqlStore : public Store {
   bool fail(EventId id, const std::string &claim_token, const std::string &error,
             Timestamp retry_at) override;
   bool dead_letter(EventId id, const std::string &claim_token, const std::string &error) override;
+  std::int64_t requeue_expired_claims() override;
   bool replay(EventId id) override;
   std::int64_t replay(const ReplayFilter &filter) override;
   std::optional<Event> get_event(EventId id) override;
@@ -110,7 +112,8 @@ class SqlStore : public Store {
   SqlDialect dialect_;
   KeyRing keys_;
   std::function<Timestamp()> clock_;
-  int opened_schema_version_ = 0;  // features of later migrations are skipped below their version
+  std::atomic<int> opened_schema_version_{
+      0};  // features of later migrations are skipped below their version
 };
 
 }  // namespace crmhost::store

@@ -273,6 +273,9 @@ class Store {
                                   const std::string &error, Timestamp retry_at) = 0;
   [[nodiscard]] virtual bool dead_letter(EventId id, const std::string &claim_token,
                                          const std::string &error) = 0;
+  // Expired claims are claimable as they are; this also flips them back to pending so that lists
+  // and counts show them as such. Returns how many were requeued. Safe to call from any host.
+  virtual std::int64_t requeue_expired_claims() = 0;
   // Replay puts an event back to pending (attempts reset). In-flight events are left alone.
   virtual bool replay(EventId id) = 0;
   virtual std::int64_t replay(const ReplayFilter &filter) = 0;
