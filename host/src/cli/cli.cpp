@@ -20,6 +20,9 @@ constexpr const char *kUsage =
     "  migrate [--store URI] [--to N] [--status]\n"
     "                 apply the store's schema migrations (URI also from $CRMHOST_STORE);\n"
     "                 --status only prints the schema version\n"
+    "  validate [--plugin-dir DIR] [--json] [--quiet] FILE|DIR...\n"
+    "                 check configurations; prints every problem as file:line:column: message\n"
+    "                 and exits 1, prints nothing and exits 0 when all is well\n"
     "  version        print the crmhost version and plugin ABI version\n"
     "  help           print this text\n";
 
@@ -39,6 +42,7 @@ int run(const std::vector<std::string> &args, std::ostream &out, std::ostream &e
   const std::vector<std::string> rest(args.begin() + 1, args.end());
   if (command == "plugins") return plugins_command(rest, out, err);
   if (command == "migrate") return migrate_command(rest, out, err);
+  if (command == "validate") return validate_command(rest, out, err);
   if (command == "version" || command == "--version") {
     out << "crmhost " << CRMHOST_VERSION << " (plugin ABI "
         << plugins::format_version(CRM_ABI_VERSION) << ")\n";

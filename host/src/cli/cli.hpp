@@ -15,6 +15,10 @@ int plugins_command(const std::vector<std::string> &args, std::ostream &out, std
 // `crmhost migrate [--store URI] [--to N] [--status]`
 int migrate_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err);
 
+// `crmhost validate [--plugin-dir DIR] [--json] [--quiet] FILE|DIR...`: every problem of each
+// configuration as file:line:column: message; exits 1 when there is any.
+int validate_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err);
+
 // The plugin directory when none is given: $CRMHOST_PLUGIN_DIR, else the installed default.
 std::string default_plugin_dir();
 

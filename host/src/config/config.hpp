@@ -1,0 +1,137 @@
+#pragma once
+// The host configuration: YAML (one file or a directory of them) loaded into these plain structs.
+// Everything is validated at load time; a Config that exists is one the engine can run.
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace crmhost::plugins {
+class PluginRegistry;
+}
+
+namespace crmhost::config {
+
+using Duration = std::chrono::milliseconds;
+
+// 1-based line and column in the YAML file, as yaml-cpp's Mark (+1) gives them.
+struct SourceLocation {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
+// One configuration problem: "file:line:column: message".
+struct Problem {
+  SourceLocation where;
+  std::string message;
+  std::string to_string() const;
+};
+
+struct RateLimit {
+  uint32_t requests = 0;
+  Duration per{0};
+};
+
+struct ConnectionConfig {
+  std::string name;
+  std::string plugin;
+  std::string settings_json = "{}";  // interpolated; contains secrets: never log it
+  std::optional<RateLimit> rate_limit;
+  SourceLocation where;
+};
+
+struct WebhookSource {
+  std::string connection;
+  std::string path;  // "/hooks/hubspot"; unique across pipelines
+  SourceLocation where;
+};
+
+struct PollSource {
+  std::string connection;
+  std::string object;
+  Duration every{std::chrono::minutes(15)};
+  Duration jitter{0};  // default: 10% of every
+  uint32_t page_size = 100;
+  SourceLocation where;
+};
+
+// The map stage's configuration, kept as JSON for the mapping stage to interpret.
+struct MapConfig {
+  std::string preset;              // empty: none
+  std::string fields_json = "{}";  // the `fields` mapping as a JSON object
+  bool copy_unmapped = false;
+  SourceLocation where;
+};
+
+struct PushSink {
+  std::string connection;
+  std::string object;
+  std::string mode = "upsert";           // upsert, create, update, delete
+  std::optional<std::string> match_on;   // field the target matches on
+  std::string conflict = "source_wins";  // source_wins, target_wins, newest_wins, fill_empty
+  SourceLocation where;
+};
+
+struct RetryPolicy {
+  uint32_t attempts = 8;
+  Duration backoff_min{std::chrono::seconds(1)};
+  Duration backoff_max{std::chrono::minutes(5)};
+};
+
+struct PipelineConfig {
+  std::string name;
+  bool enabled = true;
+  std::optional<WebhookSource> webhook;
+  std::optional<PollSource> poll;
+  MapConfig map;
+  PushSink sink;
+  RetryPolicy retry;
+  uint32_t batch_size = 100;
+  SourceLocation where;
+};
+
+struct Config {
+  std::string store = "sqlite:///var/lib/crmhost/state.db";  // may hold a password: redact
+  std::vector<std::string> listen = {"127.0.0.1:8080"};
+  std::string admin_token;          // secret
+  std::string plugin_dir;           // empty: the built-in default
+  std::string log_format = "text";  // text or json
+  std::string log_level = "info";
+  uint32_t io_threads = 1;
+  uint32_t plugin_workers = 4;
+  Duration shutdown_grace{std::chrono::seconds(30)};
+  Duration claim_lease{std::chrono::seconds(60)};
+  Duration retention{std::chrono::hours(24 * 7)};
+  uint64_t max_body = 1 << 20;  // the largest request body (webhook, admin API) accepted, bytes
+  std::map<std::string, ConnectionConfig> connections;
+  std::map<std::string, PipelineConfig> pipelines;
+};
+
+struct LoadResult {
+  std::optional<Config> config;   // set only when problems is empty
+  std::vector<Problem> problems;  // in file order
+};
+
+// Loads and validates files and/or directories (every *.yaml / *.yml inside, name order; maps
+// such as `connections` and `pipelines` merge across files, a key defined twice is a problem).
+// With a registry, plugins are checked too: the plugin exists, each connection's settings
+// validate against the plugin's settings JSON Schema, and each pipeline's connections have the
+// capabilities it needs (webhook, poll, fetch, push) and the objects it names.
+LoadResult load(const std::vector<std::filesystem::path> &paths,
+                const plugins::PluginRegistry *registry = nullptr);
+
+// The `plugin_dir` the configuration at `paths` names (interpolated; relative to its file), or
+// "" when it names none or it cannot be read (load() reports why). Lets a caller load the
+// plugins that load() then checks against.
+std::string plugin_dir_of(const std::vector<std::filesystem::path> &paths);
+
+// Parses "500ms", "15s", "15m", "2h", "1d", or "1m30s"; nullopt when malformed.
+std::optional<Duration> parse_duration(std::string_view text);
+// Parses "512", "64KiB", "1MiB", "1GiB", "10kB", "5MB"; nullopt when malformed.
+std::optional<uint64_t> parse_size(std::string_view text);
+
+}  // namespace crmhost::config

@@ -1,0 +1,903 @@
+// Loads YAML configuration files into Config, reporting every problem with its file:line:column.
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <rapidjson/document.h>
+
+#include "config/config.hpp"
+#include "config/detail.hpp"
+#include "plugins/plugin_registry.hpp"
+#include "util/json.hpp"
+
+namespace crmhost::config {
+
+namespace {
+
+namespace fs = std::filesystem;
+using detail::location;
+
+const std::vector<std::string> kTopKeys = {"store",     "listen",   "admin_token",    "plugin_dir",
+                                           "log",       "workers",  "shutdown_grace", "claim_lease",
+                                           "retention", "max_body", "connections",    "pipelines"};
+const std::vector<std::string> kLogFormats = {"text", "json"};
+const std::vector<std::string> kLogLevels = {"trace", "debug",    "info", "warn",
+                                             "error", "critical", "off"};
+const std::vector<std::string> kPushModes = {"upsert", "create", "update", "delete"};
+const std::vector<std::string> kConflicts = {"source_wins", "target_wins", "newest_wins",
+                                             "fill_empty"};
+
+std::string q(std::string_view text) {
+  return "\"" + std::string(text) + "\"";
+}
+
+std::string format_duration(Duration d) {
+  const auto ms = d.count();
+  if (ms % 86'400'000 == 0 && ms) return std::to_string(ms / 86'400'000) + "d";
+  if (ms % 3'600'000 == 0 && ms) return std::to_string(ms / 3'600'000) + "h";
+  if (ms % 60'000 == 0 && ms) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1'000 == 0 && ms) return std::to_string(ms / 1'000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
+}
+
+// Where a value sits, for messages: `owner` is `connection "x"` or `pipeline "y"` (empty at the
+// top level), `path` the keys below it ("source.poll").
+struct Ctx {
+  std::string owner;
+  std::string path;
+
+  Ctx child(std::string_view key) const {
+    return {owner, path.empty() ? std::string(key) : path + "." + std::string(key)};
+  }
+  std::string name() const {
+    if (path.empty()) return owner;
+    return owner.empty() ? path : path + " of " + owner;
+  }
+  std::string in() const {
+    return owner.empty() && path.empty() ? "at the top level" : "in " + name();
+  }
+};
+
+struct Entry {
+  YAML::Node key;
+  YAML::Node value;
+  Ctx ctx;  // the value's
+  YAML::Mark key_mark() const { return key.Mark(); }
+  YAML::Mark value_mark() const { return detail::mark_of(value, key.Mark()); }
+};
+
+// The entries of one mapping, checked for unknown and duplicate keys.
+struct Fields {
+  bool ok = false;
+  YAML::Mark mark;  // the mapping's own key, where missing keys are reported
+  Ctx ctx;
+  std::map<std::string, Entry, std::less<>> entries;
+  const Entry *get(std::string_view key) const {
+    auto it = entries.find(key);
+    return it == entries.end() ? nullptr : &it->second;
+  }
+};
+
+struct Scalar {
+  std::string text;
+  bool plain = true;
+  bool substituted = false;  // came (partly) from ${...}: never echo it
+};
+
+struct ConnectionExtra {
+  YAML::Node settings;
+  YAML::Mark settings_mark;
+  bool settings_ok = true;
+  std::string file;
+  SourceLocation plugin_at;
+};
+
+struct Ref {
+  std::string connection;
+  SourceLocation connection_at;
+  SourceLocation object_at;
+};
+
+struct PipelineExtra {
+  std::optional<Ref> webhook, poll, push;
+  SourceLocation path_at, mode_at;
+  std::string normalized_path;
+};
+
+class Loader {
+ public:
+  explicit Loader(const plugins::PluginRegistry *registry) : registry_(registry) {}
+
+  LoadResult run(const std::vector<fs::path> &paths) {
+    for (const auto &path : paths) load_path(path);
+    cross_check();
+    if (registry_) plugin_check();
+    std::stable_sort(problems_.begin(), problems_.end(), [&](const Problem &a, const Problem &b) {
+      const int ra = rank(a.where.file), rb = rank(b.where.file);
+      if (ra != rb) return ra < rb;
+      if (a.where.line != b.where.line) return a.where.line < b.where.line;
+      return a.where.column < b.where.column;
+    });
+    LoadResult result;
+    result.problems = std::move(problems_);
+    if (result.problems.empty()) result.config = std::move(config_);
+    return result;
+  }
+
+ private:
+  // ---- problems ----
+
+  void problem(const YAML::Mark &mark, std::string message) {
+    problems_.push_back({location(file_, mark), std::move(message)});
+  }
+  void problem(const SourceLocation &where, std::string message) {
+    problems_.push_back({where, std::move(message)});
+  }
+  int rank(const std::string &file) const {
+    auto it = std::find(files_.begin(), files_.end(), file);
+    return static_cast<int>(it - files_.begin());
+  }
+
+  // ", not "text"" for a value that may be shown, "" otherwise.
+  static std::string got(const Entry &e, const Scalar *scalar = nullptr) {
+    if (scalar) return scalar->substituted ? "" : ", not " + q(scalar->text);
+    if (!e.value.IsDefined() || e.value.IsNull()) return ", not empty";
+    if (e.value.IsMap()) return ", not a mapping";
+    if (e.value.IsSequence()) return ", not a list";
+    return ", not " + q(e.value.Scalar());
+  }
+
+  // ---- files ----
+
+  void load_path(const fs::path &path) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+      std::vector<fs::path> files;
+      for (const auto &item : fs::directory_iterator(path, ec)) {
+        const auto ext = item.path().extension();
+        if ((ext == ".yaml" || ext == ".yml") && item.is_regular_file(ec))
+          files.push_back(item.path());
+      }
+      std::sort(files.begin(), files.end());
+      if (files.empty()) {
+        files_.push_back(path.string());
+        problems_.push_back({{path.string(), 0, 0}, "the directory holds no *.yaml or *.yml file"});
+      }
+      for (const auto &file : files) load_file(file);
+      return;
+    }
+    load_file(path);
+  }
+
+  void load_file(const fs::path &path) {
+    file_ = path.string();
+    files_.push_back(file_);
+    base_dir_ = path.parent_path();
+    std::ifstream in(path, std::ios::binary);
+    std::error_code ec;
+    if (!in) {
+      problems_.push_back(
+          {{file_, 0, 0}, fs::exists(path, ec) ? "cannot read the file" : "no such file"});
+      return;
+    }
+    std::vector<YAML::Node> documents;
+    try {
+      documents = YAML::LoadAll(in);
+    } catch (const YAML::Exception &e) {
+      std::string message = "YAML syntax error: " + e.msg;
+      if (line_has_flow_interpolation(path, e.mark.line))
+        message += " (inside { } or [ ], quote values that use ${...}: \"${NAME}\")";
+      problem(e.mark, message);
+      return;
+    }
+    if (documents.size() > 1) {
+      problem(documents[1].Mark(), "a configuration file holds one YAML document, not several");
+      return;
+    }
+    if (!documents.empty()) top_level(documents.front());
+  }
+
+  static bool line_has_flow_interpolation(const fs::path &path, int line) {
+    std::ifstream in(path);
+    std::string text;
+    for (int i = 0; i <= line && std::getline(in, text); ++i) {
+    }
+    return text.find("${") != std::string::npos &&
+           (text.find('{') != text.find("${") + 1 || text.find('[') != std::string::npos);
+  }
+
+  // ---- generic readers ----
+
+  Fields fields(const YAML::Node &node, const YAML::Mark &key_mark, const Ctx &ctx,
+                const std::vector<std::string> &allowed) {
+    Fields f;
+    f.mark = key_mark;
+    f.ctx = ctx;
+    if (!node.IsDefined() || node.IsNull()) {
+      f.ok = true;
+      return f;
+    }
+    if (!node.IsMap()) {
+      problem(detail::mark_of(node, key_mark),
+              ctx.name() + " must be a mapping" + got(Entry{YAML::Node(), node, ctx}));
+      return f;
+    }
+    f.ok = true;
+    for (const auto &item : node) {
+      if (!item.first.IsScalar()) {
+        problem(detail::mark_of(item.first, key_mark), "keys must be plain strings " + ctx.in());
+        continue;
+      }
+      const std::string &key = item.first.Scalar();
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        problem(item.first.Mark(),
+                "unknown key " + q(key) + " " + ctx.in() + detail::did_you_mean(key, allowed));
+        continue;
+      }
+      if (auto *first = f.get(key)) {
+        problem(item.first.Mark(), "key " + q(key) + " appears twice " + ctx.in() + " (first at " +
+                                       location(file_, first->key_mark()).file + ":" +
+                                       std::to_string(first->key_mark().line + 1) + ":" +
+                                       std::to_string(first->key_mark().column + 1) + ")");
+        continue;
+      }
+      f.entries.emplace(key, Entry{item.first, item.second, ctx.child(key)});
+    }
+    return f;
+  }
+
+  bool require(const Fields &f, std::string_view key) {
+    if (!f.ok || f.get(key)) return f.ok;
+    problem(f.mark, f.ctx.name() + " is missing the required key " + q(key));
+    return false;
+  }
+
+  std::optional<Scalar> scalar(const Entry &e, std::string_view expected) {
+    if (!e.value.IsScalar()) {
+      problem(e.value_mark(), e.ctx.name() + " must be " + std::string(expected) + got(e));
+      return std::nullopt;
+    }
+    std::vector<std::string> errors;
+    auto value = detail::interpolate(e.value.Scalar(), base_dir_, errors);
+    for (auto &error : errors) problem(e.value_mark(), e.ctx.name() + ": " + error);
+    if (!value) return std::nullopt;
+    return Scalar{value->text, detail::is_plain(e.value), value->substituted};
+  }
+
+  std::optional<std::string> string_value(const Entry &e, bool allow_empty = false) {
+    auto s = scalar(e, "a string");
+    if (!s) return std::nullopt;
+    if (s->text.empty() && !allow_empty) {
+      problem(e.value_mark(), e.ctx.name() + " must not be empty");
+      return std::nullopt;
+    }
+    return s->text;
+  }
+
+  std::optional<uint32_t> uint_value(const Entry &e, uint32_t min, uint32_t max) {
+    const std::string expected =
+        "an integer from " + std::to_string(min) + " to " + std::to_string(max);
+    auto s = scalar(e, expected);
+    if (!s) return std::nullopt;
+    const bool digits =
+        !s->text.empty() && s->text.size() <= 10 &&
+        std::all_of(s->text.begin(), s->text.end(), [](char c) { return c >= '0' && c <= '9'; });
+    const uint64_t value = digits ? std::stoull(s->text) : 0;
+    if (!digits || !s->plain || value < min || value > max) {
+      problem(e.value_mark(), e.ctx.name() + " must be " + expected + got(e, &*s));
+      return std::nullopt;
+    }
+    return static_cast<uint32_t>(value);
+  }
+
+  std::optional<bool> bool_value(const Entry &e) {
+    auto s = scalar(e, "true or false");
+    if (!s) return std::nullopt;
+    if (s->plain && (s->text == "true" || s->text == "True" || s->text == "TRUE")) return true;
+    if (s->plain && (s->text == "false" || s->text == "False" || s->text == "FALSE")) return false;
+    problem(e.value_mark(), e.ctx.name() + " must be true or false" + got(e, &*s));
+    return std::nullopt;
+  }
+
+  std::optional<Duration> duration_value(const Entry &e, Duration min = Duration{0}) {
+    const std::string expected = "a duration such as 500ms, 30s, 15m, 2h, 7d or 1m30s";
+    auto s = scalar(e, expected);
+    if (!s) return std::nullopt;
+    auto d = parse_duration(s->text);
+    if (!d) {
+      problem(e.value_mark(), e.ctx.name() + " must be " + expected + got(e, &*s));
+      return std::nullopt;
+    }
+    if (*d < min) {
+      problem(e.value_mark(), e.ctx.name() + " must be at least " + format_duration(min));
+      return std::nullopt;
+    }
+    return d;
+  }
+
+  std::optional<std::string> enum_value(const Entry &e, const std::vector<std::string> &allowed) {
+    const std::string expected = "one of " + detail::join(allowed);
+    auto s = scalar(e, expected);
+    if (!s) return std::nullopt;
+    if (std::find(allowed.begin(), allowed.end(), s->text) != allowed.end()) return s->text;
+    problem(e.value_mark(), e.ctx.name() + " must be " + expected + got(e, &*s) +
+                                (s->substituted ? "" : detail::did_you_mean(s->text, allowed)));
+    return std::nullopt;
+  }
+
+  std::optional<std::string> json_value(const YAML::Node &node) {
+    rapidjson::Document doc;
+    const bool ok = detail::yaml_to_json(
+        node, base_dir_, doc, doc.GetAllocator(),
+        [&](const YAML::Mark &mark, std::string message) { problem(mark, std::move(message)); });
+    if (!ok) return std::nullopt;
+    return json::to_string(doc);
+  }
+
+  // ---- the top level ----
+
+  void top_level(const YAML::Node &root) {
+    if (root.IsNull()) return;
+    if (!root.IsMap()) {
+      problem(root.Mark(),
+              "a configuration file must be a mapping of settings such as store, connections and "
+              "pipelines");
+      return;
+    }
+    for (const auto &item : root) {
+      if (!item.first.IsScalar()) {
+        problem(detail::mark_of(item.first, root.Mark()), "keys must be plain strings");
+        continue;
+      }
+      const std::string &key = item.first.Scalar();
+      const Entry e{item.first, item.second, Ctx{}.child(key)};
+      if (std::find(kTopKeys.begin(), kTopKeys.end(), key) == kTopKeys.end()) {
+        std::string hint = detail::did_you_mean(key, kTopKeys);
+        if (key == "log_level" || key == "log_format")
+          hint = " (write log: { level: ..., format: ... })";
+        problem(item.first.Mark(), "unknown key " + q(key) + " at the top level" + hint);
+        continue;
+      }
+      if (key == "connections") {
+        connections(e);
+        continue;
+      }
+      if (key == "pipelines") {
+        pipelines(e);
+        continue;
+      }
+      auto [seen, fresh] = top_seen_.emplace(key, location(file_, item.first.Mark()));
+      if (!fresh) {
+        problem(item.first.Mark(), q(key) + " is already set at " + seen->second.file + ":" +
+                                       std::to_string(seen->second.line) + ":" +
+                                       std::to_string(seen->second.column));
+        continue;
+      }
+      host_setting(key, e);
+    }
+  }
+
+  void host_setting(const std::string &key, const Entry &e) {
+    if (key == "store") {
+      if (auto s = string_value(e)) {
+        std::string lower = *s;
+        std::transform(lower.begin(), lower.end(), lower.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        if (lower.rfind("sqlite://", 0) != 0 && lower.rfind("postgresql://", 0) != 0 &&
+            lower.rfind("postgres://", 0) != 0)  // the URI may hold a password: never echo it
+          problem(e.value_mark(),
+                  "store must be a sqlite:///path/state.db or postgresql://user@host/db URI");
+        else
+          config_.store = *s;
+      }
+    } else if (key == "listen") {
+      listen(e);
+    } else if (key == "admin_token") {
+      if (auto s = string_value(e, true)) {
+        if (!s->empty() && s->size() < 16)
+          problem(e.value_mark(), "admin_token must be at least 16 characters long");
+        else
+          config_.admin_token = *s;
+      }
+    } else if (key == "plugin_dir") {
+      if (auto s = string_value(e)) {
+        const fs::path dir(*s);
+        config_.plugin_dir = dir.is_absolute() ? *s : (base_dir_ / dir).lexically_normal().string();
+      }
+    } else if (key == "log") {
+      auto f = fields(e.value, e.key_mark(), e.ctx, {"format", "level"});
+      if (auto *v = f.get("format"))
+        if (auto s = enum_value(*v, kLogFormats)) config_.log_format = *s;
+      if (auto *v = f.get("level"))
+        if (auto s = enum_value(*v, kLogLevels)) config_.log_level = *s;
+    } else if (key == "workers") {
+      auto f = fields(e.value, e.key_mark(), e.ctx, {"io", "plugin"});
+      if (auto *v = f.get("io"))
+        if (auto n = uint_value(*v, 1, 64)) config_.io_threads = *n;
+      if (auto *v = f.get("plugin"))
+        if (auto n = uint_value(*v, 1, 256)) config_.plugin_workers = *n;
+    } else if (key == "shutdown_grace") {
+      if (auto d = duration_value(e)) config_.shutdown_grace = *d;
+    } else if (key == "claim_lease") {
+      if (auto d = duration_value(e, std::chrono::seconds(1))) config_.claim_lease = *d;
+    } else if (key == "retention") {
+      if (auto d = duration_value(e, std::chrono::hours(1))) config_.retention = *d;
+    } else if (key == "max_body") {
+      const std::string expected = "a size from 1KiB to 1GiB such as 512KiB or 1MiB";
+      if (auto s = scalar(e, expected)) {
+        auto size = parse_size(s->text);
+        if (!size || *size < 1024 || *size > (1ULL << 30))
+          problem(e.value_mark(), "max_body must be " + expected + got(e, &*s));
+        else
+          config_.max_body = *size;
+      }
+    }
+  }
+
+  void listen(const Entry &e) {
+    std::vector<Entry> items;
+    if (e.value.IsSequence()) {
+      for (const auto &item : e.value) items.push_back(Entry{e.key, item, e.ctx});
+      if (items.empty()) problem(e.value_mark(), "listen must name at least one address");
+    } else {
+      items.push_back(e);
+    }
+    std::vector<std::string> addresses;
+    for (const auto &item : items) {
+      auto s = scalar(item, "a host:port address or a list of them");
+      if (!s) continue;
+      const size_t colon = s->text.rfind(':');
+      const std::string host = colon == std::string::npos ? "" : s->text.substr(0, colon);
+      const std::string port = colon == std::string::npos ? "" : s->text.substr(colon + 1);
+      const bool port_ok =
+          !port.empty() && port.size() <= 5 &&
+          std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+          std::stoi(port) >= 1 && std::stoi(port) <= 65535;
+      const bool host_ok = !host.empty() && host.find_first_of(" /") == std::string::npos &&
+                           (host.front() != '[' || host.back() == ']');
+      if (!port_ok || !host_ok) {
+        problem(item.value_mark(),
+                "listen address " + (s->substituted ? std::string("") : q(s->text) + " ") +
+                    "must be host:port, e.g. 0.0.0.0:8080 or [::1]:8080, with a port from 1 to "
+                    "65535");
+        continue;
+      }
+      if (std::find(addresses.begin(), addresses.end(), s->text) != addresses.end()) {
+        problem(item.value_mark(), "listen address " + q(s->text) + " is listed twice");
+        continue;
+      }
+      addresses.push_back(s->text);
+    }
+    if (!addresses.empty()) config_.listen = addresses;
+  }
+
+  // ---- connections ----
+
+  void connections(const Entry &e) {
+    if (e.value.IsNull()) return;
+    if (!e.value.IsMap()) {
+      problem(e.value_mark(),
+              "connections must be a mapping of connection names to connections" + got(e));
+      return;
+    }
+    for (const auto &item : e.value) {
+      if (!item.first.IsScalar()) {
+        problem(detail::mark_of(item.first, e.key_mark()), "connection names must be strings");
+        continue;
+      }
+      const std::string &name = item.first.Scalar();
+      if (!valid_name(name)) {
+        problem(item.first.Mark(),
+                "connection name " + q(name) + " must be 1 to 64 letters, digits, \"-\" or \"_\"");
+        continue;
+      }
+      if (auto it = config_.connections.find(name); it != config_.connections.end()) {
+        problem(item.first.Mark(),
+                "connection " + q(name) + " is already defined at " + format(it->second.where));
+        continue;
+      }
+      connection(name, item.first, item.second);
+    }
+  }
+
+  void connection(const std::string &name, const YAML::Node &key, const YAML::Node &value) {
+    ConnectionConfig c;
+    c.name = name;
+    c.where = location(file_, key.Mark());
+    ConnectionExtra extra;
+    extra.file = file_;
+    extra.settings_mark = key.Mark();
+    const Ctx ctx{"connection " + q(name), ""};
+    auto f = fields(value, key.Mark(), ctx, {"plugin", "settings", "rate_limit"});
+    if (require(f, "plugin")) {
+      const Entry &e = *f.get("plugin");
+      extra.plugin_at = location(file_, e.value_mark());
+      if (auto s = string_value(e)) c.plugin = *s;
+    }
+    extra.settings_ok = f.ok;
+    if (auto *e = f.get("settings")) {
+      extra.settings.reset(e->value);
+      extra.settings_mark = e->key_mark();
+      if (!e->value.IsMap() && !e->value.IsNull()) {
+        problem(e->value_mark(), e->ctx.name() + " must be a mapping" + got(*e));
+        extra.settings_ok = false;
+      } else if (auto json = json_value(e->value)) {
+        c.settings_json = e->value.IsNull() ? "{}" : *json;
+      } else {
+        extra.settings_ok = false;
+      }
+    }
+    if (auto *e = f.get("rate_limit")) {
+      auto r = fields(e->value, e->key_mark(), e->ctx, {"requests", "per"});
+      const bool has_requests = require(r, "requests"), has_per = require(r, "per");
+      if (r.ok && has_requests && has_per) {
+        auto requests = uint_value(*r.get("requests"), 1, 1'000'000);
+        auto per = duration_value(*r.get("per"), Duration{1});
+        if (requests && per) c.rate_limit = RateLimit{*requests, *per};
+      }
+    }
+    connection_extra_[name] = std::move(extra);
+    config_.connections[name] = std::move(c);
+  }
+
+  // ---- pipelines ----
+
+  void pipelines(const Entry &e) {
+    if (e.value.IsNull()) return;
+    if (!e.value.IsMap()) {
+      problem(e.value_mark(),
+              "pipelines must be a mapping of pipeline names to pipelines" + got(e));
+      return;
+    }
+    for (const auto &item : e.value) {
+      if (!item.first.IsScalar()) {
+        problem(detail::mark_of(item.first, e.key_mark()), "pipeline names must be strings");
+        continue;
+      }
+      const std::string &name = item.first.Scalar();
+      if (!valid_name(name)) {
+        problem(item.first.Mark(),
+                "pipeline name " + q(name) + " must be 1 to 64 letters, digits, \"-\" or \"_\"");
+        continue;
+      }
+      if (auto it = config_.pipelines.find(name); it != config_.pipelines.end()) {
+        problem(item.first.Mark(),
+                "pipeline " + q(name) + " is already defined at " + format(it->second.where));
+        continue;
+      }
+      pipeline(name, item.first, item.second);
+    }
+  }
+
+  std::optional<Ref> reference(const Fields &f, std::string &connection) {
+    if (!require(f, "connection")) return std::nullopt;
+    const Entry &e = *f.get("connection");
+    auto s = string_value(e);
+    if (!s) return std::nullopt;
+    connection = *s;
+    Ref ref;
+    ref.connection = *s;
+    ref.connection_at = location(file_, e.value_mark());
+    return ref;
+  }
+
+  void pipeline(const std::string &name, const YAML::Node &key, const YAML::Node &value) {
+    PipelineConfig p;
+    PipelineExtra extra;
+    p.name = name;
+    p.where = location(file_, key.Mark());
+    const Ctx ctx{"pipeline " + q(name), ""};
+    auto f =
+        fields(value, key.Mark(), ctx, {"enabled", "source", "map", "sink", "retry", "batch_size"});
+    require(f, "source");
+    require(f, "sink");
+    if (auto *e = f.get("enabled"))
+      if (auto b = bool_value(*e)) p.enabled = *b;
+    if (auto *e = f.get("source")) source(*e, p, extra);
+    if (auto *e = f.get("map")) map(*e, p);
+    if (auto *e = f.get("sink")) sink(*e, p, extra);
+    if (auto *e = f.get("retry")) retry(*e, p);
+    if (auto *e = f.get("batch_size"))
+      if (auto n = uint_value(*e, 1, 10'000)) p.batch_size = *n;
+    pipeline_extra_[name] = std::move(extra);
+    config_.pipelines[name] = std::move(p);
+  }
+
+  void source(const Entry &e, PipelineConfig &p, PipelineExtra &extra) {
+    auto f = fields(e.value, e.key_mark(), e.ctx, {"webhook", "poll"});
+    if (!f.ok) return;
+    if (!f.get("webhook") && !f.get("poll"))
+      problem(e.key_mark(), e.ctx.name() + " needs a webhook, a poll, or both");
+    if (auto *w = f.get("webhook")) {
+      WebhookSource webhook;
+      webhook.where = location(file_, w->key_mark());
+      auto wf = fields(w->value, w->key_mark(), w->ctx, {"connection", "path"});
+      extra.webhook = reference(wf, webhook.connection);
+      if (require(wf, "path")) {
+        const Entry &pe = *wf.get("path");
+        if (auto s = string_value(pe)) {
+          const bool ok =
+              s->size() > 1 && s->front() == '/' && std::all_of(s->begin(), s->end(), [](char c) {
+                return std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '-' ||
+                       c == '_' || c == '.' || c == '~';
+              });
+          if (!ok) {
+            problem(pe.value_mark(), pe.ctx.name() +
+                                         " must start with \"/\" and hold only letters, digits "
+                                         "and / - _ . ~" +
+                                         got(pe));
+          } else {
+            webhook.path = *s;
+            extra.path_at = location(file_, pe.value_mark());
+            extra.normalized_path = *s;
+            while (extra.normalized_path.size() > 1 && extra.normalized_path.back() == '/')
+              extra.normalized_path.pop_back();
+          }
+        }
+      }
+      p.webhook = webhook;
+    }
+    if (auto *pl = f.get("poll")) {
+      PollSource poll;
+      poll.where = location(file_, pl->key_mark());
+      auto pf = fields(pl->value, pl->key_mark(), pl->ctx,
+                       {"connection", "object", "every", "jitter", "page_size"});
+      extra.poll = reference(pf, poll.connection);
+      if (require(pf, "object"))
+        if (auto s = string_value(*pf.get("object"))) {
+          poll.object = *s;
+          if (extra.poll) extra.poll->object_at = location(file_, pf.get("object")->value_mark());
+        }
+      if (auto *v = pf.get("every"))
+        if (auto d = duration_value(*v, std::chrono::seconds(1))) poll.every = *d;
+      poll.jitter = poll.every / 10;
+      if (auto *v = pf.get("jitter")) {
+        if (auto d = duration_value(*v)) {
+          if (*d >= poll.every)
+            problem(v->value_mark(), v->ctx.name() + " must be shorter than every (" +
+                                         format_duration(poll.every) + ")");
+          else
+            poll.jitter = *d;
+        }
+      }
+      if (auto *v = pf.get("page_size"))
+        if (auto n = uint_value(*v, 1, 10'000)) poll.page_size = *n;
+      p.poll = poll;
+    }
+  }
+
+  void map(const Entry &e, PipelineConfig &p) {
+    p.map.where = location(file_, e.key_mark());
+    auto f = fields(e.value, e.key_mark(), e.ctx, {"preset", "copy_unmapped", "fields"});
+    if (auto *v = f.get("preset"))
+      if (auto s = string_value(*v)) p.map.preset = *s;
+    if (auto *v = f.get("copy_unmapped"))
+      if (auto b = bool_value(*v)) p.map.copy_unmapped = *b;
+    if (auto *v = f.get("fields")) {
+      if (!v->value.IsMap() && !v->value.IsNull())
+        problem(v->value_mark(), v->ctx.name() + " must be a mapping of target fields" + got(*v));
+      else if (auto json = json_value(v->value))
+        p.map.fields_json = v->value.IsNull() ? "{}" : *json;
+    }
+  }
+
+  void sink(const Entry &e, PipelineConfig &p, PipelineExtra &extra) {
+    auto f = fields(e.value, e.key_mark(), e.ctx, {"push"});
+    if (!require(f, "push")) return;
+    const Entry &pe = *f.get("push");
+    p.sink.where = location(file_, pe.key_mark());
+    auto pf = fields(pe.value, pe.key_mark(), pe.ctx,
+                     {"connection", "object", "mode", "match_on", "conflict"});
+    extra.push = reference(pf, p.sink.connection);
+    if (require(pf, "object"))
+      if (auto s = string_value(*pf.get("object"))) {
+        p.sink.object = *s;
+        if (extra.push) extra.push->object_at = location(file_, pf.get("object")->value_mark());
+      }
+    if (auto *v = pf.get("mode"))
+      if (auto s = enum_value(*v, kPushModes)) {
+        p.sink.mode = *s;
+        extra.mode_at = location(file_, v->value_mark());
+      }
+    if (auto *v = pf.get("match_on"))
+      if (auto s = string_value(*v)) p.sink.match_on = *s;
+    if (auto *v = pf.get("conflict"))
+      if (auto s = enum_value(*v, kConflicts)) p.sink.conflict = *s;
+  }
+
+  void retry(const Entry &e, PipelineConfig &p) {
+    auto f = fields(e.value, e.key_mark(), e.ctx, {"attempts", "backoff"});
+    if (auto *v = f.get("attempts"))
+      if (auto n = uint_value(*v, 1, 100)) p.retry.attempts = *n;
+    if (auto *v = f.get("backoff")) {
+      const std::string expected = "a range such as 1s..5m (or one duration such as 30s)";
+      auto s = scalar(*v, expected);
+      if (!s) return;
+      const size_t dots = s->text.find("..");
+      auto low = parse_duration(s->text.substr(0, dots));
+      auto high = dots == std::string::npos ? low : parse_duration(s->text.substr(dots + 2));
+      if (!low || !high || low->count() == 0) {
+        problem(v->value_mark(), v->ctx.name() + " must be " + expected + got(*v, &*s));
+      } else if (*low > *high) {
+        problem(v->value_mark(), v->ctx.name() + " must not start above where it ends");
+      } else {
+        p.retry.backoff_min = *low;
+        p.retry.backoff_max = *high;
+      }
+    }
+  }
+
+  // ---- across files ----
+
+  static std::string format(const SourceLocation &where) {
+    return where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column);
+  }
+
+  std::vector<const PipelineConfig *> pipelines_in_file_order() const {
+    std::vector<const PipelineConfig *> out;
+    for (const auto &[name, p] : config_.pipelines) out.push_back(&p);
+    std::stable_sort(out.begin(), out.end(), [&](const auto *a, const auto *b) {
+      const int ra = rank(a->where.file), rb = rank(b->where.file);
+      if (ra != rb) return ra < rb;
+      return std::pair(a->where.line, a->where.column) < std::pair(b->where.line, b->where.column);
+    });
+    return out;
+  }
+
+  void cross_check() {
+    std::vector<std::string> names;
+    for (const auto &[name, c] : config_.connections) names.push_back(name);
+    std::map<std::string, const PipelineConfig *> paths;
+    for (const auto *p : pipelines_in_file_order()) {
+      const auto &extra = pipeline_extra_.at(p->name);
+      for (const auto *ref : {&extra.webhook, &extra.poll, &extra.push}) {
+        if (!*ref || config_.connections.count((*ref)->connection)) continue;
+        problem((*ref)->connection_at, "pipeline " + q(p->name) + " names unknown connection " +
+                                           q((*ref)->connection) +
+                                           detail::did_you_mean((*ref)->connection, names));
+      }
+      if (extra.normalized_path.empty()) continue;
+      auto [it, fresh] = paths.emplace(extra.normalized_path, p);
+      if (!fresh) {
+        problem(extra.path_at, "webhook path " + q(p->webhook->path) +
+                                   " is already used by pipeline " + q(it->second->name) + " (" +
+                                   format(pipeline_extra_.at(it->second->name).path_at) + ")");
+      }
+    }
+  }
+
+  // ---- plugins ----
+
+  std::string unknown_plugin_hint(const std::string &id) const {
+    std::vector<std::string> ids;
+    for (const auto &plugin : registry_->plugins()) ids.push_back(plugin->id());
+    std::string hint = detail::did_you_mean(id, ids);
+    if (hint.empty())
+      hint = ids.empty() ? " (no plugins are loaded: check plugin_dir)"
+                         : " (loaded plugins: " + detail::join(ids) + ")";
+    if (!registry_->refusals().empty())
+      hint += "; " + std::to_string(registry_->refusals().size()) +
+              " plugin file(s) were refused, see `crmhost plugins`";
+    return hint;
+  }
+
+  void plugin_check() {
+    for (const auto &[name, c] : config_.connections) {
+      const auto &extra = connection_extra_.at(name);
+      if (c.plugin.empty()) continue;
+      auto plugin = registry_->find(c.plugin);
+      if (!plugin) {
+        problem(extra.plugin_at, "connection " + q(name) + " uses unknown plugin " + q(c.plugin) +
+                                     unknown_plugin_hint(c.plugin));
+        continue;
+      }
+      if (!extra.settings_ok) continue;
+      rapidjson::Document instance;
+      instance.Parse(c.settings_json.c_str());
+      const std::string file = extra.file;
+      detail::check_settings_schema(
+          plugin->description().settings_schema_json, instance, extra.settings, extra.settings_mark,
+          "connection " + q(name), [&](const YAML::Mark &mark, std::string message) {
+            problems_.push_back({location(file, mark), std::move(message)});
+          });
+    }
+    for (const auto *p : pipelines_in_file_order()) {
+      const auto &extra = pipeline_extra_.at(p->name);
+      capability(*p, extra.webhook, "webhook", "receives webhooks from", "");
+      capability(*p, extra.poll, "poll", "polls", p->poll ? p->poll->object : "");
+      if (auto *d = capability(*p, extra.push, "push", "pushes to", p->sink.object)) {
+        if (!d->push_modes.empty() && !extra.mode_at.file.empty() &&
+            std::find(d->push_modes.begin(), d->push_modes.end(), p->sink.mode) ==
+                d->push_modes.end())
+          problem(extra.mode_at, "plugin " + q(d->name) + " of connection " +
+                                     q(p->sink.connection) + " does not support push mode " +
+                                     q(p->sink.mode) + " (it supports " +
+                                     detail::join(d->push_modes) + ")");
+      }
+    }
+  }
+
+  // Checks one end of a pipeline; returns the plugin's description when it may be checked further.
+  const plugins::PluginDescription *capability(const PipelineConfig &p,
+                                               const std::optional<Ref> &ref,
+                                               const std::string &needed, const std::string &verb,
+                                               const std::string &object) {
+    if (!ref) return nullptr;
+    auto c = config_.connections.find(ref->connection);
+    if (c == config_.connections.end() || c->second.plugin.empty()) return nullptr;
+    auto plugin = registry_->find(c->second.plugin);
+    if (!plugin) return nullptr;
+    const auto &d = plugin->description();
+    if (!d.has_capability(needed)) {
+      problem(ref->connection_at, "pipeline " + q(p.name) + " " + verb + " connection " +
+                                      q(ref->connection) + ", but its plugin " + q(plugin->id()) +
+                                      " lacks the " + q(needed) + " capability");
+      return nullptr;
+    }
+    if (!object.empty() && !ref->object_at.file.empty() && !d.has_object(object)) {
+      std::vector<std::string> objects;
+      for (const auto &o : d.objects) objects.push_back(o.name);
+      problem(ref->object_at, "plugin " + q(plugin->id()) + " of connection " + q(ref->connection) +
+                                  " has no object " + q(object) + " (it has " +
+                                  detail::join(objects) + ")");
+    }
+    return &d;
+  }
+
+  const plugins::PluginRegistry *registry_;
+  Config config_;
+  std::vector<Problem> problems_;
+  std::vector<std::string> files_;
+  std::string file_;
+  fs::path base_dir_;
+  std::map<std::string, SourceLocation> top_seen_;
+  std::map<std::string, ConnectionExtra> connection_extra_;
+  std::map<std::string, PipelineExtra> pipeline_extra_;
+};
+
+}  // namespace
+
+LoadResult load(const std::vector<std::filesystem::path> &paths,
+                const plugins::PluginRegistry *registry) {
+  return Loader(registry).run(paths);
+}
+
+std::string plugin_dir_of(const std::vector<std::filesystem::path> &paths) {
+  std::vector<fs::path> files;
+  for (const auto &path : paths) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+      for (const auto &item : fs::directory_iterator(path, ec))
+        if (item.path().extension() == ".yaml" || item.path().extension() == ".yml")
+          files.push_back(item.path());
+    } else {
+      files.push_back(path);
+    }
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto &file : files) {
+    try {
+      const YAML::Node root = YAML::LoadFile(file.string());
+      if (!root.IsMap() || !root["plugin_dir"] || !root["plugin_dir"].IsScalar()) continue;
+      std::vector<std::string> errors;
+      auto value = detail::interpolate(root["plugin_dir"].Scalar(), file.parent_path(), errors);
+      if (!value || value->text.empty()) return "";
+      const fs::path dir(value->text);
+      return dir.is_absolute() ? dir.string()
+                               : (file.parent_path() / dir).lexically_normal().string();
+    } catch (const YAML::Exception &) {
+      continue;
+    }
+  }
+  return "";
+}
+
+}  // namespace crmhost::config

@@ -1,0 +1,156 @@
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <regex>
+
+#include "config/detail.hpp"
+
+namespace crmhost::config::detail {
+
+SourceLocation location(const std::string &file, const YAML::Mark &mark) {
+  SourceLocation where;
+  where.file = file;
+  if (!mark.is_null()) {
+    where.line = mark.line + 1;
+    where.column = mark.column + 1;
+  }
+  return where;
+}
+
+YAML::Mark mark_of(const YAML::Node &node, const YAML::Mark &fallback) {
+  if (!node.IsDefined() || node.IsNull() || node.Mark().is_null()) return fallback;
+  return node.Mark();
+}
+
+bool is_plain(const YAML::Node &scalar) {
+  return scalar.Tag() == "?" || scalar.Tag().empty();
+}
+
+void resolve_plain_scalar(const std::string &text, rapidjson::Value &out,
+                          rapidjson::Document::AllocatorType &alloc) {
+  static const std::regex kInteger("[-+]?[0-9]+");
+  static const std::regex kFloat("[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?");
+  if (text == "null" || text == "Null" || text == "NULL" || text == "~" || text.empty()) {
+    out.SetNull();
+  } else if (text == "true" || text == "True" || text == "TRUE") {
+    out.SetBool(true);
+  } else if (text == "false" || text == "False" || text == "FALSE") {
+    out.SetBool(false);
+  } else if (std::regex_match(text, kInteger)) {
+    errno = 0;
+    char *end = nullptr;
+    if (text[0] == '-') {
+      const long long value = std::strtoll(text.c_str(), &end, 10);
+      if (errno == 0) return out.SetInt64(value), void();
+    } else {
+      const unsigned long long value = std::strtoull(text.c_str(), &end, 10);
+      if (errno == 0) return out.SetUint64(value), void();
+    }
+    out.SetString(text.c_str(), static_cast<rapidjson::SizeType>(text.size()), alloc);
+  } else if (std::regex_match(text, kFloat)) {
+    out.SetDouble(std::strtod(text.c_str(), nullptr));
+  } else {
+    out.SetString(text.c_str(), static_cast<rapidjson::SizeType>(text.size()), alloc);
+  }
+}
+
+bool yaml_to_json(const YAML::Node &node, const std::filesystem::path &base_dir,
+                  rapidjson::Value &out, rapidjson::Document::AllocatorType &alloc,
+                  const Report &report) {
+  switch (node.Type()) {
+    case YAML::NodeType::Undefined:
+    case YAML::NodeType::Null:
+      out.SetNull();
+      return true;
+    case YAML::NodeType::Scalar: {
+      std::vector<std::string> errors;
+      auto value = interpolate(node.Scalar(), base_dir, errors);
+      for (auto &error : errors) report(node.Mark(), std::move(error));
+      if (!value) return false;
+      if (is_plain(node))
+        resolve_plain_scalar(value->text, out, alloc);
+      else
+        out.SetString(value->text.c_str(), static_cast<rapidjson::SizeType>(value->text.size()),
+                      alloc);
+      return true;
+    }
+    case YAML::NodeType::Sequence: {
+      out.SetArray();
+      bool ok = true;
+      for (const auto &item : node) {
+        rapidjson::Value converted;
+        ok = yaml_to_json(item, base_dir, converted, alloc, report) && ok;
+        out.PushBack(converted, alloc);
+      }
+      return ok;
+    }
+    case YAML::NodeType::Map: {
+      out.SetObject();
+      bool ok = true;
+      for (const auto &entry : node) {
+        if (!entry.first.IsScalar()) {
+          report(mark_of(entry.first, node.Mark()), "keys must be plain strings");
+          ok = false;
+          continue;
+        }
+        const std::string &key = entry.first.Scalar();
+        if (out.HasMember(key.c_str())) {
+          report(entry.first.Mark(), "key \"" + key + "\" appears twice");
+          ok = false;
+          continue;
+        }
+        rapidjson::Value converted;
+        ok = yaml_to_json(entry.second, base_dir, converted, alloc, report) && ok;
+        out.AddMember(rapidjson::Value(key.c_str(), alloc), converted, alloc);
+      }
+      return ok;
+    }
+  }
+  return true;
+}
+
+std::string join(const std::vector<std::string> &items, std::string_view separator) {
+  std::string out;
+  for (const auto &item : items) {
+    if (!out.empty()) out += separator;
+    out += item;
+  }
+  return out;
+}
+
+namespace {
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      const bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
+                        std::tolower(static_cast<unsigned char>(b[j - 1]));
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (same ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+std::string did_you_mean(std::string_view word, const std::vector<std::string> &candidates) {
+  const size_t limit = std::max<size_t>(2, word.size() / 3);
+  const std::string *best = nullptr;
+  size_t best_distance = limit + 1;
+  for (const auto &candidate : candidates) {
+    const size_t distance = edit_distance(word, candidate);
+    if (distance < best_distance) {
+      best = &candidate;
+      best_distance = distance;
+    }
+  }
+  return best ? " (did you mean \"" + *best + "\"?)" : "";
+}
+
+}  // namespace crmhost::config::detail
