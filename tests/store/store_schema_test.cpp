@@ -1,6 +1,7 @@
 // Opening: URIs, redaction, migrations and version checks, and errors when the database is gone.
 #include <catch2/catch.hpp>
 
+#include <fstream>
 #include <pqxx/pqxx>
 #include <thread>
 
@@ -46,6 +47,28 @@ TEST_CASE("bad URIs and unreachable databases fail with a clear message and no p
                                          "postgresql://crm:***@127.0.0.1:1/crm") &&
                              !Catch::Contains("s3cret"));
   }
+}
+
+TEST_CASE("a PostgreSQL password file is used but never shown", "[uri]") {
+  const auto file = std::filesystem::temp_directory_path() / ("crmhost-pw-" + random_hex(4));
+  {
+    std::ofstream out(file);
+    out << "pa&ss w0rd\n";
+  }
+  StoreOptions o;
+  o.pg_password_file = file;
+  try {
+    open_store("postgresql://crm@127.0.0.1:1/crm", o);
+    FAIL("unreachable database accepted");
+  } catch (const StoreError &e) {
+    CHECK(e.retryable());
+    CHECK_THAT(e.what(), !Catch::Contains("pa&ss") && !Catch::Contains("pa%26ss") &&
+                             Catch::Contains("postgresql://crm@127.0.0.1:1/crm"));
+  }
+  o.pg_password_file = file.string() + ".missing";
+  CHECK_THROWS_WITH(open_store("postgresql://crm@127.0.0.1:1/crm", o),
+                    Catch::Contains("cannot read PostgreSQL password file"));
+  std::filesystem::remove(file);
 }
 
 TEST_CASE("sqlite: a relative URI and the folder created on first use", "[uri][sqlite]") {

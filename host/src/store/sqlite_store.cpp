@@ -196,7 +196,9 @@ class SqliteStore final : public SqlStore {
     }
     writer_conn_ = std::make_unique<SqliteConnection>(
         path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options.sqlite_busy_timeout);
-    writer_conn_->exec_script("PRAGMA journal_mode = WAL");
+    // Another process opening the same new file at the same moment can hold the lock that
+    // switching to WAL or migrating needs, without SQLite's busy handler applying: retry.
+    retry_while_busy(options, [&] { writer_conn_->exec_script("PRAGMA journal_mode = WAL"); });
     writer_conn_->exec_script(options.sqlite_synchronous == SqliteSync::full
                                   ? "PRAGMA synchronous = FULL"
                                   : "PRAGMA synchronous = NORMAL");
@@ -208,7 +210,7 @@ class SqliteStore final : public SqlStore {
     checkpointer_ = std::thread([this] { checkpoint_loop(); });
     writer_ = std::thread([this] { writer_loop(); });
     try {
-      open_schema(options);
+      retry_while_busy(options, [&] { open_schema(options); });
     } catch (...) {
       stop_writer();
       throw;
@@ -257,6 +259,20 @@ class SqliteStore final : public SqlStore {
     const std::function<void(SqlTx &)> *fn;
     std::promise<void> done;
   };
+
+  template <typename Fn>
+  static void retry_while_busy(const StoreOptions &options, Fn &&fn) {
+    const auto deadline = std::chrono::steady_clock::now() + options.sqlite_busy_timeout;
+    for (;;) {
+      try {
+        fn();
+        return;
+      } catch (const StoreError &e) {
+        if (!e.retryable() || std::chrono::steady_clock::now() >= deadline) throw;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
 
   static SqlDialect dialect() {
     return SqlDialect{
