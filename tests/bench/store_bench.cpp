@@ -32,10 +32,10 @@ struct Config {
   bool claims = true;
 };
 
-std::vector<int> parse_list(const char* text) {
+std::vector<int> parse_list(const char *text) {
   std::vector<int> out;
-  for (const char* p = text; *p;) {
-    char* end = nullptr;
+  for (const char *p = text; *p;) {
+    char *end = nullptr;
     out.push_back(static_cast<int>(std::strtol(p, &end, 10)));
     p = *end == ',' ? end + 1 : end;
   }
