@@ -143,21 +143,22 @@ void check_settings_schema(const std::string &schema_json, const rapidjson::Valu
     const Located at = locate(settings, settings_mark, doc_pointer, depth);
 
     if (keyword == "required" && value && value->IsObject()) {
-      bool reported = false;
+      bool missing = false;
       if (auto *required = member(rule, "required"); required && required->IsArray())
         for (const auto &key : required->GetArray()) {
-          if (!key.IsString() || value->HasMember(key.GetString()) ||
-              removed.count(key_of(pointer_text, key.GetString())))
-            continue;
-          report(at.key, name + " is missing the required key \"" + key.GetString() + "\"");
-          reported = true;
+          if (!key.IsString() || value->HasMember(key.GetString())) continue;
+          missing = true;
+          if (!removed.count(key_of(pointer_text, key.GetString())))
+            report(at.key, name + " is missing the required key \"" + key.GetString() + "\"");
         }
-      if (!reported)
-        report(at.key,
-               name + " does not satisfy the \"required\" rule of the plugin's settings schema");
+      if (!missing)
+        report(at.key, name +
+                           " does not satisfy the \"required\" rule of the plugin's settings "
+                           "schema");
       return;  // nothing can stand in for a missing value: stop here
     }
-    if (keyword == "additionalProperties" && value && value->IsObject()) {
+    if (keyword == "additionalProperties") {
+      // RapidJSON points at the extra member; older versions at the object holding it.
       std::vector<std::string> known;
       if (auto *properties = member(rule, "properties"); properties && properties->IsObject())
         for (const auto &property : properties->GetObject())
@@ -171,23 +172,42 @@ void check_settings_schema(const std::string &schema_json, const rapidjson::Valu
           } catch (const std::regex_error &) {
           }
         }
-      std::vector<std::string> extras;
-      for (const auto &m : value->GetObject()) {
-        const std::string key = m.name.GetString();
-        if (std::find(known.begin(), known.end(), key) != known.end()) continue;
-        if (std::any_of(patterns.begin(), patterns.end(),
-                        [&](const std::regex &re) { return std::regex_search(key, re); }))
-          continue;
-        extras.push_back(key);
+      const auto is_extra = [&](const std::string &key) {
+        return std::find(known.begin(), known.end(), key) == known.end() &&
+               std::none_of(patterns.begin(), patterns.end(),
+                            [&](const std::regex &re) { return std::regex_search(key, re); });
+      };
+      size_t object_depth = depth;
+      if (depth > 0) {
+        const auto &last = doc_pointer.GetTokens()[depth - 1];
+        const rapidjson::Value *parent = Pointer(doc_pointer.GetTokens(), depth - 1).Get(instance);
+        if (parent && parent->IsObject() && is_extra(std::string(last.name, last.length)))
+          object_depth = depth - 1;
       }
-      if (extras.empty()) break;
+      const Pointer object_pointer(doc_pointer.GetTokens(), object_depth);
+      const rapidjson::Value *object = object_pointer.Get(instance);
+      std::vector<std::string> extras;
+      if (object && object->IsObject())
+        for (const auto &m : object->GetObject())
+          if (is_extra(m.name.GetString())) extras.push_back(m.name.GetString());
+      if (extras.empty()) {
+        report(at.value, name +
+                             " does not satisfy the \"additionalProperties\" rule of the "
+                             "plugin's settings schema");
+        return;
+      }
+      rapidjson::StringBuffer object_buffer;
+      object_pointer.Stringify(object_buffer);
+      const std::string object_name =
+          display(instance, object_pointer, object_depth) + " of " + owner;
       for (const auto &key : extras) {
-        Pointer extra_pointer =
-            doc_pointer.Append(key.c_str(), static_cast<rapidjson::SizeType>(key.size()));
-        const Located extra_at = locate(settings, settings_mark, extra_pointer, depth + 1);
-        report(extra_at.key, "unknown key \"" + key + "\" in " + name + did_you_mean(key, known));
+        const Pointer extra_pointer =
+            object_pointer.Append(key.c_str(), static_cast<rapidjson::SizeType>(key.size()));
+        const Located extra_at = locate(settings, settings_mark, extra_pointer, object_depth + 1);
+        report(extra_at.key,
+               "unknown key \"" + key + "\" in " + object_name + did_you_mean(key, known));
         extra_pointer.Erase(instance);
-        removed.insert(key_of(pointer_text, key));
+        removed.insert(key_of(object_buffer.GetString(), key));
       }
       continue;
     }

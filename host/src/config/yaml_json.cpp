@@ -140,16 +140,27 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 }  // namespace
 
 std::string did_you_mean(std::string_view word, const std::vector<std::string> &candidates) {
-  const size_t limit = std::max<size_t>(2, word.size() / 3);
+  // Close in spelling ("evry", "retires"), or a part of a longer name ("secret").
   const std::string *best = nullptr;
-  size_t best_distance = limit + 1;
+  size_t best_distance = std::string::npos;
   for (const auto &candidate : candidates) {
     const size_t distance = edit_distance(word, candidate);
-    if (distance < best_distance) {
+    size_t prefix = 0;
+    while (prefix < word.size() && prefix < candidate.size() && word[prefix] == candidate[prefix])
+      ++prefix;
+    const bool close = distance <= std::max<size_t>(2, word.size() / 3) ||
+                       (prefix >= 3 && distance <= word.size() / 2);
+    if (close && distance < best_distance) {
       best = &candidate;
       best_distance = distance;
     }
   }
+  if (!best && word.size() >= 4)
+    for (const auto &candidate : candidates)
+      if (candidate.find(word) != std::string::npos) {
+        best = &candidate;
+        break;
+      }
   return best ? " (did you mean \"" + *best + "\"?)" : "";
 }
 
