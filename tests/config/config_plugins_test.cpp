@@ -1,0 +1,140 @@
+// With a plugin registry: unknown plugins, settings against the plugin's JSON Schema, and the
+// capabilities and objects a pipeline needs.
+#include <catch2/catch.hpp>
+
+#include "config_test_support.hpp"
+#include "plugins/plugin_registry.hpp"
+
+using crmhost::test::problems_of;
+
+namespace {
+
+// The built memory plugin (settings schema: webhook_secret string >= 8, seed list of
+// {object enum, id, data}, nothing else) and the old-layout fixture (poll only, contact only).
+const crmhost::plugins::PluginRegistry &registry() {
+  static const auto *r = [] {
+    auto *loaded = new crmhost::plugins::PluginRegistry();
+    loaded->load_directory(CRMHOST_BUILT_PLUGIN_DIR);
+    loaded->load_file(std::string(CRMHOST_FIXTURE_DIR) + "/old-layout.so");
+    return loaded;
+  }();
+  return *r;
+}
+
+}  // namespace
+
+TEST_CASE("the test plugins are there") {
+  REQUIRE(registry().find("memory"));
+  REQUIRE(registry().find("old-layout"));
+}
+
+TEST_CASE("valid settings pass the plugin's schema") {
+  CHECK(problems_of("connections:\n"
+                    "  mem:\n"
+                    "    plugin: memory\n"
+                    "    settings:\n"
+                    "      webhook_secret: \"12345678\"\n"
+                    "      seed:\n"
+                    "        - { object: contact, id: \"1\", data: { email: a@example.com } }\n",
+                    &registry())
+            .empty());
+}
+
+TEST_CASE("settings are checked against the plugin's JSON Schema, every violation reported") {
+  SECTION("too short, unknown keys, a bad enum value deep down") {
+    CHECK(
+        problems_of("connections:\n"
+                    "  mem:\n"
+                    "    plugin: memory\n"
+                    "    settings:\n"
+                    "      webhook_secret: short\n"
+                    "      secret: whatever\n"
+                    "      seed:\n"
+                    "        - { object: contcat, data: {} }\n",
+                    &registry()) ==
+        std::vector<std::string>{
+            R"(c.yaml:5:23: settings.webhook_secret of connection "mem" must be at least 8 characters long)",
+            R"(c.yaml:6:7: unknown key "secret" in settings of connection "mem" (did you mean "webhook_secret"?))",
+            R"(c.yaml:8:21: settings.seed[0].object of connection "mem" must be one of "contact", "company", "deal")"});
+  }
+  SECTION("a missing required setting, reported at settings") {
+    CHECK(
+        problems_of("connections:\n"
+                    "  mem:\n"
+                    "    plugin: memory\n"
+                    "    settings: { webhok_secret: \"12345678\" }\n",
+                    &registry()) ==
+        std::vector<std::string>{
+            R"(c.yaml:4:5: settings of connection "mem" is missing the required key "webhook_secret")",
+            R"(c.yaml:4:17: unknown key "webhok_secret" in settings of connection "mem" (did you mean "webhook_secret"?))"});
+  }
+  SECTION("no settings at all, reported at the connection") {
+    CHECK(
+        problems_of("connections:\n"
+                    "  mem: { plugin: memory }\n",
+                    &registry()) ==
+        std::vector<std::string>{
+            R"(c.yaml:2:3: settings of connection "mem" is missing the required key "webhook_secret")"});
+  }
+  SECTION("a wrong type, with a hint, and the value is never printed") {
+    crmhost::test::ScopedEnv secret("CRMHOST_TEST_SECRET", "987654321");
+    CHECK(
+        problems_of("connections:\n"
+                    "  mem:\n"
+                    "    plugin: memory\n"
+                    "    settings:\n"
+                    "      webhook_secret: ${CRMHOST_TEST_SECRET}\n"
+                    "      seed: {}\n",
+                    &registry()) ==
+        std::vector<std::string>{
+            R"(c.yaml:5:23: settings.webhook_secret of connection "mem" must be a string, not an integer (quote it to make it a string))",
+            R"(c.yaml:6:13: settings.seed of connection "mem" must be a list, not a mapping)"});
+  }
+}
+
+TEST_CASE("unknown plugins") {
+  CHECK(
+      problems_of("connections:\n"
+                  "  hs: { plugin: hubspot }\n"
+                  "  mem: { plugin: memroy }\n",
+                  &registry()) ==
+      std::vector<std::string>{
+          R"(c.yaml:2:17: connection "hs" uses unknown plugin "hubspot" (loaded plugins: memory, old-layout))",
+          R"(c.yaml:3:18: connection "mem" uses unknown plugin "memroy" (did you mean "memory"?))"});
+  SECTION("with no plugins loaded") {
+    crmhost::plugins::PluginRegistry empty;
+    empty.load_directory("/nonexistent/crmhost/plugins");
+    CHECK(
+        problems_of("connections:\n  hs: { plugin: hubspot }\n", &empty) ==
+        std::vector<std::string>{
+            R"(c.yaml:2:17: connection "hs" uses unknown plugin "hubspot" (no plugins are loaded: check plugin_dir); 1 plugin file(s) were refused, see `crmhost plugins`)"});
+  }
+  SECTION("without a registry plugins are not checked") {
+    CHECK(problems_of("connections:\n  hs: { plugin: hubspot }\n").empty());
+  }
+}
+
+TEST_CASE("a pipeline needs the capabilities and objects it uses") {
+  CHECK(
+      problems_of("connections:\n"
+                  "  old: { plugin: old-layout }\n"
+                  "  mem: { plugin: memory, settings: { webhook_secret: \"12345678\" } }\n"
+                  "pipelines:\n"
+                  "  p:\n"
+                  "    source:\n"
+                  "      webhook: { connection: old, path: /hooks/old }\n"
+                  "      poll: { connection: old, object: deal }\n"
+                  "    sink:\n"
+                  "      push: { connection: old, object: contact }\n"
+                  "  q:\n"
+                  "    source:\n"
+                  "      poll: { connection: old, object: contact }\n"
+                  "    sink:\n"
+                  "      push: { connection: mem, object: ticket }\n",
+                  &registry()) ==
+      std::vector<std::string>{
+          R"(c.yaml:7:30: pipeline "p" receives webhooks from connection "old", but its plugin "old-layout" lacks the "webhook" capability)",
+          R"(c.yaml:8:40: plugin "old-layout" of connection "old" has no object "deal" (it has contact))",
+          R"(c.yaml:10:27: pipeline "p" pushes to connection "old", but its plugin "old-layout" lacks the "push" capability)",
+          R"(c.yaml:15:40: plugin "memory" of connection "mem" has no object "ticket" (it has contact, company, deal))"});
+}
