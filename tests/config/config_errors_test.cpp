@@ -180,7 +180,7 @@ TEST_CASE("interpolated values are not echoed in type errors") {
           std::vector<std::string>{"c.yaml:1:16: workers.io must be an integer from 1 to 64"});
 }
 
-TEST_CASE("a directory of files merges; names defined twice across files are problems") {
+TEST_CASE("a directory of files merges and names defined twice across files are problems") {
   crmhost::test::TempDir dir;
   dir.write("10-connections.yaml",
             "connections:\n"

@@ -40,7 +40,7 @@ TEST_CASE("environment variables and defaults") {
                 R"("e":"pre-value-from-env-post !","f":"${CRMHOST_TEST_SET} and $5"})");
 }
 
-TEST_CASE("plain interpolated scalars are typed after substitution, quoted ones stay strings") {
+TEST_CASE("plain interpolated scalars are typed after substitution and quoted ones stay strings") {
   ScopedEnv number("CRMHOST_TEST_NUMBER", "42");
   ScopedEnv flag("CRMHOST_TEST_FLAG", "true");
   TempDir dir;
@@ -61,7 +61,7 @@ TEST_CASE("plain interpolated scalars are typed after substitution, quoted ones 
                 R"("tagged":"12","hex":"0x1F","list":[1,"1","yes"]})");
 }
 
-TEST_CASE("file interpolation reads the file, trims one newline, resolves relative paths") {
+TEST_CASE("file interpolation reads the file and trims one newline and resolves relative paths") {
   TempDir dir;
   dir.write("secrets/token", "t0ken-from-file\n");
   const auto absolute = dir.write("abs", "abs\n\n");
@@ -72,7 +72,7 @@ TEST_CASE("file interpolation reads the file, trims one newline, resolves relati
   CHECK(json == R"({"relative":"t0ken-from-file","absolute":"abs\n"})");
 }
 
-TEST_CASE("interpolation problems name the variable or file, never a value") {
+TEST_CASE("interpolation problems name the variable or file and never a value") {
   ScopedEnv secret("CRMHOST_TEST_SECRET", "s3cr3t-value");
   TempDir dir;
   const auto file = dir.write("c.yaml",

@@ -40,7 +40,7 @@ TEST_CASE("valid settings pass the plugin's schema") {
             .empty());
 }
 
-TEST_CASE("settings are checked against the plugin's JSON Schema, every violation reported") {
+TEST_CASE("settings are checked against the plugin's JSON Schema and every violation is reported") {
   SECTION("too short, unknown keys, a bad enum value deep down") {
     CHECK(
         problems_of("connections:\n"
