@@ -14,6 +14,8 @@ constexpr const char *kUsage =
     "usage: crmhost <command> [options]\n"
     "\n"
     "commands:\n"
+    "  run --config FILE|DIR [--plugin-dir DIR]\n"
+    "                 run the pipelines as a service (SIGTERM stops, SIGHUP reloads)\n"
     "  plugins [--plugin-dir DIR] [--json] [FILE...]\n"
     "                 list the plugins in DIR (and the files named), with refused files and why;\n"
     "                 exits 1 when any file was refused\n"
@@ -41,6 +43,7 @@ int run(const std::vector<std::string> &args, std::ostream &out, std::ostream &e
   const std::string &command = args.front();
   const std::vector<std::string> rest(args.begin() + 1, args.end());
   if (command == "plugins") return plugins_command(rest, out, err);
+  if (command == "run") return run_command(rest, out, err);
   if (command == "migrate") return migrate_command(rest, out, err);
   if (command == "validate") return validate_command(rest, out, err);
   if (command == "version" || command == "--version") {

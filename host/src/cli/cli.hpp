@@ -19,6 +19,9 @@ int migrate_command(const std::vector<std::string> &args, std::ostream &out, std
 // configuration as file:line:column: message; exits 1 when there is any.
 int validate_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err);
 
+// `crmhost run --config FILE|DIR [--plugin-dir DIR]`: the service.
+int run_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err);
+
 // The plugin directory when none is given: $CRMHOST_PLUGIN_DIR, else the installed default.
 std::string default_plugin_dir();
 

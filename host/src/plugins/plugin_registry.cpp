@@ -24,6 +24,10 @@ void PluginRegistry::load_directory(const std::filesystem::path &dir) {
 }
 
 void PluginRegistry::load_file(const std::filesystem::path &file) {
+  // A rescan (on reload) loads only files it has not loaded yet and retries refused ones.
+  for (const auto &plugin : plugins_)
+    if (plugin->info().path == file) return;
+  std::erase_if(refusals_, [&](const LoadRefusal &r) { return r.path == file; });
   auto loaded_id = [this](const std::string &id) -> std::optional<std::filesystem::path> {
     if (auto existing = find(id)) return existing->info().path;
     return std::nullopt;

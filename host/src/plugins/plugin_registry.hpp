@@ -15,7 +15,8 @@ class PluginRegistry {
       std::shared_ptr<HostServices> services = std::make_shared<HostServices>());
 
   // Loads every shared library (*.so) in `dir`, in name order. A missing directory is one
-  // refusal; each bad file is another; the good ones load regardless.
+  // refusal; each bad file is another; the good ones load regardless. Called again, it loads
+  // only new files (and retries refused ones): plugins already loaded stay as they are.
   void load_directory(const std::filesystem::path &dir);
   // Loads one file, whatever its name.
   void load_file(const std::filesystem::path &file);

@@ -1,0 +1,461 @@
+#include "pipeline/engine.hpp"
+
+#include <condition_variable>
+#include <random>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include "pipeline/event_payload.hpp"
+
+namespace crmhost::pipeline {
+
+namespace asio = boost::asio;
+using Millis = std::chrono::milliseconds;
+
+namespace {
+
+std::string default_owner() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "host");
+  return std::string(host) + ":" + std::to_string(::getpid());
+}
+
+std::string describe(const config::ConnectionConfig &c) {
+  std::ostringstream out;
+  out << c.plugin << '\n' << c.settings_json << '\n';
+  if (c.rate_limit) out << c.rate_limit->requests << '/' << c.rate_limit->per.count();
+  return out.str();
+}
+
+// Everything that, when changed, requires a pipeline to restart.
+std::string fingerprint(const config::PipelineConfig &p, const config::Config &c) {
+  std::ostringstream out;
+  out << p.enabled << '|' << p.batch_size << '|' << p.retry.attempts << '|'
+      << p.retry.backoff_min.count() << '|' << p.retry.backoff_max.count() << '|';
+  if (p.webhook) out << "w:" << p.webhook->connection << ':' << p.webhook->path << '|';
+  if (p.poll)
+    out << "p:" << p.poll->connection << ':' << p.poll->object << ':' << p.poll->every.count()
+        << ':' << p.poll->jitter.count() << ':' << p.poll->page_size << '|';
+  out << "m:" << p.map.preset << ':' << p.map.fields_json << ':' << p.map.copy_unmapped << '|';
+  out << "s:" << p.sink.connection << ':' << p.sink.object << ':' << p.sink.mode << ':'
+      << p.sink.match_on.value_or("") << ':' << p.sink.conflict << '|';
+  for (const std::string *name : {p.webhook ? &p.webhook->connection : nullptr,
+                                  p.poll ? &p.poll->connection : nullptr, &p.sink.connection}) {
+    if (!name) continue;
+    auto it = c.connections.find(*name);
+    if (it != c.connections.end()) out << describe(it->second) << '|';
+  }
+  return out.str();
+}
+
+}  // namespace
+
+// The running state of one pipeline: its timers and the three lanes' busy flags.
+class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
+ public:
+  PipelineRunner(config::PipelineConfig pipeline, std::string fingerprint, asio::io_context &io,
+                 asio::thread_pool &pool, std::shared_ptr<store::Store> store,
+                 std::shared_ptr<ConnectionHandle> source, std::shared_ptr<ConnectionHandle> sink,
+                 const std::atomic<bool> &paused_all, const EngineOptions &options, Millis lease)
+      : pipeline_(std::move(pipeline)),
+        fingerprint_(std::move(fingerprint)),
+        io_(io),
+        pool_(pool),
+        store_(std::move(store)),
+        source_(std::move(source)),
+        sink_(std::move(sink)),
+        paused_all_(paused_all),
+        options_(options),
+        strand_(asio::make_strand(io)),
+        process_timer_(strand_),
+        poll_timer_(strand_),
+        processor_(ProcessorDeps{pipeline_, *store_, source_ ? source_->connector.get() : nullptr,
+                                 *sink_->connector, sink_->plugin->description().max_batch,
+                                 identity_map(), options.owner, lease, &stopping_}),
+        rng_(std::random_device{}()) {}
+
+  const config::PipelineConfig &config() const { return pipeline_; }
+  const std::string &fingerprint() const { return fingerprint_; }
+  ConnectionHandle *source() const { return source_.get(); }
+  bool paused() const { return paused_ || paused_all_; }
+  void set_paused(bool paused) {
+    paused_ = paused;
+    if (!paused) wake();
+  }
+
+  void start() {
+    schedule_process(Millis(0));
+    if (pipeline_.poll) schedule_poll(Millis(0));
+  }
+
+  void wake() {
+    asio::post(strand_, [self = shared_from_this()] { self->schedule_process(Millis(0)); });
+  }
+
+  void poll_now() {
+    asio::post(strand_, [self = shared_from_this()] { self->schedule_poll(Millis(0)); });
+  }
+
+  // Stops timers; waits for the running lanes until `deadline`.
+  void stop(std::chrono::steady_clock::time_point deadline) {
+    stopping_ = true;
+    asio::post(strand_, [self = shared_from_this()] {
+      self->process_timer_.cancel();
+      self->poll_timer_.cancel();
+    });
+    std::unique_lock lock(mutex_);
+    if (!idle_.wait_until(lock, deadline, [&] { return !processing_ && !polling_; }))
+      spdlog::warn("pipeline {}: work still running after the shutdown deadline", pipeline_.name);
+  }
+
+  PollOutcome backfill(bool dry_run, std::function<void(const store::SyncRunCounts &)> progress) {
+    if (!pipeline_.poll || !source_) {
+      PollOutcome outcome;
+      outcome.ok = false;
+      outcome.error = "pipeline " + pipeline_.name + " has no poll source to backfill from";
+      return outcome;
+    }
+    PollOptions options;
+    options.lane = PollLane::backfill;
+    options.dry_run = dry_run;
+    options.from_beginning = true;
+    options.stop_requested = &stopping_;
+    options.on_progress = std::move(progress);
+    auto outcome = run_poll(pipeline_, *store_, *source_->connector, options);
+    if (!dry_run) wake();
+    return outcome;
+  }
+
+ private:
+  void schedule_process(Millis delay) {
+    if (stopping_) return;
+    process_timer_.expires_after(delay);
+    process_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec) self->run_process();
+    });
+  }
+
+  void run_process() {
+    if (stopping_) return;
+    if (paused()) return schedule_process(options_.idle_delay);
+    if (!begin(processing_)) return;  // the running batch reschedules itself
+    asio::post(pool_, [self = shared_from_this()] {
+      bool full = false;
+      try {
+        const auto stats = self->processor_.run_once();
+        full = stats.claimed >= self->pipeline_.batch_size;
+        if (stats.claimed)
+          spdlog::debug("pipeline {}: {} claimed, {} pushed, {} unchanged, {} retried, {} dead",
+                        self->pipeline_.name, stats.claimed, stats.pushed, stats.unchanged,
+                        stats.retried, stats.dead);
+      } catch (const std::exception &e) {
+        spdlog::error("pipeline {}: processing failed: {}", self->pipeline_.name, e.what());
+      }
+      self->end(self->processing_);
+      asio::post(self->strand_, [self, full] {
+        self->schedule_process(full ? Millis(0) : self->options_.idle_delay);
+      });
+    });
+  }
+
+  void schedule_poll(Millis delay) {
+    if (stopping_) return;
+    poll_timer_.expires_after(delay);
+    poll_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec) self->run_poll_lane();
+    });
+  }
+
+  Millis next_poll_delay() {
+    const auto every = pipeline_.poll->every;
+    const auto jitter = pipeline_.poll->jitter.count() > 0 ? pipeline_.poll->jitter : every / 10;
+    std::uniform_int_distribution<int64_t> spread(-jitter.count(), jitter.count());
+    return std::max(Millis(1), every + Millis(spread(rng_)));
+  }
+
+  void run_poll_lane() {
+    if (stopping_) return;
+    if (paused() || !begin(polling_)) return schedule_poll(next_poll_delay());
+    asio::post(pool_, [self = shared_from_this()] {
+      PollOptions options;
+      options.stop_requested = &self->stopping_;
+      const auto outcome =
+          run_poll(self->pipeline_, *self->store_, *self->source_->connector, options);
+      if (!outcome.ok)
+        spdlog::warn("pipeline {}: poll failed after {} pages: {}", self->pipeline_.name,
+                     outcome.pages, outcome.error);
+      self->end(self->polling_);
+      if (outcome.counts.enqueued) self->wake();
+      asio::post(self->strand_, [self] { self->schedule_poll(self->next_poll_delay()); });
+    });
+  }
+
+  bool begin(bool &flag) {
+    std::lock_guard lock(mutex_);
+    if (flag) return false;
+    flag = true;
+    return true;
+  }
+  void end(bool &flag) {
+    {
+      std::lock_guard lock(mutex_);
+      flag = false;
+    }
+    idle_.notify_all();
+  }
+
+  config::PipelineConfig pipeline_;
+  std::string fingerprint_;
+  asio::io_context &io_;
+  asio::thread_pool &pool_;
+  std::shared_ptr<store::Store> store_;
+  std::shared_ptr<ConnectionHandle> source_;
+  std::shared_ptr<ConnectionHandle> sink_;
+  const std::atomic<bool> &paused_all_;
+  const EngineOptions &options_;
+  // Every timer and scheduling step of this pipeline runs on this strand, whatever io threads.
+  asio::strand<asio::io_context::executor_type> strand_;
+  asio::steady_timer process_timer_;
+  asio::steady_timer poll_timer_;
+  std::atomic<bool> paused_{false};
+  std::atomic<bool> stopping_{false};
+  std::mutex mutex_;
+  std::condition_variable idle_;
+  bool processing_ = false;
+  bool polling_ = false;
+  Processor processor_;
+  std::mt19937_64 rng_;  // touched only on the io thread (poll scheduling)
+};
+
+Engine::Engine(config::Config config, std::shared_ptr<plugins::PluginRegistry> registry,
+               std::shared_ptr<store::Store> store, EngineOptions options)
+    : config_(std::move(config)),
+      registry_(std::move(registry)),
+      store_(std::move(store)),
+      options_(std::move(options)) {
+  if (options_.owner.empty()) options_.owner = default_owner();
+}
+
+Engine::~Engine() {
+  stop();
+}
+
+std::shared_ptr<ConnectionHandle> Engine::connect(const config::ConnectionConfig &connection) {
+  auto plugin = registry_->find(connection.plugin);
+  if (!plugin)
+    throw std::runtime_error("connection " + connection.name + ": plugin " + connection.plugin +
+                             " is not loaded");
+  auto created = plugin->create_connector(connection.name, connection.settings_json);
+  if (!created)
+    throw std::runtime_error("connection " + connection.name + ": " + created.error().describe());
+  auto handle = std::make_shared<ConnectionHandle>();
+  handle->config = connection;
+  handle->plugin = plugin;
+  handle->connector = std::move(created.value());
+  return handle;
+}
+
+std::shared_ptr<PipelineRunner> Engine::make_runner(const config::PipelineConfig &pipeline) {
+  auto handle = [&](const std::string &name) -> std::shared_ptr<ConnectionHandle> {
+    auto it = connections_.find(name);
+    if (it != connections_.end()) return it->second;
+    auto made = connect(config_.connections.at(name));
+    connections_[name] = made;
+    return made;
+  };
+  std::shared_ptr<ConnectionHandle> source;
+  if (pipeline.poll)
+    source = handle(pipeline.poll->connection);
+  else if (pipeline.webhook)
+    source = handle(pipeline.webhook->connection);
+  auto sink = handle(pipeline.sink.connection);
+  return std::make_shared<PipelineRunner>(pipeline, fingerprint(pipeline, config_), io_, *pool_,
+                                          store_, source, sink, paused_all_, options_,
+                                          config_.claim_lease);
+}
+
+void Engine::start() {
+  std::lock_guard lock(mutex_);
+  if (started_) return;
+  started_ = true;
+  pool_ = std::make_unique<asio::thread_pool>(std::max<uint32_t>(config_.plugin_workers, 1));
+  work_.emplace(io_.get_executor());
+  for (uint32_t i = 0; i < std::max<uint32_t>(config_.io_threads, 1); ++i)
+    io_threads_.emplace_back([this] { io_.run(); });
+  for (const auto &[name, pipeline] : config_.pipelines) {
+    if (!pipeline.enabled) continue;
+    auto runner = make_runner(pipeline);
+    runners_[name] = runner;
+    runner->start();
+    spdlog::info("pipeline {} started", name);
+  }
+}
+
+void Engine::stop() {
+  if (stopped_.exchange(true) || !started_) return;
+  const auto deadline = std::chrono::steady_clock::now() + config_.shutdown_grace;
+  std::map<std::string, std::shared_ptr<PipelineRunner>> runners;
+  {
+    std::lock_guard lock(mutex_);
+    runners = runners_;
+  }
+  for (auto &[name, runner] : runners) runner->stop(deadline);
+  // With the timers cancelled and every lane refusing new work, io_context runs dry and returns.
+  work_.reset();
+  for (auto &thread : io_threads_) thread.join();
+  io_threads_.clear();
+  pool_->join();
+  std::lock_guard lock(mutex_);
+  runners_.clear();
+  connections_.clear();
+}
+
+std::vector<std::string> Engine::reload(config::Config next) {
+  std::lock_guard lock(mutex_);
+  const auto deadline = std::chrono::steady_clock::now() + next.shutdown_grace;
+  std::map<std::string, std::shared_ptr<PipelineRunner>> kept, stopped;
+  for (auto &[name, runner] : runners_) {
+    auto it = next.pipelines.find(name);
+    if (it != next.pipelines.end() && it->second.enabled &&
+        fingerprint(it->second, next) == runner->fingerprint())
+      kept[name] = runner;
+    else
+      stopped[name] = runner;
+  }
+  for (auto &[name, runner] : stopped) {
+    runner->stop(deadline);
+    spdlog::info("pipeline {} stopped for reload", name);
+  }
+  // Connections whose definition changed get a fresh connector; the rest are shared on.
+  for (auto it = connections_.begin(); it != connections_.end();) {
+    auto next_conn = next.connections.find(it->first);
+    if (next_conn == next.connections.end() ||
+        describe(next_conn->second) != describe(it->second->config))
+      it = connections_.erase(it);
+    else
+      ++it;
+  }
+  config_ = std::move(next);
+  runners_ = kept;
+  std::vector<std::string> problems;
+  for (const auto &[name, pipeline] : config_.pipelines) {
+    if (!pipeline.enabled || runners_.count(name)) continue;
+    try {
+      auto runner = make_runner(pipeline);
+      runners_[name] = runner;
+      runner->start();
+      spdlog::info("pipeline {} started", name);
+    } catch (const std::exception &e) {
+      problems.push_back(e.what());
+    }
+  }
+  return problems;
+}
+
+std::shared_ptr<PipelineRunner> Engine::find_runner(const std::string &pipeline) const {
+  std::lock_guard lock(mutex_);
+  auto it = runners_.find(pipeline);
+  return it == runners_.end() ? nullptr : it->second;
+}
+
+void Engine::pause(const std::string &pipeline) {
+  if (auto r = find_runner(pipeline)) r->set_paused(true);
+}
+void Engine::resume(const std::string &pipeline) {
+  if (auto r = find_runner(pipeline)) r->set_paused(false);
+}
+void Engine::pause_all() {
+  paused_all_ = true;
+}
+void Engine::resume_all() {
+  paused_all_ = false;
+  for (const auto &name : pipeline_names()) wake(name);
+}
+bool Engine::is_paused(const std::string &pipeline) const {
+  auto r = find_runner(pipeline);
+  return r && r->paused();
+}
+
+std::vector<std::string> Engine::pipeline_names() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> names;
+  for (const auto &[name, runner] : runners_) names.push_back(name);
+  return names;
+}
+
+void Engine::wake(const std::string &pipeline) {
+  if (auto r = find_runner(pipeline)) r->wake();
+}
+
+void Engine::poll_now(const std::string &pipeline) {
+  if (auto r = find_runner(pipeline)) r->poll_now();
+}
+
+PollOutcome Engine::backfill(const std::string &pipeline, bool dry_run,
+                             std::function<void(const store::SyncRunCounts &)> on_progress) {
+  auto r = find_runner(pipeline);
+  if (!r) {
+    PollOutcome outcome;
+    outcome.ok = false;
+    outcome.error = "no running pipeline named " + pipeline;
+    return outcome;
+  }
+  return r->backfill(dry_run, std::move(on_progress));
+}
+
+WebhookIngest Engine::ingest_webhook(const std::string &path,
+                                     const plugins::WebhookRequest &request,
+                                     const std::string &request_id) {
+  std::shared_ptr<PipelineRunner> runner;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto &[name, r] : runners_)
+      if (r->config().webhook && r->config().webhook->path == path) runner = r;
+  }
+  WebhookIngest result;
+  if (!runner) {
+    result.http_status = 404;
+    result.body = "no pipeline receives webhooks at this path";
+    return result;
+  }
+  const auto &pipeline = runner->config();
+  auto *source = runner->source();
+  auto parsed = source->connector->webhook(request);
+  if (!parsed) {
+    const auto &e = parsed.error();
+    result.http_status = e.code == CRM_ERR_UNAUTHORIZED    ? 401
+                         : e.code == CRM_ERR_INVALID_INPUT ? 400
+                                                           : 500;
+    result.body = e.code == CRM_ERR_UNAUTHORIZED ? "" : e.message;  // no detail for a bad signature
+    return result;
+  }
+  std::vector<store::NewEvent> events;
+  for (const auto &event : parsed->events)
+    events.push_back(make_event(pipeline.name, store::EventSource::webhook,
+                                pipeline.webhook->connection, payload_from(event), request_id,
+                                event.event_id));
+  try {
+    for (const auto &outcome : store_->enqueue(events))
+      (outcome.duplicate ? result.duplicates : result.events)++;
+  } catch (const store::StoreError &e) {
+    result.http_status = 503;  // the provider will retry; nothing was acknowledged
+    result.body = "store unavailable";
+    return result;
+  }
+  result.reply = parsed->reply;
+  if (result.events) runner->wake();
+  return result;
+}
+
+plugins::Connector *Engine::connector(const std::string &connection) {
+  std::lock_guard lock(mutex_);
+  auto it = connections_.find(connection);
+  return it == connections_.end() ? nullptr : it->second->connector.get();
+}
+
+}  // namespace crmhost::pipeline

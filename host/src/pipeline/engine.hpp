@@ -1,0 +1,115 @@
+#pragma once
+// The engine: runs every enabled pipeline of a Config. Asio io threads own the timers; plugin
+// calls and store work run on a separate bounded pool (plugin calls block). Per pipeline there is
+// one processor path, one live poll lane and one backfill lane, each never running twice at once.
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "config/config.hpp"
+#include "pipeline/poller.hpp"
+#include "pipeline/processor.hpp"
+#include "plugins/connector.hpp"
+#include "plugins/plugin_registry.hpp"
+#include "store/store.hpp"
+
+namespace crmhost::pipeline {
+
+class PipelineRunner;
+
+// One configured connection and its live connector.
+struct ConnectionHandle {
+  config::ConnectionConfig config;
+  std::shared_ptr<plugins::PluginLibrary> plugin;
+  std::unique_ptr<plugins::Connector> connector;
+};
+
+struct EngineOptions {
+  std::string owner;                          // claim/lease owner; default "hostname:pid"
+  std::chrono::milliseconds idle_delay{200};  // how often an idle pipeline looks for due events
+};
+
+struct WebhookIngest {
+  int http_status =
+      200;  // 200 stored, 401 bad signature, 400 malformed, 404 no route, 503 store down
+  std::string body;
+  size_t events = 0;
+  size_t duplicates = 0;
+  std::optional<plugins::WebhookReply> reply;
+};
+
+class Engine {
+ public:
+  Engine(config::Config config, std::shared_ptr<plugins::PluginRegistry> registry,
+         std::shared_ptr<store::Store> store, EngineOptions options = {});
+  ~Engine();
+  Engine(const Engine &) = delete;
+  Engine &operator=(const Engine &) = delete;
+
+  // Creates the connectors and starts every enabled pipeline. Throws std::runtime_error naming
+  // the connection when a connector cannot be created.
+  void start();
+  // Stops intake and timers, lets running batches finish within config.shutdown_grace; work not
+  // started is handed back to the queue. Idempotent.
+  void stop();
+  // Applies a validated config: unchanged pipelines keep running undisturbed; changed ones are
+  // restarted, removed ones stopped, new ones started. Returns the problems that prevented it
+  // (then nothing changed).
+  std::vector<std::string> reload(config::Config next);
+
+  void pause(const std::string &pipeline);
+  void resume(const std::string &pipeline);
+  void pause_all();  // the kill switch
+  void resume_all();
+  bool is_paused(const std::string &pipeline) const;
+  std::vector<std::string> pipeline_names() const;
+
+  // Wakes the processor of a pipeline now (after an enqueue).
+  void wake(const std::string &pipeline);
+  // Runs a live poll of the pipeline now, on the pool; returns at once.
+  void poll_now(const std::string &pipeline);
+  // Runs a backfill on the calling thread (the backfill lane); a dry run enqueues nothing.
+  PollOutcome backfill(const std::string &pipeline, bool dry_run,
+                       std::function<void(const store::SyncRunCounts &)> on_progress = {});
+
+  // Verifies and parses a delivery through the webhook source's plugin and enqueues its events
+  // in one transaction; only then is the answer a success.
+  WebhookIngest ingest_webhook(const std::string &path, const plugins::WebhookRequest &request,
+                               const std::string &request_id);
+
+  plugins::Connector *connector(const std::string &connection);
+  const config::Config &config() const { return config_; }
+  store::Store &store() { return *store_; }
+
+ private:
+  std::shared_ptr<ConnectionHandle> connect(const config::ConnectionConfig &connection);
+  std::shared_ptr<PipelineRunner> make_runner(const config::PipelineConfig &pipeline);
+  std::shared_ptr<PipelineRunner> find_runner(const std::string &pipeline) const;
+
+  config::Config config_;
+  std::shared_ptr<plugins::PluginRegistry> registry_;
+  std::shared_ptr<store::Store> store_;
+  EngineOptions options_;
+  boost::asio::io_context io_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  std::vector<std::thread> io_threads_;
+  std::unique_ptr<boost::asio::thread_pool> pool_;
+  mutable std::mutex mutex_;  // guards the two maps below
+  std::map<std::string, std::shared_ptr<ConnectionHandle>> connections_;
+  std::map<std::string, std::shared_ptr<PipelineRunner>> runners_;
+  std::atomic<bool> paused_all_{false};
+  std::atomic<bool> stopped_{false};
+  bool started_ = false;
+};
+
+}  // namespace crmhost::pipeline

@@ -1,0 +1,60 @@
+#pragma once
+// The one consumer path of a pipeline: claim a batch of due events, fetch what carries only ids,
+// map, drop echoes and unchanged records, push in batches of the sink's maximum, and settle each
+// event (done, retry later, or dead letter) together with its entity link.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <string>
+
+#include "config/config.hpp"
+#include "plugins/connector.hpp"
+#include "store/store.hpp"
+
+namespace crmhost::pipeline {
+
+// Turns a source record (JSON object) into the target's fields. The mapping stage supplies the
+// real one; until then the identity.
+using MapFunction = std::function<plugins::Outcome<std::string>(const std::string &data_json)>;
+MapFunction identity_map();
+
+struct ProcessorDeps {
+  const config::PipelineConfig &pipeline;
+  store::Store &store;
+  plugins::Connector *source;  // for fetch; may be null when the pipeline has no fetch-able source
+  plugins::Connector &sink;
+  uint32_t sink_max_batch = 1;
+  MapFunction map = identity_map();
+  std::string owner;  // claim owner, "host:pid"
+  store::Millis claim_lease{60'000};
+  const std::atomic<bool> *stop_requested = nullptr;  // release what is not started yet
+};
+
+struct BatchStats {
+  size_t claimed = 0;
+  size_t pushed = 0;
+  size_t unchanged = 0;  // same payload as last pushed: echo or repeat, nothing to do
+  size_t retried = 0;
+  size_t dead = 0;
+  size_t released = 0;  // handed back on shutdown
+};
+
+class Processor {
+ public:
+  explicit Processor(ProcessorDeps deps);
+  // Claims and processes one batch; returns what happened. Store errors propagate.
+  BatchStats run_once();
+
+ private:
+  struct Item;
+  void prepare(std::vector<Item> &items);
+  void push_group(std::vector<Item *> &group, BatchStats &stats);
+  void settle_failure(Item &item, const std::string &error, bool retryable,
+                      store::Millis retry_after, BatchStats &stats);
+
+  ProcessorDeps deps_;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace crmhost::pipeline
