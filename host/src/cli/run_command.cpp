@@ -21,19 +21,17 @@ struct RunArgs {
   std::string plugin_dir;
 };
 
-// Loads the config in two steps: first without plugins to learn the plugin directory, then
-// again with the plugins loaded so their schemas and capabilities are checked.
+// Loads the plugins the config's plugin_dir names (or the override), then the config with
+// them, so `run` reports exactly what `crmhost validate` would.
 config::LoadResult load_checked(const RunArgs &args, plugins::PluginRegistry &registry) {
-  auto first = config::load(args.config_paths);
-  if (!first.config) return first;
   std::string dir = args.plugin_dir;
-  if (dir.empty()) dir = first.config->plugin_dir;
+  if (dir.empty()) dir = config::plugin_dir_of(args.config_paths);
   if (dir.empty()) dir = default_plugin_dir();
   registry.load_directory(dir);
   for (const auto &refusal : registry.refusals())
     spdlog::warn("plugin refused: {}", refusal.to_string());
   auto checked = config::load(args.config_paths, &registry);
-  if (checked.config && !args.plugin_dir.empty()) checked.config->plugin_dir = args.plugin_dir;
+  if (checked.config) checked.config->plugin_dir = dir;
   return checked;
 }
 
