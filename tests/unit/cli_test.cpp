@@ -79,3 +79,16 @@ TEST_CASE("crmhost migrate applies the schema and reports it, naming the store w
   CHECK_THAT(bad_err.str(), !Catch::Contains("hunter2"));
   CHECK(run({"migrate"}, bad_out, bad_err) == 2);
 }
+
+TEST_CASE("every command answers --help with its usage", "[cli]") {
+  for (const std::string command :
+       {"plugins", "migrate", "validate", "status", "replay", "backfill"}) {
+    std::ostringstream out, err;
+    INFO(command);
+    CHECK(run({command, "--help"}, out, err) == 0);
+    CHECK_THAT(out.str(), Catch::StartsWith("usage: crmhost " + command));
+  }
+  std::ostringstream out, err;
+  CHECK(run({"run", "--help"}, out, err) == 0);
+  CHECK_THAT(out.str(), Catch::Contains("SIGHUP"));
+}

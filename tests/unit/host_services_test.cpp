@@ -4,6 +4,7 @@
 
 #include "plugins/host_services.hpp"
 #include "util/logging.hpp"
+#include "util/time.hpp"
 
 using namespace crmhost::plugins;
 
@@ -62,4 +63,20 @@ TEST_CASE("log redaction masks credentials plugins might print", "[logging]") {
   CHECK(redact("refresh_token=r1&client_secret=s2") ==
         "refresh_token=[redacted]&client_secret=[redacted]");
   CHECK(redact("nothing secret here") == "nothing secret here");
+  CHECK(redact("pushed ann.lee+crm@example.co.uk to odoo") == "pushed [email] to odoo");
+}
+
+TEST_CASE("ISO 8601 timestamps parse with zones and print back in UTC", "[time]") {
+  using crmhost::timeutil::format_iso8601_ms;
+  using crmhost::timeutil::parse_iso8601_ms;
+  CHECK(parse_iso8601_ms("1970-01-01T00:00:00Z") == 0);
+  CHECK(parse_iso8601_ms("2017-03-10T03:34:10.787Z") == 1489116850787);
+  CHECK(parse_iso8601_ms("2017-03-09T19:34:10.787-08:00") == 1489116850787);
+  CHECK(parse_iso8601_ms("2017-03-10 09:04:10.787+0530") == 1489116850787);
+  CHECK(parse_iso8601_ms("2017-03-10") == 1489104000000);
+  CHECK_FALSE(parse_iso8601_ms("2017-13-10"));
+  CHECK_FALSE(parse_iso8601_ms("yesterday"));
+  CHECK_FALSE(parse_iso8601_ms("2017-03-10T03:34:10Zjunk"));
+  CHECK(format_iso8601_ms(1489116850787) == "2017-03-10T03:34:10.787Z");
+  CHECK(format_iso8601_ms(-1) == "1969-12-31T23:59:59.999Z");
 }

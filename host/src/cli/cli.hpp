@@ -22,6 +22,11 @@ int validate_command(const std::vector<std::string> &args, std::ostream &out, st
 // `crmhost run --config FILE|DIR [--plugin-dir DIR]`: the service.
 int run_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err);
 
+// `crmhost status|replay|backfill ... --config FILE`: operator commands on a config's store.
+int status_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err);
+int replay_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err);
+int backfill_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err);
+
 // The plugin directory when none is given: $CRMHOST_PLUGIN_DIR, else the installed default.
 std::string default_plugin_dir();
 

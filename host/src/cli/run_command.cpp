@@ -75,7 +75,7 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
     err << "crmhost run: the configuration is invalid; not starting\n";
     return 1;
   }
-  logging::setup(loaded.config->log_level);
+  logging::setup(loaded.config->log_level, loaded.config->log_format);
 
   std::shared_ptr<store::Store> db;
   try {

@@ -1,6 +1,7 @@
 #include "pipeline/poller.hpp"
 
 #include "pipeline/event_payload.hpp"
+#include "util/time.hpp"
 
 namespace crmhost::pipeline {
 
@@ -40,6 +41,15 @@ PollOutcome run_poll(const config::PipelineConfig &pipeline, store::Store &store
       }
       ++outcome.pages;
       outcome.counts.fetched += static_cast<int64_t>(page->records.size());
+      if (options.since_ms) {
+        // Records without a readable modification time are kept: better pushed than lost.
+        std::erase_if(page->records, [&](const plugins::Record &r) {
+          const auto modified =
+              r.modified_at ? timeutil::parse_iso8601_ms(*r.modified_at) : std::nullopt;
+          return modified && *modified < *options.since_ms;
+        });
+      }
+      if (options.on_page) options.on_page(page->records);
       if (!options.dry_run) {
         store::CursorAdvance advance;
         advance.pipeline = pipeline.name;

@@ -24,7 +24,9 @@ struct PollOptions {
   bool dry_run = false;         // backfill only: page and count, enqueue nothing
   bool from_beginning = false;  // backfill: restart its cursor
   const std::atomic<bool> *stop_requested = nullptr;
-  std::function<void(const store::SyncRunCounts &)> on_progress;  // after each page
+  std::optional<int64_t> since_ms;  // skip records modified before this (Unix ms), when known
+  std::function<void(const store::SyncRunCounts &)> on_progress;      // after each page
+  std::function<void(const std::vector<plugins::Record> &)> on_page;  // the kept records
 };
 
 struct PollOutcome {

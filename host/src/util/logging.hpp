@@ -5,11 +5,12 @@
 
 namespace crmhost::logging {
 
-// Sets the level ("trace".."error", "off") of the default logger, which writes to stderr.
-void setup(std::string_view level);
+// Sets the level ("trace".."error", "off") and format ("text", or "json": one JSON object a
+// line with time, level, pid and message) of the default logger, which writes to stderr.
+void setup(std::string_view level, std::string_view format = "text");
 
 // Masks credential-looking values (bearer tokens, api keys, passwords in URIs and key=value
-// pairs) so a plugin's careless message cannot leak them into the log.
+// pairs) and email addresses, so a plugin's careless message cannot leak them into the log.
 std::string redact(std::string_view text);
 
 }  // namespace crmhost::logging

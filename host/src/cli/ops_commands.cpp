@@ -1,0 +1,286 @@
+// Operator commands that work on a configuration's store and plugins while the service runs:
+// status, replay and backfill.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iomanip>
+#include <map>
+#include <ostream>
+#include <set>
+#include <sstream>
+
+#include <unistd.h>
+
+#include "cli/cli.hpp"
+#include "config/config.hpp"
+#include "pipeline/event_payload.hpp"
+#include "pipeline/poller.hpp"
+#include "plugins/plugin_registry.hpp"
+#include "store/store.hpp"
+#include "util/time.hpp"
+
+namespace crmhost::cli {
+
+namespace {
+
+struct OpsArgs {
+  std::vector<std::filesystem::path> config_paths;
+  std::string plugin_dir;
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> options;  // --name value
+  std::set<std::string> flags;                 // --name
+};
+
+// Parses `--config F`, `--plugin-dir D`, the value options named in `valued` and the flags in
+// `switches`; anything else is an error written to `err`.
+std::optional<OpsArgs> parse_ops(const char *command, const std::vector<std::string> &args,
+                                 const std::set<std::string> &valued,
+                                 const std::set<std::string> &switches, std::ostream &err) {
+  OpsArgs out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string &a = args[i];
+    const bool takes_value = a == "--config" || a == "--plugin-dir" || valued.count(a);
+    if (takes_value && i + 1 == args.size()) {
+      err << "crmhost " << command << ": " << a << " needs a value\n";
+      return std::nullopt;
+    }
+    if (a == "--config")
+      out.config_paths.emplace_back(args[++i]);
+    else if (a == "--plugin-dir")
+      out.plugin_dir = args[++i];
+    else if (valued.count(a))
+      out.options[a] = args[++i];
+    else if (switches.count(a))
+      out.flags.insert(a);
+    else if (!a.empty() && a[0] == '-') {
+      err << "crmhost " << command << ": unknown option '" << a << "'\n";
+      return std::nullopt;
+    } else
+      out.positional.push_back(a);
+  }
+  if (out.config_paths.empty()) {
+    if (const char *env = std::getenv("CRMHOST_CONFIG"); env && *env)
+      out.config_paths.emplace_back(env);
+  }
+  if (out.config_paths.empty()) {
+    err << "crmhost " << command
+        << ": name the configuration with --config FILE (or CRMHOST_CONFIG)\n";
+    return std::nullopt;
+  }
+  return out;
+}
+
+std::optional<config::Config> load_config(const OpsArgs &args, plugins::PluginRegistry *registry,
+                                          std::ostream &err) {
+  if (registry) {
+    std::string dir = args.plugin_dir;
+    if (dir.empty()) dir = config::plugin_dir_of(args.config_paths);
+    if (dir.empty()) dir = default_plugin_dir();
+    registry->load_directory(dir);
+  }
+  auto loaded = config::load(args.config_paths, registry);
+  for (const auto &problem : loaded.problems) err << problem.to_string() << "\n";
+  return loaded.config;
+}
+
+// A time given as ISO 8601 or as a duration before now ("7d", "36h").
+std::optional<int64_t> parse_since(const std::string &text) {
+  if (auto absolute = timeutil::parse_iso8601_ms(text)) return absolute;
+  if (auto ago = config::parse_duration(text))
+    return store::to_unix_ms(store::now_ms()) - ago->count();
+  return std::nullopt;
+}
+
+std::string format_count(int64_t n) {
+  return std::to_string(n);
+}
+
+}  // namespace
+
+int status_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err) {
+  auto parsed = parse_ops("status", args, {}, {"--help"}, err);
+  if (!parsed) return 2;
+  auto cfg = load_config(*parsed, nullptr, err);
+  if (!cfg) return 1;
+  try {
+    store::StoreOptions options;
+    options.apply_migrations = false;
+    auto db = store::open_store(cfg->store, options);
+    const auto now = store::to_unix_ms(store::now_ms());
+    out << std::left << std::setw(24) << "PIPELINE" << std::setw(9) << "ENABLED" << std::setw(9)
+        << "PENDING" << std::setw(10) << "INFLIGHT" << std::setw(8) << "FAILED" << std::setw(7)
+        << "DEAD" << std::setw(10) << "DONE" << std::setw(14) << "CURSOR AGE"
+        << "LAST RUN\n";
+    for (const auto &[name, pipeline] : cfg->pipelines) {
+      std::map<store::EventStatus, int64_t> counts;
+      for (const auto &c : db->count_by_status(name)) counts[c.status] += c.count;
+      std::string cursor_age = "-";
+      if (pipeline.poll)
+        if (auto cursor = db->get_cursor(name, pipeline.poll->object))
+          cursor_age = std::to_string((now - store::to_unix_ms(cursor->updated_at)) / 1000) + "s";
+      std::string last_run = "-";
+      auto runs = db->list_sync_runs(name, 1);
+      if (!runs.empty())
+        last_run = std::string(store::to_string(runs[0].kind)) + " " +
+                   std::string(store::to_string(runs[0].status)) + " " +
+                   timeutil::format_iso8601_ms(store::to_unix_ms(runs[0].started_at));
+      out << std::setw(24) << name << std::setw(9) << (pipeline.enabled ? "yes" : "no")
+          << std::setw(9) << format_count(counts[store::EventStatus::pending]) << std::setw(10)
+          << format_count(counts[store::EventStatus::in_flight]) << std::setw(8)
+          << format_count(counts[store::EventStatus::failed]) << std::setw(7)
+          << format_count(counts[store::EventStatus::dead]) << std::setw(10)
+          << format_count(counts[store::EventStatus::done]) << std::setw(14) << cursor_age
+          << last_run << "\n";
+    }
+    return 0;
+  } catch (const store::StoreError &e) {
+    err << "crmhost status: store " << store::redact_uri(cfg->store) << ": " << e.what() << "\n";
+    return 1;
+  }
+}
+
+int replay_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err) {
+  auto parsed = parse_ops("replay", args, {"--status", "--since", "--until", "--error"}, {}, err);
+  if (!parsed) return 2;
+  if (parsed->positional.size() != 1) {
+    err << "crmhost replay: name one pipeline: crmhost replay PIPELINE [--status dead] "
+           "[--since TIME] [--until TIME] [--error TEXT] --config FILE\n";
+    return 2;
+  }
+  auto cfg = load_config(*parsed, nullptr, err);
+  if (!cfg) return 1;
+  const std::string &pipeline = parsed->positional[0];
+  if (!cfg->pipelines.count(pipeline)) {
+    err << "crmhost replay: the configuration has no pipeline \"" << pipeline << "\"\n";
+    return 2;
+  }
+  store::ReplayFilter filter;
+  filter.pipeline = pipeline;
+  try {
+    if (auto s = parsed->options.find("--status"); s != parsed->options.end())
+      filter.statuses = {store::parse_event_status(s->second)};
+  } catch (const store::StoreError &e) {
+    err << "crmhost replay: " << e.what() << "\n";
+    return 2;
+  }
+  for (const char *bound : {"--since", "--until"}) {
+    auto it = parsed->options.find(bound);
+    if (it == parsed->options.end()) continue;
+    auto when = parse_since(it->second);
+    if (!when) {
+      err << "crmhost replay: " << bound << " needs an ISO 8601 time or a duration such as 7d\n";
+      return 2;
+    }
+    (std::string(bound) == "--since" ? filter.received_from : filter.received_to) =
+        store::from_unix_ms(*when);
+  }
+  if (auto e = parsed->options.find("--error"); e != parsed->options.end())
+    filter.error_contains = e->second;
+  try {
+    auto db = store::open_store(cfg->store);
+    const auto replayed = db->replay(filter);
+    out << "replayed " << replayed << " event(s) of pipeline " << pipeline << "\n";
+    return 0;
+  } catch (const store::StoreError &e) {
+    err << "crmhost replay: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+int backfill_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err) {
+  auto parsed = parse_ops("backfill", args, {"--since"}, {"--dry-run"}, err);
+  if (!parsed) return 2;
+  if (parsed->positional.size() != 1) {
+    err << "crmhost backfill: name one pipeline: crmhost backfill PIPELINE [--since TIME] "
+           "[--dry-run] --config FILE\n";
+    return 2;
+  }
+  plugins::PluginRegistry registry;
+  auto cfg = load_config(*parsed, &registry, err);
+  if (!cfg) return 1;
+  const std::string &name = parsed->positional[0];
+  auto found = cfg->pipelines.find(name);
+  if (found == cfg->pipelines.end() || !found->second.poll) {
+    err << "crmhost backfill: no pipeline \"" << name
+        << "\" with a poll source in the configuration\n";
+    return 2;
+  }
+  const auto &pipeline = found->second;
+  pipeline::PollOptions options;
+  options.lane = pipeline::PollLane::backfill;
+  options.from_beginning = true;
+  options.dry_run = parsed->flags.count("--dry-run") > 0;
+  if (auto since = parsed->options.find("--since"); since != parsed->options.end()) {
+    options.since_ms = parse_since(since->second);
+    if (!options.since_ms) {
+      err << "crmhost backfill: --since needs an ISO 8601 time or a duration such as 7d\n";
+      return 2;
+    }
+  }
+  const auto &connection = cfg->connections.at(pipeline.poll->connection);
+  auto created =
+      registry.find(connection.plugin)->create_connector(connection.name, connection.settings_json);
+  if (!created) {
+    err << "crmhost backfill: connection " << connection.name << ": " << created.error().describe()
+        << "\n";
+    return 1;
+  }
+  std::shared_ptr<store::Store> db;
+  try {
+    db = store::open_store(cfg->store);
+  } catch (const store::StoreError &e) {
+    err << "crmhost backfill: " << e.what() << "\n";
+    return 1;
+  }
+
+  // What a dry run would push, judged against the entity links of earlier pushes.
+  int64_t would_create = 0, would_update = 0, unchanged = 0, deletes = 0;
+  if (options.dry_run)
+    options.on_page = [&](const std::vector<plugins::Record> &records) {
+      for (const auto &r : records) {
+        if (r.event == "delete") {
+          ++deletes;
+          continue;
+        }
+        auto link = db->find_link_by_source(name, connection.name, r.id);
+        if (!link)
+          ++would_create;
+        else if (link->last_payload_hash == store::sha256_hex(r.data_json))
+          ++unchanged;
+        else
+          ++would_update;
+      }
+    };
+  const bool terminal = ::isatty(STDOUT_FILENO);
+  const auto started = std::chrono::steady_clock::now();
+  options.on_progress = [&](const store::SyncRunCounts &c) {
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    std::ostringstream line;
+    line << "backfill " << name << ": " << c.fetched << " fetched, " << c.enqueued << " queued, "
+         << c.duplicates << " already queued, " << std::fixed << std::setprecision(0)
+         << (seconds > 0 ? static_cast<double>(c.fetched) / seconds : 0.0) << " records/s, "
+         << std::setprecision(1) << seconds
+         << "s elapsed, ETA unknown (the source reports no total)";
+    if (terminal)
+      out << "\r\033[K" << line.str() << std::flush;
+    else
+      out << line.str() << "\n";
+  };
+  const auto outcome = pipeline::run_poll(pipeline, *db, *created.value(), options);
+  if (terminal) out << "\n";
+  if (options.dry_run)
+    out << "dry run: " << outcome.counts.fetched << " records read; would create " << would_create
+        << ", update " << would_update << ", delete " << deletes << "; " << unchanged
+        << " unchanged; nothing was queued or pushed\n";
+  else
+    out << "backfill run " << outcome.run_id << ": " << outcome.counts.enqueued << " queued, "
+        << outcome.counts.duplicates << " already queued, " << outcome.pages << " pages\n";
+  if (!outcome.ok) {
+    err << "crmhost backfill: " << outcome.error << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace crmhost::cli

@@ -1,0 +1,198 @@
+// `crmhost run` as a real process: signals, reloads and a graceful stop, observed through the
+// SQLite store it writes (opened here concurrently, as an operator's tool would).
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <catch2/catch.hpp>
+
+#include "store/store.hpp"
+
+using namespace crmhost;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string seed(int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i)
+    out += "        - { object: contact, id: \"c" + std::to_string(i) + "\", data: { email: u" +
+           std::to_string(i) + "@example.com } }\n";
+  return out;
+}
+
+std::string pipeline_yaml(const std::string &name, const std::string &sink) {
+  return "  " + name +
+         ":\n"
+         "    source:\n"
+         "      poll: { connection: src, object: contact, every: 1h, page_size: 10 }\n"
+         "    sink:\n"
+         "      push: { connection: " +
+         sink +
+         ", object: contact, match_on: email }\n"
+         "    retry: { attempts: 5, backoff: 10ms..50ms }\n"
+         "    batch_size: 5\n";
+}
+
+struct RunningHost {
+  std::filesystem::path dir, config, log, db_path;
+  pid_t pid = -1;
+
+  explicit RunningHost(const std::string &name) {
+    dir = std::filesystem::temp_directory_path() /
+          ("crmhost-run-" + name + "-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    config = dir / "crmhost.yaml";
+    log = dir / "crmhost.log";
+    db_path = dir / "state.db";
+  }
+  ~RunningHost() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    std::filesystem::remove_all(dir);
+  }
+
+  void write_config(int seeded, const std::string &pipelines, int push_delay_ms = 0) {
+    std::ofstream out(config);
+    out << "store: sqlite://" << db_path.string() << "\n"
+        << "plugin_dir: " << CRMHOST_FIXTURE_DIR << "\n"
+        << "log: { level: info }\n"
+        << "shutdown_grace: 10s\n"
+        << "connections:\n"
+        << "  src:\n    plugin: memory\n    settings:\n      webhook_secret: s3cret-s3cret\n"
+        << "      seed:\n"
+        << seed(seeded)
+        << "  dst:\n    plugin: memory-sdk\n    settings:\n      webhook_secret: s3cret-s3cret\n"
+        << "      push_delay_ms: " << push_delay_ms << "\n"
+        << "  dst2:\n    plugin: memory-sdk\n    settings:\n      webhook_secret: s3cret-s3cret\n"
+        << "pipelines:\n"
+        << pipelines;
+  }
+
+  void start() {
+    pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::execl(CRMHOST_BINARY, CRMHOST_BINARY, "run", "--config", config.c_str(), nullptr);
+      ::_exit(127);
+    }
+  }
+
+  // Exit status after `signal`, or -1 if it did not exit within `limit`.
+  int stop_with(int signal, std::chrono::milliseconds limit = 20s) {
+    ::kill(pid, signal);
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        pid = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return -1;
+  }
+
+  bool alive() const { return pid > 0 && ::kill(pid, 0) == 0; }
+
+  std::string log_text() const {
+    std::ifstream in(log);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+};
+
+int64_t count(const std::string &db_uri, const std::string &pipeline, store::EventStatus status) {
+  store::StoreOptions options;
+  options.apply_migrations = false;
+  try {
+    auto db = store::open_store(db_uri, options);
+    int64_t n = 0;
+    for (const auto &c : db->count_by_status(pipeline))
+      if (c.status == status) n += c.count;
+    return n;
+  } catch (const std::exception &) {
+    return -1;  // not created yet
+  }
+}
+
+template <class Pred>
+bool eventually(Pred done, std::chrono::milliseconds limit = 20s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return done();
+}
+
+}  // namespace
+
+TEST_CASE("crmhost run refuses an invalid config with file:line:column messages", "[run]") {
+  RunningHost host("invalid");
+  host.write_config(1, pipeline_yaml("p", "nowhere"));
+  host.start();
+  CHECK(host.stop_with(0 /* just wait */) == 1);
+  CHECK_THAT(host.log_text(), Catch::Contains("crmhost.yaml:") &&
+                                  Catch::Contains("unknown connection \"nowhere\"") &&
+                                  Catch::Contains("not starting"));
+}
+
+TEST_CASE("SIGTERM mid-batch stops gracefully with exit 0 and loses nothing", "[run]") {
+  RunningHost host("sigterm");
+  const std::string uri = "sqlite://" + host.db_path.string();
+  host.write_config(30, pipeline_yaml("p", "dst"), 60);
+  host.start();
+  REQUIRE(eventually([&] { return count(uri, "p", store::EventStatus::done) >= 5; }));
+  CHECK(host.stop_with(SIGTERM) == 0);
+  CHECK_THAT(host.log_text(),
+             Catch::Contains("SIGTERM: stopping") && Catch::Contains("crmhost stopped"));
+  const int64_t done = count(uri, "p", store::EventStatus::done);
+  CHECK(done < 30);
+  CHECK(count(uri, "p", store::EventStatus::in_flight) == 0);  // claims handed back
+  CHECK(done + count(uri, "p", store::EventStatus::pending) +
+            count(uri, "p", store::EventStatus::failed) ==
+        30);
+
+  host.write_config(30, pipeline_yaml("p", "dst"));
+  host.start();
+  REQUIRE(eventually([&] { return count(uri, "p", store::EventStatus::done) == 30; }));
+  CHECK(host.stop_with(SIGINT) == 0);
+}
+
+TEST_CASE("SIGHUP with a broken config keeps the running one; a valid one adds a pipeline",
+          "[run]") {
+  RunningHost host("sighup");
+  const std::string uri = "sqlite://" + host.db_path.string();
+  host.write_config(6, pipeline_yaml("first", "dst"));
+  host.start();
+  REQUIRE(eventually([&] { return count(uri, "first", store::EventStatus::done) == 6; }));
+
+  {
+    std::ofstream broken(host.config);
+    broken << "pipelines: [this is: not valid\n";
+  }
+  ::kill(host.pid, SIGHUP);
+  REQUIRE(eventually([&] { return host.log_text().find("reload refused") != std::string::npos; }));
+  CHECK(host.alive());
+  CHECK_THAT(host.log_text(), Catch::Contains("crmhost.yaml:2:1: YAML syntax error"));
+
+  host.write_config(6, pipeline_yaml("first", "dst") + pipeline_yaml("second", "dst2"));
+  ::kill(host.pid, SIGHUP);
+  REQUIRE(eventually([&] { return count(uri, "second", store::EventStatus::done) == 6; }));
+  CHECK_THAT(host.log_text(), Catch::Contains("pipeline second started") &&
+                                  Catch::Contains("configuration reloaded"));
+  // The unchanged pipeline was not restarted.
+  CHECK_THAT(host.log_text(), !Catch::Contains("pipeline first stopped for reload"));
+  CHECK(host.stop_with(SIGTERM) == 0);
+}
