@@ -395,7 +395,10 @@ static crm_status memory_poll(crm_connector *c, crm_str request, crm_sink *out, 
   snprintf(cursor_text, sizeof cursor_text, "%llu", next);
   tj_buf_str(&b, "],\"next_cursor\":\"");
   tj_buf_str(&b, cursor_text);
-  tj_buf_str(&b, "\"}");
+  snprintf(cursor_text, sizeof cursor_text, "%zu", n > limit ? n - limit : 0);
+  tj_buf_str(&b, "\",\"remaining\":"); /* lets the host show an ETA */
+  tj_buf_str(&b, cursor_text);
+  tj_buf_str(&b, "}");
   free(page);
   tj_free(&req);
   return emit(out, &b, n > limit ? CRM_MORE : CRM_OK, err);

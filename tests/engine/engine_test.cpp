@@ -1,11 +1,13 @@
 // The engine end to end, with the memory connectors as source and sink and a real SQLite store.
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include "pipeline/backoff.hpp"
 #include "pipeline/engine.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "util/json.hpp"
@@ -213,7 +215,7 @@ TEST_CASE("a paused pipeline queues webhooks and pushes nothing until resumed", 
   engine.stop();
 }
 
-TEST_CASE("webhook deliveries are verified, deduplicated and answered by status", "[engine]") {
+TEST_CASE("webhook deliveries are verified and deduplicated and answered by status", "[engine]") {
   Harness h;
   pipeline::Engine engine(make_config(0, "", false), h.registry, h.db);
   engine.start();
@@ -323,4 +325,43 @@ TEST_CASE("two source records matching one target record are pushed and the clas
   REQUIRE(conflicts.size() == 1);
   CHECK_THAT(conflicts[0].detail, Catch::Contains("already linked"));
   engine.stop();
+}
+
+TEST_CASE("backoff grows exponentially with full jitter inside the range and honours Retry-After",
+          "[engine]") {
+  std::mt19937_64 rng(42);
+  using pipeline::backoff_delay;
+  for (int i = 0; i < 200; ++i) {
+    const auto first = backoff_delay(1, 100ms, 10s, 0ms, rng);
+    CHECK(first == 100ms);  // the range starts at min and the first ceiling is min
+    const auto fourth = backoff_delay(4, 100ms, 10s, 0ms, rng);
+    CHECK(fourth >= 100ms);
+    CHECK(fourth <= 800ms);
+    const auto late = backoff_delay(30, 100ms, 10s, 0ms, rng);
+    CHECK(late <= 10s);                                  // capped, no overflow
+    CHECK(backoff_delay(2, 100ms, 10s, 5s, rng) >= 5s);  // the provider's Retry-After wins
+  }
+  std::set<int64_t> seen;
+  for (int i = 0; i < 50; ++i) seen.insert(backoff_delay(6, 100ms, 10s, 0ms, rng).count());
+  CHECK(seen.size() > 10);  // jittered, not a fixed schedule
+}
+
+TEST_CASE("a failing poll run leaves the cursor where it was and records the failure", "[engine]") {
+  Harness h;
+  h.registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "throwing-sdk.so");
+  auto source = h.registry->find("throwing-sdk")->create_connector("src", "{}");
+  REQUIRE(source);
+  auto config = make_config(0);
+  auto &p = config.pipelines.at("contacts");
+  store::CursorAdvance seed_cursor{"contacts", "contact", "cursor-7", 0, {}};
+  REQUIRE(h.db->advance_cursor(seed_cursor).applied);
+  const auto before = h.db->get_cursor("contacts", "contact");
+
+  auto outcome = pipeline::run_poll(p, *h.db, *source.value(), {});
+  CHECK_FALSE(outcome.ok);
+  CHECK_THAT(outcome.error, Catch::Contains("rate_limited (HTTP 429"));
+  const auto after = h.db->get_cursor("contacts", "contact");
+  CHECK(after->value == "cursor-7");
+  CHECK(after->version == before->version);
+  CHECK(h.db->get_sync_run(outcome.run_id)->status == store::SyncRunStatus::failed);
 }

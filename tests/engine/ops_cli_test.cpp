@@ -11,7 +11,8 @@
 
 using namespace crmhost;
 
-TEST_CASE("backfill (dry and real), replay and status work on a configuration's store", "[ops]") {
+TEST_CASE("backfill (dry and real) and replay and status work on a configuration's store",
+          "[ops]") {
   const auto dir =
       std::filesystem::temp_directory_path() / ("crmhost-ops-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
@@ -53,6 +54,9 @@ TEST_CASE("backfill (dry and real), replay and status work on a configuration's 
 
   REQUIRE(run({"backfill", "p"}, text) == 0);
   CHECK_THAT(text, Catch::Contains(": 8 queued, 0 already queued, 3 pages"));
+  // Not a terminal here: one plain progress line per page, with the ETA the source allows.
+  CHECK_THAT(text, Catch::Contains("backfill p: 3 read, 3 queued, 0 already queued") &&
+                       Catch::Contains("backfill p: 8 read, 8 queued") && Catch::Contains("ETA "));
   CHECK(db->list_events({std::string("p"), store::EventStatus::pending, 0, 100}).size() == 8);
 
   REQUIRE(run({"status"}, text) == 0);

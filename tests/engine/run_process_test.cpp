@@ -170,7 +170,7 @@ TEST_CASE("SIGTERM mid-batch stops gracefully with exit 0 and loses nothing", "[
   CHECK(host.stop_with(SIGINT) == 0);
 }
 
-TEST_CASE("SIGHUP with a broken config keeps the running one; a valid one adds a pipeline",
+TEST_CASE("SIGHUP with a broken config keeps the running one and a valid one adds a pipeline",
           "[run]") {
   RunningHost host("sighup");
   const std::string uri = "sqlite://" + host.db_path.string();

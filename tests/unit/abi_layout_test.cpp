@@ -75,7 +75,7 @@ PIN_AT(crm_plugin_entry, get_interface, 56);
 static_assert(std::is_trivially_copyable_v<crm_connector_v1>);
 static_assert(std::is_standard_layout_v<crm_plugin_entry>);
 
-TEST_CASE("ABI version macros pack and unpack major, minor and patch", "[abi]") {
+TEST_CASE("ABI version macros pack and unpack major and minor and patch", "[abi]") {
   constexpr uint32_t v = CRM_MAKE_VERSION(3, 1023, 4095);
   STATIC_REQUIRE(CRM_VERSION_MAJOR(v) == 3);
   STATIC_REQUIRE(CRM_VERSION_MINOR(v) == 1023);

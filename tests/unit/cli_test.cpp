@@ -53,7 +53,7 @@ TEST_CASE("crmhost rejects unknown commands and options with usage", "[cli]") {
   CHECK_THAT(version.str(), Catch::Contains("plugin ABI 1.0.0"));
 }
 
-TEST_CASE("crmhost migrate applies the schema and reports it, naming the store without secrets",
+TEST_CASE("crmhost migrate applies the schema and reports it naming the store without secrets",
           "[cli]") {
   const auto dir = std::filesystem::temp_directory_path() /
                    ("crmhost-cli-migrate-" + std::to_string(::getpid()));

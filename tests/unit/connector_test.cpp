@@ -240,3 +240,17 @@ TEST_CASE("concurrent calls on one connector are serialized as the ABI promises"
   for (const auto &r : page->records) ids.insert(r.id);
   CHECK(ids.size() == kThreads * kPerThread);  // no lost or doubled insert
 }
+
+TEST_CASE("poll pages tell how many records remain", "[connector]") {
+  const std::string plugin_file = GENERATE("memory", "memory-sdk");
+  auto plugin = crmhost::test::load_or_fail(fixture(plugin_file));
+  auto c = crmhost::test::connect(plugin, kSettings);
+  std::vector<PushInput> inputs(5, input("r", R"({"n":1})"));
+  REQUIRE(c->push({"contact", "create", std::nullopt, inputs}));
+  auto page = c->poll({"contact", std::nullopt, 2});
+  REQUIRE(page);
+  CHECK(page->remaining == std::optional<uint64_t>(3));
+  auto last = c->poll({"contact", page->next_cursor, 10});
+  REQUIRE(last);
+  CHECK(last->remaining == std::optional<uint64_t>(0));
+}

@@ -54,7 +54,7 @@ TEST_CASE("the loader loads the good plugins of a directory and refuses each bad
   for (const auto &r : registry.refusals()) CHECK(r.to_string().find('\n') == std::string::npos);
 }
 
-TEST_CASE("a missing plugin directory is reported, not fatal", "[loader]") {
+TEST_CASE("a missing plugin directory is reported and not fatal", "[loader]") {
   PluginRegistry registry;
   registry.load_directory("/nonexistent/crmhost/plugins");
   registry.load_file(fixture("memory"));
@@ -63,7 +63,8 @@ TEST_CASE("a missing plugin directory is reported, not fatal", "[loader]") {
   CHECK(registry.find("memory") != nullptr);
 }
 
-TEST_CASE("the loader reports id, versions, interfaces, objects and capabilities", "[loader]") {
+TEST_CASE("the loader reports id and versions and interfaces and objects and capabilities",
+          "[loader]") {
   auto plugin = crmhost::test::load_or_fail(fixture("memory"));
   const auto &info = plugin->info();
   CHECK(info.id == "memory");
@@ -78,7 +79,7 @@ TEST_CASE("the loader reports id, versions, interfaces, objects and capabilities
   CHECK_THAT(info.description.settings_schema_json, Catch::Contains("webhook_secret"));
 }
 
-TEST_CASE("a plugin built for an older, shorter connector table still loads and works",
+TEST_CASE("a plugin built for an older and shorter connector table still loads and works",
           "[loader]") {
   auto plugin = crmhost::test::load_or_fail(fixture("old-layout"));
   auto connector = crmhost::test::connect(plugin, "{}");

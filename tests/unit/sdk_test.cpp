@@ -14,7 +14,9 @@ class Probe : public crmhost::sdk::Connector {
 
 }  // namespace
 
-TEST_CASE("SDK state helpers round-trip through crm.state.v1; missing HTTP is reported", "[sdk]") {
+TEST_CASE(
+    "SDK state helpers round-trip through crm.state.v1 and a missing HTTP extension is reported",
+    "[sdk]") {
   auto services = std::make_shared<crmhost::plugins::HostServices>();
   crmhost::plugins::PluginHostContext context{"probe", services};
   const crm_host_api api = crmhost::plugins::make_host_api(&context, CRM_ABI_VERSION);

@@ -253,15 +253,26 @@ int backfill_command(const std::vector<std::string> &args, std::ostream &out, st
     };
   const bool terminal = ::isatty(STDOUT_FILENO);
   const auto started = std::chrono::steady_clock::now();
-  options.on_progress = [&](const store::SyncRunCounts &c) {
+  options.on_progress = [&](const store::SyncRunCounts &c, std::optional<uint64_t> remaining) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const double rate = seconds > 0 ? static_cast<double>(c.fetched) / seconds : 0.0;
     std::ostringstream line;
-    line << "backfill " << name << ": " << c.fetched << " fetched, " << c.enqueued << " queued, "
-         << c.duplicates << " already queued, " << std::fixed << std::setprecision(0)
-         << (seconds > 0 ? static_cast<double>(c.fetched) / seconds : 0.0) << " records/s, "
-         << std::setprecision(1) << seconds
-         << "s elapsed, ETA unknown (the source reports no total)";
+    if (terminal && remaining) {
+      // [#########-----------] 45%
+      const double done =
+          static_cast<double>(c.fetched) / static_cast<double>(c.fetched + *remaining);
+      const int filled = static_cast<int>(done * 20);
+      line << "[" << std::string(filled, '#') << std::string(20 - filled, '-') << "] "
+           << static_cast<int>(done * 100) << "% ";
+    }
+    line << "backfill " << name << ": " << c.fetched << " read, " << c.enqueued << " queued, "
+         << c.duplicates << " already queued, " << std::fixed << std::setprecision(0) << rate
+         << " records/s, " << std::setprecision(1) << seconds << "s elapsed, ETA ";
+    if (remaining && rate > 0)
+      line << std::setprecision(0) << static_cast<double>(*remaining) / rate << "s";
+    else
+      line << (remaining ? "0s" : "unknown (the source does not say how many remain)");
     if (terminal)
       out << "\r\033[K" << line.str() << std::flush;
     else

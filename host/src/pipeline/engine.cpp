@@ -113,7 +113,7 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
       spdlog::warn("pipeline {}: work still running after the shutdown deadline", pipeline_.name);
   }
 
-  PollOutcome backfill(bool dry_run, std::function<void(const store::SyncRunCounts &)> progress) {
+  PollOutcome backfill(bool dry_run) {
     if (!pipeline_.poll || !source_) {
       PollOutcome outcome;
       outcome.ok = false;
@@ -125,7 +125,6 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
     options.dry_run = dry_run;
     options.from_beginning = true;
     options.stop_requested = &stopping_;
-    options.on_progress = std::move(progress);
     auto outcome = run_poll(pipeline_, *store_, *source_->connector, options);
     if (!dry_run) wake();
     return outcome;
@@ -294,6 +293,32 @@ void Engine::start() {
     runner->start();
     spdlog::info("pipeline {} started", name);
   }
+  maintenance_timer_ = std::make_unique<asio::steady_timer>(io_);
+  schedule_maintenance(Millis(0));
+}
+
+void Engine::schedule_maintenance(Millis delay) {
+  if (stopped_) return;
+  maintenance_timer_->expires_after(delay);
+  maintenance_timer_->async_wait([this](boost::system::error_code ec) {
+    if (ec || stopped_) return;
+    asio::post(*pool_, [this] {
+      try {
+        if (const auto requeued = store_->requeue_expired_claims())
+          spdlog::info("{} expired claim(s) handed back to the queue", requeued);
+        Millis retention;
+        {
+          std::lock_guard lock(mutex_);  // reload may replace config_ meanwhile
+          retention = config_.retention;
+        }
+        if (const auto purged = store_->purge_done_events(retention))
+          spdlog::info("{} done event(s) older than the retention purged", purged);
+      } catch (const std::exception &e) {
+        spdlog::warn("store maintenance failed: {}", e.what());
+      }
+      asio::post(io_, [this] { schedule_maintenance(std::chrono::minutes(1)); });
+    });
+  });
 }
 
 void Engine::stop() {
@@ -305,6 +330,7 @@ void Engine::stop() {
     runners = runners_;
   }
   for (auto &[name, runner] : runners) runner->stop(deadline);
+  asio::post(io_, [this] { maintenance_timer_->cancel(); });
   // With the timers cancelled and every lane refusing new work, io_context runs dry and returns.
   work_.reset();
   for (auto &thread : io_threads_) thread.join();
@@ -396,8 +422,7 @@ void Engine::poll_now(const std::string &pipeline) {
   if (auto r = find_runner(pipeline)) r->poll_now();
 }
 
-PollOutcome Engine::backfill(const std::string &pipeline, bool dry_run,
-                             std::function<void(const store::SyncRunCounts &)> on_progress) {
+PollOutcome Engine::backfill(const std::string &pipeline, bool dry_run) {
   auto r = find_runner(pipeline);
   if (!r) {
     PollOutcome outcome;
@@ -405,7 +430,7 @@ PollOutcome Engine::backfill(const std::string &pipeline, bool dry_run,
     outcome.error = "no running pipeline named " + pipeline;
     return outcome;
   }
-  return r->backfill(dry_run, std::move(on_progress));
+  return r->backfill(dry_run);
 }
 
 WebhookIngest Engine::ingest_webhook(const std::string &path,

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include "config/config.hpp"
@@ -79,8 +80,7 @@ class Engine {
   // Runs a live poll of the pipeline now, on the pool; returns at once.
   void poll_now(const std::string &pipeline);
   // Runs a backfill on the calling thread (the backfill lane); a dry run enqueues nothing.
-  PollOutcome backfill(const std::string &pipeline, bool dry_run,
-                       std::function<void(const store::SyncRunCounts &)> on_progress = {});
+  PollOutcome backfill(const std::string &pipeline, bool dry_run);
 
   // Verifies and parses a delivery through the webhook source's plugin and enqueues its events
   // in one transaction; only then is the answer a success.
@@ -95,6 +95,8 @@ class Engine {
   std::shared_ptr<ConnectionHandle> connect(const config::ConnectionConfig &connection);
   std::shared_ptr<PipelineRunner> make_runner(const config::PipelineConfig &pipeline);
   std::shared_ptr<PipelineRunner> find_runner(const std::string &pipeline) const;
+  // Every minute: hand expired claims back to the queue; purge done events past retention.
+  void schedule_maintenance(std::chrono::milliseconds delay);
 
   config::Config config_;
   std::shared_ptr<plugins::PluginRegistry> registry_;
@@ -104,6 +106,7 @@ class Engine {
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::vector<std::thread> io_threads_;
   std::unique_ptr<boost::asio::thread_pool> pool_;
+  std::unique_ptr<boost::asio::steady_timer> maintenance_timer_;
   mutable std::mutex mutex_;  // guards the two maps below
   std::map<std::string, std::shared_ptr<ConnectionHandle>> connections_;
   std::map<std::string, std::shared_ptr<PipelineRunner>> runners_;

@@ -70,7 +70,7 @@ PollOutcome run_poll(const config::PipelineConfig &pipeline, store::Store &store
           (e.duplicate ? outcome.counts.duplicates : outcome.counts.enqueued)++;
       }
       cursor = page->next_cursor;
-      if (options.on_progress) options.on_progress(outcome.counts);
+      if (options.on_progress) options.on_progress(outcome.counts, page->remaining);
       if (!page->more) break;
     }
   } catch (const std::exception &e) {

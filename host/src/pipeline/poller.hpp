@@ -25,7 +25,8 @@ struct PollOptions {
   bool from_beginning = false;  // backfill: restart its cursor
   const std::atomic<bool> *stop_requested = nullptr;
   std::optional<int64_t> since_ms;  // skip records modified before this (Unix ms), when known
-  std::function<void(const store::SyncRunCounts &)> on_progress;      // after each page
+  // After each page, with the records the source says are left (when it says).
+  std::function<void(const store::SyncRunCounts &, std::optional<uint64_t> remaining)> on_progress;
   std::function<void(const std::vector<plugins::Record> &)> on_page;  // the kept records
 };
 

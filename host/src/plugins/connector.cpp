@@ -178,6 +178,10 @@ Outcome<PollPage> Connector::poll(const PollRequest &request) {
   PollPage page;
   if (auto error = read_records(doc, page.records)) return malformed("poll", *error);
   page.next_cursor = json::get_string(doc, "next_cursor");
+  if (auto remaining = doc.FindMember("remaining"); remaining != doc.MemberEnd()) {
+    if (!remaining->value.IsUint64()) return malformed("poll", "\"remaining\" is not a count");
+    page.remaining = remaining->value.GetUint64();
+  }
   page.more = raw->status == CRM_MORE;
   if (page.more && !page.next_cursor)
     return malformed("poll", "more pages were announced without a \"next_cursor\"");

@@ -42,7 +42,8 @@ struct PollRequest {
 struct PollPage {
   std::vector<Record> records;
   std::optional<std::string> next_cursor;
-  bool more = false;  // the plugin returned CRM_MORE
+  bool more = false;                  // the plugin returned CRM_MORE
+  std::optional<uint64_t> remaining;  // records left after this page, when the source knows
 };
 
 struct FetchResult {
