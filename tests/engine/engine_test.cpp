@@ -9,6 +9,7 @@
 
 #include "pipeline/backoff.hpp"
 #include "pipeline/engine.hpp"
+#include "pipeline/store_state.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "util/json.hpp"
 
@@ -364,4 +365,19 @@ TEST_CASE("a failing poll run leaves the cursor where it was and records the fai
   CHECK(after->value == "cursor-7");
   CHECK(after->version == before->version);
   CHECK(h.db->get_sync_run(outcome.run_id)->status == store::SyncRunStatus::failed);
+}
+
+TEST_CASE("plugin state through crm.state.v1 is stored encrypted in the store", "[engine]") {
+  Harness h;
+  setenv("CRMHOST_SECRET_KEY", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+         1);
+  auto db = store::open_store("sqlite://" + (h.dir / "state2.db").string());
+  std::shared_ptr<store::Store> shared(std::move(db));
+  pipeline::StoreStateBackend state(shared);
+  state.put("conn", "oauth.refresh_token", "r-123");
+  CHECK(state.get("conn", "oauth.refresh_token") == std::optional<std::string>("r-123"));
+  CHECK(shared->get_state("conn", "oauth.refresh_token") == std::optional<std::string>("r-123"));
+  state.remove("conn", "oauth.refresh_token");
+  CHECK_FALSE(state.get("conn", "oauth.refresh_token"));
+  unsetenv("CRMHOST_SECRET_KEY");
 }

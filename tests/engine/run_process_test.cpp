@@ -9,6 +9,9 @@
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <catch2/catch.hpp>
 
 #include "store/store.hpp"
@@ -39,6 +42,33 @@ std::string pipeline_yaml(const std::string &name, const std::string &sink) {
          "    batch_size: 5\n";
 }
 
+// A loopback port nobody listens on right now.
+uint16_t free_port() {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor probe(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  return probe.local_endpoint().port();
+}
+
+// One HTTP/1.1 exchange on a fresh loopback connection; returns status and body.
+std::pair<int, std::string> http_call(uint16_t port, const std::string &method,
+                                      const std::string &target, const std::string &body = "",
+                                      const std::string &secret = "s3cret-s3cret") {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket socket(io);
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  boost::beast::http::request<boost::beast::http::string_body> request{
+      boost::beast::http::string_to_verb(method), target, 11};
+  request.set(boost::beast::http::field::host, "127.0.0.1");
+  request.set("X-Memory-Secret", secret);
+  request.body() = body;
+  request.prepare_payload();
+  boost::beast::http::write(socket, request);
+  boost::beast::flat_buffer buffer;
+  boost::beast::http::response<boost::beast::http::string_body> response;
+  boost::beast::http::read(socket, buffer, response);
+  return {response.result_int(), response.body()};
+}
+
 struct RunningHost {
   std::filesystem::path dir, config, log, db_path;
   pid_t pid = -1;
@@ -60,16 +90,18 @@ struct RunningHost {
     std::filesystem::remove_all(dir);
   }
 
+  uint16_t port = free_port();
+
   void write_config(int seeded, const std::string &pipelines, int push_delay_ms = 0) {
     std::ofstream out(config);
     out << "store: sqlite://" << db_path.string() << "\n"
+        << "listen: 127.0.0.1:" << port << "\n"
         << "plugin_dir: " << CRMHOST_FIXTURE_DIR << "\n"
         << "log: { level: info }\n"
         << "shutdown_grace: 10s\n"
         << "connections:\n"
         << "  src:\n    plugin: memory\n    settings:\n      webhook_secret: s3cret-s3cret\n"
-        << "      seed:\n"
-        << seed(seeded)
+        << (seeded ? "      seed:\n" + seed(seeded) : std::string())
         << "  dst:\n    plugin: memory-sdk\n    settings:\n      webhook_secret: s3cret-s3cret\n"
         << "      push_delay_ms: " << push_delay_ms << "\n"
         << "  dst2:\n    plugin: memory-sdk\n    settings:\n      webhook_secret: s3cret-s3cret\n"
@@ -195,4 +227,40 @@ TEST_CASE("SIGHUP with a broken config keeps the running one and a valid one add
   // The unchanged pipeline was not restarted.
   CHECK_THAT(host.log_text(), !Catch::Contains("pipeline first stopped for reload"));
   CHECK(host.stop_with(SIGTERM) == 0);
+}
+
+TEST_CASE("webhooks over HTTP are answered 2xx only once stored and survive a SIGKILL", "[run]") {
+  RunningHost host("webhook");
+  const std::string uri = "sqlite://" + host.db_path.string();
+  const std::string pipelines =
+      "  hooks:\n"
+      "    source:\n"
+      "      webhook: { connection: src, path: /hooks/memory }\n"
+      "    sink:\n"
+      "      push: { connection: dst, object: contact, match_on: email }\n";
+  host.write_config(0, pipelines, 100000);  // the sink hangs: nothing gets pushed meanwhile
+  host.start();
+  REQUIRE(eventually([&] {
+    try {
+      return http_call(host.port, "GET", "/healthz").first == 200;
+    } catch (const std::exception &) {
+      return false;
+    }
+  }));
+  CHECK(http_call(host.port, "GET", "/readyz").first == 200);
+  const std::string body = R"([{"object":"contact","id":"k1","data":{"email":"k1@example.com"}},)"
+                           R"({"object":"contact","id":"k2","data":{"email":"k2@example.com"}}])";
+  CHECK(http_call(host.port, "POST", "/hooks/memory", body, "wrong-secret").first == 401);
+  CHECK(http_call(host.port, "POST", "/hooks/memory", "[{oops", "s3cret-s3cret").first == 400);
+  CHECK(http_call(host.port, "POST", "/hooks/nowhere", body).first == 404);
+  CHECK(http_call(host.port, "POST", "/hooks/memory", body).first == 200);
+  ::kill(host.pid, SIGKILL);  // right after the 2xx
+  ::waitpid(host.pid, nullptr, 0);
+  host.pid = -1;
+  store::StoreOptions options;
+  auto db = store::open_store(uri, options);
+  auto events = db->list_events({std::string("hooks"), std::nullopt, 0, 10});
+  REQUIRE(events.size() == 2);
+  CHECK(events[0].source == store::EventSource::webhook);
+  CHECK(events[0].request_id.size() == 32);
 }

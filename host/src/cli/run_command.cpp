@@ -1,13 +1,19 @@
+#include <condition_variable>
 #include <csignal>
+#include <mutex>
 #include <ostream>
+#include <thread>
 
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
 #include "cli/cli.hpp"
 #include "config/config.hpp"
+#include "net/http_server.hpp"
 #include "pipeline/engine.hpp"
+#include "pipeline/store_state.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "store/store.hpp"
 #include "util/logging.hpp"
@@ -33,6 +39,38 @@ config::LoadResult load_checked(const RunArgs &args, plugins::PluginRegistry &re
   auto checked = config::load(args.config_paths, &registry);
   if (checked.config) checked.config->plugin_dir = dir;
   return checked;
+}
+
+net::HttpResponse handle_http(const net::HttpRequest &request, pipeline::Engine &engine,
+                              store::Store &db) {
+  if (request.method == "GET" && request.path == "/healthz") return {200, "text/plain", {}, "ok\n"};
+  if (request.method == "GET" && request.path == "/readyz") {
+    try {
+      db.schema_version();
+      return {200, "text/plain", {}, "ready\n"};
+    } catch (const std::exception &) {
+      return {503, "text/plain", {}, "store unreachable\n"};
+    }
+  }
+  if (request.method != "POST") return {404, "text/plain", {}, "not found\n"};
+  plugins::WebhookRequest webhook;
+  webhook.method = request.method;
+  const std::string host = request.header("Host");
+  webhook.url = "http://" + (host.empty() ? std::string("localhost") : host) + request.target;
+  webhook.headers = request.headers;
+  webhook.body = request.body;
+  webhook.received_at_ms = request.received_at_ms;
+  const auto ingest = engine.ingest_webhook(request.path, webhook, request.request_id);
+  if (ingest.http_status == 200 && ingest.reply)
+    return {ingest.reply->status, "text/plain; charset=utf-8", ingest.reply->headers,
+            ingest.reply->body};
+  spdlog::log(ingest.http_status == 200 ? spdlog::level::debug : spdlog::level::warn,
+              "request {} POST {}: {} ({} new, {} duplicate)", request.request_id, request.path,
+              ingest.http_status, ingest.events, ingest.duplicates);
+  return {ingest.http_status,
+          "text/plain; charset=utf-8",
+          {},
+          ingest.http_status == 200 ? "ok\n" : ingest.body + "\n"};
 }
 
 }  // namespace
@@ -68,7 +106,8 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   boost::asio::io_context signals_io;
   boost::asio::signal_set signals(signals_io, SIGTERM, SIGINT, SIGHUP);
 
-  auto registry = std::make_shared<plugins::PluginRegistry>();
+  auto services = std::make_shared<plugins::HostServices>();
+  auto registry = std::make_shared<plugins::PluginRegistry>(services);
   auto loaded = load_checked(run, *registry);
   if (!loaded.config) {
     for (const auto &problem : loaded.problems) err << problem.to_string() << "\n";
@@ -86,6 +125,8 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
     return 1;
   }
 
+  // No connector exists yet, so the plugins' state can move to the store before any use.
+  services->state = std::make_shared<pipeline::StoreStateBackend>(db);
   pipeline::Engine engine(*loaded.config, registry, db);
   try {
     engine.start();
@@ -93,8 +134,29 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
     err << "crmhost run: " << e.what() << "\n";
     return 1;
   }
-  spdlog::info("crmhost running {} pipeline(s)", engine.pipeline_names().size());
+  // Webhooks and health on the listen addresses; handlers run on their own pool because a
+  // webhook call blocks on the plugin and the store commit.
+  boost::asio::thread_pool http_handlers(std::max<uint32_t>(loaded.config->plugin_workers, 2));
+  net::ServerOptions server_options;
+  server_options.listen = loaded.config->listen;
+  server_options.max_body = loaded.config->max_body;
+  net::HttpServer server(
+      signals_io, http_handlers, server_options,
+      [&](const net::HttpRequest &request) { return handle_http(request, engine, *db); });
+  try {
+    server.start();
+  } catch (const std::exception &e) {
+    err << "crmhost run: " << e.what() << "\n";
+    engine.stop();
+    return 1;
+  }
+  spdlog::info("crmhost running {} pipeline(s), listening on {} (ports {})",
+               engine.pipeline_names().size(), fmt::join(loaded.config->listen, ", "),
+               fmt::join(server.ports(), ", "));
 
+  std::mutex stop_mutex;
+  std::condition_variable stop_requested;
+  bool stopping = false;
   std::function<void(const boost::system::error_code &, int)> on_signal;
   on_signal = [&](const boost::system::error_code &ec, int signal) {
     if (ec) return;
@@ -114,10 +176,21 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
       return;
     }
     spdlog::info("{}: stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+    std::lock_guard lock(stop_mutex);
+    stopping = true;
+    stop_requested.notify_all();
   };
   signals.async_wait(on_signal);
-  signals_io.run();  // returns after SIGTERM/SIGINT, when no handler re-arms
+  std::thread network([&] { signals_io.run(); });
+  {
+    std::unique_lock lock(stop_mutex);
+    stop_requested.wait(lock, [&] { return stopping; });
+  }
+  server.stop();  // no new webhooks; in-flight ones finish on the handler pool
+  http_handlers.join();
   engine.stop();
+  signals_io.stop();
+  network.join();
   spdlog::info("crmhost stopped");
   return 0;
 }

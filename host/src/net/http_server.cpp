@@ -1,0 +1,277 @@
+#include "net/http_server.hpp"
+
+#include <array>
+#include <chrono>
+#include <optional>
+#include <random>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace crmhost::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+std::string HttpRequest::header(std::string_view name) const {
+  for (const auto &[key, value] : headers)
+    if (beast::iequals(key, beast::string_view(name.data(), name.size()))) return value;
+  return {};
+}
+
+bool is_sane_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (const char c : id)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-' &&
+        c != ':')
+      return false;
+  return true;
+}
+
+std::string new_request_id() {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  char out[33];
+  std::snprintf(out, sizeof out, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng()));
+  return out;
+}
+
+struct HttpServer::State {
+  ServerOptions options;
+  Handler handler;
+  asio::thread_pool &handlers;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::atomic<size_t> open{0};
+  std::atomic<bool> stopping{false};
+  State(ServerOptions o, Handler h, asio::thread_pool &pool)
+      : options(std::move(o)), handler(std::move(h)), handlers(pool) {}
+};
+
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// One connection: read a request, run the handler on the pool, write the answer, repeat while
+// the client keeps the connection alive.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, std::shared_ptr<HttpServer::State> state)
+      : stream_(std::move(socket)), state_(std::move(state)) {
+    ++state_->open;
+  }
+  ~Session() { --state_->open; }
+
+  void run() {
+    // Start on the connection's strand so the stream is only ever touched there.
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+  }
+
+  void reject_busy() {
+    HttpResponse busy{503, "text/plain; charset=utf-8", {}, "too many connections\n"};
+    keep_alive_ = false;
+    write(busy, new_request_id(), 11);
+  }
+
+ private:
+  void do_read() {
+    parser_.emplace();
+    parser_->body_limit(state_->options.max_body);
+    parser_->header_limit(64 * 1024);
+    stream_.expires_after(first_read_ ? state_->options.header_timeout
+                                      : state_->options.idle_timeout);
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+  }
+
+  void on_header(beast::error_code ec) {
+    first_read_ = false;
+    // A declared Content-Length over the limit is refused as soon as the header is read.
+    if (ec == http::error::body_limit) return on_read(ec);
+    if (ec) return close(ec);
+    stream_.expires_after(state_->options.body_timeout);
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code e, size_t) { self->on_read(e); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      keep_alive_ = false;
+      return write({413, "text/plain; charset=utf-8", {}, "request body too large\n"},
+                   new_request_id(), 11);
+    }
+    if (ec) return close(ec);
+    auto message = parser_->release();
+    keep_alive_ = message.keep_alive() && !state_->stopping;
+    auto request = std::make_shared<HttpRequest>();
+    request->method = std::string(message.method_string());
+    request->target = std::string(message.target());
+    const auto question = request->target.find('?');
+    request->path = request->target.substr(0, question);
+    if (question != std::string::npos) request->query = request->target.substr(question + 1);
+    for (const auto &field : message)
+      request->headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    request->body = std::move(message.body());
+    const auto given = request->header("X-Request-Id");
+    request->request_id = is_sane_request_id(given) ? given : new_request_id();
+    beast::error_code peer_ec;
+    const auto peer = stream_.socket().remote_endpoint(peer_ec);
+    if (!peer_ec) request->remote = peer.address().to_string();
+    request->received_at_ms = now_ms();
+    const unsigned version = message.version();
+    // The handler may block on a plugin or the store: run it off the io threads.
+    asio::post(state_->handlers, [self = shared_from_this(), request, version] {
+      HttpResponse response;
+      try {
+        response = self->state_->handler(*request);
+      } catch (const std::exception &e) {
+        spdlog::error("request {} {} {}: handler failed: {}", request->request_id, request->method,
+                      request->path, e.what());
+        response = {500, "text/plain; charset=utf-8", {}, "internal error\n"};
+      }
+      asio::dispatch(self->stream_.get_executor(),
+                     [self, response = std::move(response), request, version]() mutable {
+                       self->write(response, request->request_id, version);
+                     });
+    });
+  }
+
+  void write(const HttpResponse &response, const std::string &request_id, unsigned version) {
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(response.status), version);
+    res->set(http::field::server, "crmhost");
+    res->set(http::field::content_type, response.content_type);
+    res->set("X-Request-Id", request_id);
+    for (const auto &[name, value] : response.headers) res->set(name, value);
+    res->keep_alive(keep_alive_);
+    res->body() = response.body;
+    res->prepare_payload();
+    stream_.expires_after(state_->options.body_timeout);
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res](beast::error_code ec, size_t) {
+                        if (ec) return self->close(ec);
+                        if (!self->keep_alive_) return self->close({});
+                        self->do_read();
+                      });
+  }
+
+  void close(beast::error_code ec) {
+    beast::error_code ignored;
+    if (ec) {  // the peer is gone or timed out: nothing more to say
+      stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      stream_.close();
+      return;
+    }
+    // A graceful close: stop sending, then drain what the client still sends (say, the rest of
+    // an oversized body) so the kernel does not reset the connection before it reads our answer.
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::seconds(1));
+    drain();
+  }
+
+  void drain() {
+    stream_.async_read_some(asio::buffer(drain_buffer_),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (!ec) return self->drain();
+                              self->stream_.close();
+                            });
+  }
+
+  std::array<char, 4096> drain_buffer_{};
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::shared_ptr<HttpServer::State> state_;
+  bool keep_alive_ = true;
+  bool first_read_ = true;
+};
+
+void do_accept(tcp::acceptor &acceptor, asio::io_context &io,
+               std::shared_ptr<HttpServer::State> state) {
+  acceptor.async_accept(asio::make_strand(io),
+                        [&acceptor, &io, state](beast::error_code ec, tcp::socket socket) {
+                          if (ec || state->stopping)
+                            return;  // stopped (acceptor closed) or a transient failure
+                          auto session = std::make_shared<Session>(std::move(socket), state);
+                          if (state->open > state->options.max_connections)
+                            session->reject_busy();
+                          else
+                            session->run();
+                          do_accept(acceptor, io, state);
+                        });
+}
+
+tcp::endpoint parse_endpoint(const std::string &address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos)
+    throw std::runtime_error("listen address " + address + " needs host:port");
+  std::string host = address.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  beast::error_code ec;
+  const auto ip = asio::ip::make_address(host.empty() ? "0.0.0.0" : host, ec);
+  if (ec) throw std::runtime_error("listen address " + address + ": not an IP address");
+  return {ip, static_cast<uint16_t>(std::stoi(address.substr(colon + 1)))};
+}
+
+}  // namespace
+
+HttpServer::HttpServer(asio::io_context &io, asio::thread_pool &handlers, ServerOptions options,
+                       Handler handler)
+    : io_(io), state_(std::make_shared<State>(std::move(options), std::move(handler), handlers)) {}
+
+HttpServer::~HttpServer() {
+  stop();
+}
+
+void HttpServer::start() {
+  for (const auto &address : state_->options.listen) {
+    const auto endpoint = parse_endpoint(address);
+    auto acceptor = std::make_unique<tcp::acceptor>(io_);
+    beast::error_code ec;
+    acceptor->open(endpoint.protocol(), ec);
+    if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor->bind(endpoint, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) throw std::runtime_error("cannot listen on " + address + ": " + ec.message());
+    do_accept(*acceptor, io_, state_);
+    state_->acceptors.push_back(std::move(acceptor));
+  }
+}
+
+void HttpServer::stop() {
+  if (state_->stopping.exchange(true)) return;
+  asio::post(io_, [state = state_] {
+    for (auto &acceptor : state->acceptors) {
+      beast::error_code ignored;
+      acceptor->close(ignored);
+    }
+  });
+}
+
+size_t HttpServer::open_connections() const {
+  return state_->open;
+}
+
+std::vector<uint16_t> HttpServer::ports() const {
+  std::vector<uint16_t> out;
+  for (const auto &acceptor : state_->acceptors) {
+    beast::error_code ec;
+    out.push_back(acceptor->local_endpoint(ec).port());
+  }
+  return out;
+}
+
+}  // namespace crmhost::net

@@ -1,0 +1,80 @@
+#pragma once
+// The inbound HTTP/1.1 server for webhooks and the admin API, on Boost.Beast (modelled on Beast's
+// advanced server): a listener per address, a session per connection with keep-alive, timeouts
+// on every read and write, a body size limit (413) and a cap on open connections. Handlers may
+// block (plugin calls, store commits), so they run on a separate pool, never on the io threads.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+namespace crmhost::net {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct HttpRequest {
+  std::string method;
+  std::string target;  // as received: path and query
+  std::string path;
+  std::string query;
+  Headers headers;
+  std::string body;        // raw bytes
+  std::string request_id;  // from X-Request-Id when sane, else generated
+  std::string remote;      // peer address
+  int64_t received_at_ms = 0;
+
+  // Case-insensitive header lookup; empty when absent.
+  std::string header(std::string_view name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  Headers headers;
+  std::string body;
+};
+
+using Handler = std::function<HttpResponse(const HttpRequest &)>;
+
+struct ServerOptions {
+  std::vector<std::string> listen = {"127.0.0.1:8080"};  // host:port; port 0 picks a free one
+  uint64_t max_body = 1024 * 1024;
+  std::chrono::milliseconds header_timeout{10'000};  // a slow client cannot hold a connection
+  std::chrono::milliseconds body_timeout{30'000};
+  std::chrono::milliseconds idle_timeout{60'000};  // between keep-alive requests
+  size_t max_connections = 1024;
+};
+
+// A request id is sane when it is 1..128 characters of [A-Za-z0-9._:-].
+bool is_sane_request_id(std::string_view id);
+std::string new_request_id();
+
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context &io, boost::asio::thread_pool &handlers, ServerOptions options,
+             Handler handler);
+  ~HttpServer();
+  // Binds every listen address (throws std::runtime_error naming the address on failure) and
+  // starts accepting.
+  void start();
+  // Stops accepting; open connections finish their current exchange and close.
+  void stop();
+  // The bound ports, in the order of options.listen (useful with port 0).
+  std::vector<uint16_t> ports() const;
+  size_t open_connections() const;
+
+  struct State;
+
+ private:
+  boost::asio::io_context &io_;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace crmhost::net
