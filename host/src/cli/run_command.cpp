@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "admin/admin_api.hpp"
 #include "cli/cli.hpp"
 #include "config/config.hpp"
 #include "net/http_server.hpp"
@@ -39,38 +40,6 @@ config::LoadResult load_checked(const RunArgs &args, plugins::PluginRegistry &re
   auto checked = config::load(args.config_paths, &registry);
   if (checked.config) checked.config->plugin_dir = dir;
   return checked;
-}
-
-net::HttpResponse handle_http(const net::HttpRequest &request, pipeline::Engine &engine,
-                              store::Store &db) {
-  if (request.method == "GET" && request.path == "/healthz") return {200, "text/plain", {}, "ok\n"};
-  if (request.method == "GET" && request.path == "/readyz") {
-    try {
-      db.schema_version();
-      return {200, "text/plain", {}, "ready\n"};
-    } catch (const std::exception &) {
-      return {503, "text/plain", {}, "store unreachable\n"};
-    }
-  }
-  if (request.method != "POST") return {404, "text/plain", {}, "not found\n"};
-  plugins::WebhookRequest webhook;
-  webhook.method = request.method;
-  const std::string host = request.header("Host");
-  webhook.url = "http://" + (host.empty() ? std::string("localhost") : host) + request.target;
-  webhook.headers = request.headers;
-  webhook.body = request.body;
-  webhook.received_at_ms = request.received_at_ms;
-  const auto ingest = engine.ingest_webhook(request.path, webhook, request.request_id);
-  if (ingest.http_status == 200 && ingest.reply)
-    return {ingest.reply->status, "text/plain; charset=utf-8", ingest.reply->headers,
-            ingest.reply->body};
-  spdlog::log(ingest.http_status == 200 ? spdlog::level::debug : spdlog::level::warn,
-              "request {} POST {}: {} ({} new, {} duplicate)", request.request_id, request.path,
-              ingest.http_status, ingest.events, ingest.duplicates);
-  return {ingest.http_status,
-          "text/plain; charset=utf-8",
-          {},
-          ingest.http_status == 200 ? "ok\n" : ingest.body + "\n"};
 }
 
 }  // namespace
@@ -140,9 +109,10 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   net::ServerOptions server_options;
   server_options.listen = loaded.config->listen;
   server_options.max_body = loaded.config->max_body;
+  admin::RouterContext router{engine, *db, loaded.config->admin_token};
   net::HttpServer server(
       signals_io, http_handlers, server_options,
-      [&](const net::HttpRequest &request) { return handle_http(request, engine, *db); });
+      [&](const net::HttpRequest &request) { return admin::route(request, router); });
   try {
     server.start();
   } catch (const std::exception &e) {

@@ -1,0 +1,346 @@
+#include "admin/admin_api.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include <openssl/crypto.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <spdlog/spdlog.h>
+
+#include "pipeline/event_payload.hpp"
+#include "util/logging.hpp"
+#include "util/time.hpp"
+
+namespace crmhost::admin {
+
+namespace {
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+net::HttpResponse json_response(int status, const rapidjson::StringBuffer &body) {
+  return {status, "application/json", {}, std::string(body.GetString(), body.GetSize()) + "\n"};
+}
+
+net::HttpResponse error(int status, const std::string &message) {
+  rapidjson::StringBuffer buffer;
+  Writer w(buffer);
+  w.StartObject();
+  w.Key("error");
+  w.String(message.c_str());
+  w.EndObject();
+  return json_response(status, buffer);
+}
+
+std::string query_param(const std::string &query, const std::string &name) {
+  size_t pos = 0;
+  while (pos <= query.size()) {
+    const size_t end = std::min(query.find('&', pos), query.size());
+    const std::string pair = query.substr(pos, end - pos);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) return eq == std::string::npos ? "" : pair.substr(eq + 1);
+    pos = end + 1;
+  }
+  return "";
+}
+
+std::vector<std::string> split_path(const std::string &path) {
+  std::vector<std::string> parts;
+  size_t pos = 1;
+  while (pos <= path.size()) {
+    const size_t end = std::min(path.find('/', pos), path.size());
+    if (end > pos) parts.push_back(path.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return parts;
+}
+
+void write_time(Writer &w, const char *key, store::Timestamp t) {
+  w.Key(key);
+  w.String(timeutil::format_iso8601_ms(store::to_unix_ms(t)).c_str());
+}
+
+void write_pipeline(Writer &w, const std::string &name, pipeline::Engine &engine,
+                    store::Store &db) {
+  const auto &config = engine.config();
+  auto it = config.pipelines.find(name);
+  w.StartObject();
+  w.Key("name");
+  w.String(name.c_str());
+  w.Key("enabled");
+  w.Bool(it != config.pipelines.end() && it->second.enabled);
+  w.Key("paused");
+  w.Bool(engine.is_paused(name));
+  w.Key("queue");
+  w.StartObject();
+  for (const auto status :
+       {store::EventStatus::pending, store::EventStatus::in_flight, store::EventStatus::failed,
+        store::EventStatus::dead, store::EventStatus::done}) {
+    int64_t n = 0;
+    for (const auto &c : db.count_by_status(name))
+      if (c.status == status) n += c.count;
+    w.Key(std::string(store::to_string(status)).c_str());
+    w.Int64(n);
+  }
+  w.EndObject();
+  if (it != config.pipelines.end() && it->second.poll) {
+    if (auto cursor = db.get_cursor(name, it->second.poll->object)) {
+      w.Key("cursor");
+      w.StartObject();
+      w.Key("value");
+      w.String(cursor->value.c_str());
+      write_time(w, "updated_at", cursor->updated_at);
+      w.Key("lag_seconds");
+      w.Int64((store::to_unix_ms(store::now_ms()) - store::to_unix_ms(cursor->updated_at)) / 1000);
+      w.EndObject();
+    }
+  }
+  auto runs = db.list_sync_runs(name, 1);
+  if (!runs.empty()) {
+    w.Key("last_run");
+    w.StartObject();
+    w.Key("id");
+    w.Int64(runs[0].id);
+    w.Key("kind");
+    w.String(std::string(store::to_string(runs[0].kind)).c_str());
+    w.Key("status");
+    w.String(std::string(store::to_string(runs[0].status)).c_str());
+    write_time(w, "started_at", runs[0].started_at);
+    w.EndObject();
+  }
+  w.EndObject();
+}
+
+void write_event(Writer &w, const store::Event &e, bool with_payload) {
+  w.StartObject();
+  w.Key("id");
+  w.Int64(e.id);
+  w.Key("pipeline");
+  w.String(e.pipeline.c_str());
+  w.Key("source");
+  w.String(std::string(store::to_string(e.source)).c_str());
+  w.Key("connection");
+  w.String(e.connection.c_str());
+  w.Key("object");
+  w.String(e.object.c_str());
+  w.Key("record_id");
+  w.String(e.record_id.c_str());
+  w.Key("event_type");
+  w.String(e.event_type.c_str());
+  w.Key("status");
+  w.String(std::string(store::to_string(e.status)).c_str());
+  w.Key("attempts");
+  w.Int(e.attempts);
+  w.Key("last_error");
+  w.String(logging::redact(e.last_error).c_str());
+  w.Key("request_id");
+  w.String(e.request_id.c_str());
+  write_time(w, "received_at", e.received_at);
+  if (with_payload) {
+    // Credentials and email addresses are masked: operators see the shape, not the data.
+    w.Key("payload");
+    w.String(logging::redact(e.payload).c_str());
+  }
+  w.EndObject();
+}
+
+net::HttpResponse admin(const net::HttpRequest &request, RouterContext &ctx,
+                        const std::vector<std::string> &parts) {
+  const bool get = request.method == "GET", post = request.method == "POST";
+  rapidjson::StringBuffer buffer;
+  Writer w(buffer);
+  auto known = [&](const std::string &name) {
+    const auto names = ctx.engine.pipeline_names();
+    return std::find(names.begin(), names.end(), name) != names.end();
+  };
+  if (parts.size() == 1 && parts[0] == "pipelines" && get) {
+    w.StartArray();
+    for (const auto &name : ctx.engine.pipeline_names())
+      write_pipeline(w, name, ctx.engine, ctx.store);
+    w.EndArray();
+    return json_response(200, buffer);
+  }
+  if (parts.size() >= 2 && parts[0] == "pipelines") {
+    const std::string &name = parts[1];
+    if (!known(name)) return error(404, "no running pipeline named " + name);
+    if (parts.size() == 2 && get) {
+      write_pipeline(w, name, ctx.engine, ctx.store);
+      return json_response(200, buffer);
+    }
+    if (parts.size() == 3 && post && (parts[2] == "pause" || parts[2] == "resume")) {
+      parts[2] == "pause" ? ctx.engine.pause(name) : ctx.engine.resume(name);
+      write_pipeline(w, name, ctx.engine, ctx.store);
+      return json_response(200, buffer);
+    }
+    if (parts.size() == 3 && post && parts[2] == "replay") {
+      store::ReplayFilter filter;
+      filter.pipeline = name;
+      try {
+        if (auto status = query_param(request.query, "status"); !status.empty())
+          filter.statuses = {store::parse_event_status(status)};
+      } catch (const store::StoreError &e) {
+        return error(400, e.what());
+      }
+      for (const char *bound : {"since", "until"}) {
+        const auto text = query_param(request.query, bound);
+        if (text.empty()) continue;
+        const auto when = timeutil::parse_iso8601_ms(text);
+        if (!when) return error(400, std::string(bound) + " must be an ISO 8601 time");
+        (std::string(bound) == "since" ? filter.received_from : filter.received_to) =
+            store::from_unix_ms(*when);
+      }
+      const auto replayed = ctx.store.replay(filter);
+      ctx.engine.wake(name);
+      w.StartObject();
+      w.Key("replayed");
+      w.Int64(replayed);
+      w.EndObject();
+      return json_response(200, buffer);
+    }
+  }
+  if (parts.size() == 1 && post && (parts[0] == "pause-all" || parts[0] == "resume-all")) {
+    parts[0] == "pause-all" ? ctx.engine.pause_all() : ctx.engine.resume_all();
+    w.StartObject();
+    w.Key("paused_all");
+    w.Bool(parts[0] == "pause-all");
+    w.EndObject();
+    return json_response(200, buffer);
+  }
+  if (parts.size() == 1 && parts[0] == "events" && get) {
+    store::EventQuery query;
+    if (auto p = query_param(request.query, "pipeline"); !p.empty()) query.pipeline = p;
+    try {
+      if (auto s = query_param(request.query, "status"); !s.empty())
+        query.status = store::parse_event_status(s);
+      if (auto l = query_param(request.query, "limit"); !l.empty())
+        query.limit = std::clamp(std::stoi(l), 1, 1000);
+      if (auto a = query_param(request.query, "after"); !a.empty()) query.after_id = std::stoll(a);
+    } catch (const std::exception &) {
+      return error(
+          400, "status must be pending, in_flight, done, failed or dead; limit and after numbers");
+    }
+    w.StartArray();
+    for (const auto &e : ctx.store.list_events(query)) write_event(w, e, false);
+    w.EndArray();
+    return json_response(200, buffer);
+  }
+  if (parts.size() >= 2 && parts[0] == "events") {
+    int64_t id = 0;
+    try {
+      id = std::stoll(parts[1]);
+    } catch (const std::exception &) {
+      return error(400, "event ids are numbers");
+    }
+    if (parts.size() == 2 && get) {
+      auto event = ctx.store.get_event(id);
+      if (!event) return error(404, "no event " + parts[1]);
+      write_event(w, *event, true);
+      return json_response(200, buffer);
+    }
+    if (parts.size() == 3 && post && parts[2] == "replay") {
+      auto event = ctx.store.get_event(id);
+      if (!event) return error(404, "no event " + parts[1]);
+      if (!ctx.store.replay(id)) return error(409, "event " + parts[1] + " is in flight");
+      ctx.engine.wake(event->pipeline);
+      w.StartObject();
+      w.Key("replayed");
+      w.Int64(id);
+      w.EndObject();
+      return json_response(200, buffer);
+    }
+  }
+  if (parts.size() == 2 && parts[0] == "runs" && get) {
+    int64_t id = 0;
+    try {
+      id = std::stoll(parts[1]);
+    } catch (const std::exception &) {
+      return error(400, "run ids are numbers");
+    }
+    auto run = ctx.store.get_sync_run(id);
+    if (!run) return error(404, "no run " + parts[1]);
+    w.StartObject();
+    w.Key("id");
+    w.Int64(run->id);
+    w.Key("pipeline");
+    w.String(run->pipeline.c_str());
+    w.Key("kind");
+    w.String(std::string(store::to_string(run->kind)).c_str());
+    w.Key("status");
+    w.String(std::string(store::to_string(run->status)).c_str());
+    w.Key("fetched");
+    w.Int64(run->counts.fetched);
+    w.Key("enqueued");
+    w.Int64(run->counts.enqueued);
+    w.Key("duplicates");
+    w.Int64(run->counts.duplicates);
+    w.Key("error");
+    w.String(run->error.c_str());
+    write_time(w, "started_at", run->started_at);
+    w.EndObject();
+    return json_response(200, buffer);
+  }
+  return error(404, "no such admin route: " + request.method + " " + request.path);
+}
+
+}  // namespace
+
+bool constant_time_equals(const std::string &a, const std::string &b) {
+  // CRYPTO_memcmp needs equal lengths; compare the length without an early exit on content.
+  const std::string &longer = a.size() >= b.size() ? a : b;
+  std::string padded = a.size() >= b.size() ? b : a;
+  padded.resize(longer.size(), '\0');
+  return CRYPTO_memcmp(padded.data(), longer.data(), longer.size()) == 0 && a.size() == b.size();
+}
+
+net::HttpResponse route(const net::HttpRequest &request, RouterContext &ctx) {
+  try {
+    if (request.method == "GET" && request.path == "/healthz")
+      return {200, "text/plain", {}, "ok\n"};
+    if (request.method == "GET" && request.path == "/readyz") {
+      try {
+        ctx.store.schema_version();
+        return {200, "text/plain", {}, "ready\n"};
+      } catch (const std::exception &) {
+        return {503, "text/plain", {}, "store unreachable\n"};
+      }
+    }
+    const auto parts = split_path(request.path);
+    static const std::set<std::string> kAdminRoots = {"pipelines", "pause-all", "resume-all",
+                                                      "events", "runs"};
+    if (!parts.empty() && kAdminRoots.count(parts[0])) {
+      if (ctx.admin_token.empty()) return error(403, "the admin API is disabled: set admin_token");
+      const std::string auth = request.header("Authorization");
+      const std::string prefix = "Bearer ";
+      if (auth.compare(0, prefix.size(), prefix) != 0 ||
+          !constant_time_equals(auth.substr(prefix.size()), ctx.admin_token))
+        return {401,
+                "application/json",
+                {{"WWW-Authenticate", "Bearer"}},
+                "{\"error\":\"unauthorized\"}\n"};
+      return admin(request, ctx, parts);
+    }
+    if (request.method != "POST") return {404, "text/plain", {}, "not found\n"};
+    plugins::WebhookRequest webhook;
+    webhook.method = request.method;
+    const std::string host = request.header("Host");
+    webhook.url = "http://" + (host.empty() ? std::string("localhost") : host) + request.target;
+    webhook.headers = request.headers;
+    webhook.body = request.body;
+    webhook.received_at_ms = request.received_at_ms;
+    const auto ingest = ctx.engine.ingest_webhook(request.path, webhook, request.request_id);
+    spdlog::log(ingest.http_status == 200 ? spdlog::level::debug : spdlog::level::warn,
+                "request {} POST {}: {} ({} new, {} duplicate)", request.request_id, request.path,
+                ingest.http_status, ingest.events, ingest.duplicates);
+    if (ingest.http_status == 200 && ingest.reply)
+      return {ingest.reply->status, "text/plain; charset=utf-8", ingest.reply->headers,
+              ingest.reply->body};
+    return {ingest.http_status,
+            "text/plain; charset=utf-8",
+            {},
+            ingest.http_status == 200 ? "ok\n" : ingest.body + "\n"};
+  } catch (const store::StoreError &e) {
+    return {e.retryable() ? 503 : 500, "text/plain", {}, "store error\n"};
+  }
+}
+
+}  // namespace crmhost::admin

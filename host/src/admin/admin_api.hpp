@@ -1,0 +1,25 @@
+#pragma once
+// The HTTP routes of a running host: health, the admin API (JSON, behind the admin token) and
+// webhook ingress for every pipeline's path.
+#include <string>
+
+#include "net/http_server.hpp"
+#include "pipeline/engine.hpp"
+#include "store/store.hpp"
+
+namespace crmhost::admin {
+
+struct RouterContext {
+  pipeline::Engine &engine;
+  store::Store &store;
+  std::string admin_token;  // empty: the admin API is disabled (health and webhooks still work)
+};
+
+// Answers one request: GET /healthz, GET /readyz, the admin routes under a Bearer token, and
+// POSTs to webhook paths. Never throws.
+net::HttpResponse route(const net::HttpRequest &request, RouterContext &context);
+
+// Compares in time independent of where the inputs differ.
+bool constant_time_equals(const std::string &a, const std::string &b);
+
+}  // namespace crmhost::admin

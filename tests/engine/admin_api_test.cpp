@@ -1,0 +1,117 @@
+// The admin routes, driven through admin::route against a running engine and a real store.
+#include <filesystem>
+
+#include <unistd.h>
+#include <catch2/catch.hpp>
+
+#include "admin/admin_api.hpp"
+#include "plugins/plugin_registry.hpp"
+#include "util/json.hpp"
+
+using namespace crmhost;
+
+namespace {
+
+net::HttpRequest call(const std::string &method, const std::string &target,
+                      const std::string &token = "an-admin-token-of-32-characters!",
+                      const std::string &body = "") {
+  net::HttpRequest r;
+  r.method = method;
+  r.target = target;
+  const auto q = target.find('?');
+  r.path = target.substr(0, q);
+  if (q != std::string::npos) r.query = target.substr(q + 1);
+  if (!token.empty()) r.headers.emplace_back("Authorization", "Bearer " + token);
+  r.headers.emplace_back("X-Memory-Secret", "s3cret-s3cret");
+  r.body = body;
+  r.request_id = "req-admin";
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("the admin API needs the token and reports and steers pipelines and events", "[admin]") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("crmhost-admin-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  auto registry = std::make_shared<plugins::PluginRegistry>();
+  registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory.so");
+  registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory-sdk.so");
+  std::shared_ptr<store::Store> db = store::open_store("sqlite://" + (dir / "state.db").string());
+
+  config::Config c;
+  c.connections = {
+      {"src", {"src", "memory", R"({"webhook_secret":"s3cret-s3cret"})", std::nullopt, {}}},
+      {"dst", {"dst", "memory-sdk", R"({"webhook_secret":"s3cret-s3cret"})", std::nullopt, {}}}};
+  config::PipelineConfig p;
+  p.name = "contacts";
+  p.webhook = config::WebhookSource{"src", "/hooks/memory", {}};
+  p.sink = config::PushSink{"dst", "contact", "upsert", std::string("email"), "source_wins", {}};
+  c.pipelines = {{p.name, p}};
+  pipeline::Engine engine(c, registry, db);
+  engine.start();
+  engine.pause("contacts");  // keep events pending so the test can look at them
+  admin::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
+
+  CHECK(admin::route(call("GET", "/healthz", ""), ctx).status == 200);
+  CHECK(admin::route(call("GET", "/readyz", ""), ctx).status == 200);
+  CHECK(admin::route(call("GET", "/pipelines", ""), ctx).status == 401);
+  CHECK(admin::route(call("GET", "/pipelines", "wrong"), ctx).status == 401);
+
+  auto hook = admin::route(
+      call(
+          "POST", "/hooks/memory", "",
+          R"([{"object":"contact","id":"a1","data":{"email":"ann@example.com","api_key":"k-1"}}])"),
+      ctx);
+  CHECK(hook.status == 200);
+
+  auto list = admin::route(call("GET", "/pipelines"), ctx);
+  REQUIRE(list.status == 200);
+  auto pipelines = json::parse(list.body, "pipelines");
+  REQUIRE(pipelines.IsArray());
+  CHECK(std::string(pipelines[0]["name"].GetString()) == "contacts");
+  CHECK(pipelines[0]["paused"].GetBool());
+  CHECK(pipelines[0]["queue"]["pending"].GetInt64() == 1);
+
+  CHECK(admin::route(call("POST", "/pipelines/nope/pause"), ctx).status == 404);
+  CHECK(admin::route(call("POST", "/pause-all"), ctx).status == 200);
+  CHECK(admin::route(call("POST", "/resume-all"), ctx).status == 200);
+  CHECK(engine.is_paused("contacts"));  // its own pause still holds
+
+  auto events = json::parse(
+      admin::route(call("GET", "/events?pipeline=contacts&status=pending&limit=10"), ctx).body,
+      "events");
+  REQUIRE(events.Size() == 1);
+  const auto id = events[0]["id"].GetInt64();
+  CHECK(std::string(events[0]["request_id"].GetString()) == "req-admin");
+  auto one = admin::route(call("GET", "/events/" + std::to_string(id)), ctx);
+  REQUIRE(one.status == 200);
+  CHECK_THAT(one.body, Catch::Contains("[email]") && !Catch::Contains("ann@example.com") &&
+                           !Catch::Contains("k-1"));
+  CHECK(admin::route(call("GET", "/events/999999"), ctx).status == 404);
+  CHECK(admin::route(call("GET", "/events?status=bogus"), ctx).status == 400);
+
+  for (const auto &e : db->claim({"contacts", "test", 10, std::chrono::milliseconds(60000)}))
+    CHECK(db->dead_letter(e.id, e.claim_token, "boom"));
+  auto replay_one = admin::route(call("POST", "/events/" + std::to_string(id) + "/replay"), ctx);
+  CHECK(replay_one.status == 200);
+  CHECK(db->get_event(id)->status == store::EventStatus::pending);
+  auto replay_all = admin::route(call("POST", "/pipelines/contacts/replay?status=dead"), ctx);
+  CHECK(replay_all.status == 200);
+  CHECK_THAT(replay_all.body, Catch::Contains("\"replayed\":0"));
+
+  const auto run = db->start_sync_run("contacts", store::SyncRunKind::poll);
+  auto got_run = admin::route(call("GET", "/runs/" + std::to_string(run)), ctx);
+  CHECK(got_run.status == 200);
+  CHECK_THAT(got_run.body, Catch::Contains("\"kind\":\"poll\""));
+  CHECK(admin::route(call("GET", "/runs/424242"), ctx).status == 404);
+
+  admin::RouterContext closed{engine, *db, ""};
+  CHECK(admin::route(call("GET", "/pipelines"), closed).status == 403);
+  CHECK(admin::constant_time_equals("abc", "abc"));
+  CHECK_FALSE(admin::constant_time_equals("abc", "abcd"));
+  CHECK_FALSE(admin::constant_time_equals("abd", "abc"));
+  engine.stop();
+  db.reset();
+  std::filesystem::remove_all(dir);
+}
