@@ -64,6 +64,7 @@ struct MapConfig {
   std::string preset;              // empty: none
   std::string fields_json = "{}";  // the `fields` mapping as a JSON object
   bool copy_unmapped = false;
+  std::string default_country = "US";  // for the e164 transform
   SourceLocation where;
 };
 

@@ -8,6 +8,7 @@
 
 #include "config/config.hpp"
 #include "config/detail.hpp"
+#include "mapping/mapping.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "util/json.hpp"
 
@@ -110,6 +111,12 @@ struct PipelineExtra {
   std::optional<Ref> webhook, poll, push;
   SourceLocation path_at, mode_at;
   std::string normalized_path;
+  // The map stage, checked once every file is read (a preset is found through plugin_dir).
+  YAML::Node map_fields;  // undefined when absent
+  std::string map_file;
+  fs::path map_base_dir;
+  YAML::Mark preset_mark;
+  bool map_ok = true;
 };
 
 class Loader {
@@ -118,6 +125,7 @@ class Loader {
 
   LoadResult run(const std::vector<fs::path> &paths) {
     for (const auto &path : paths) load_path(path);
+    check_maps();
     cross_check();
     if (registry_) plugin_check();
     std::stable_sort(problems_.begin(), problems_.end(), [&](const Problem &a, const Problem &b) {
@@ -602,7 +610,7 @@ class Loader {
     if (auto *e = f.get("enabled"))
       if (auto b = bool_value(*e)) p.enabled = *b;
     if (auto *e = f.get("source")) source(*e, p, extra);
-    if (auto *e = f.get("map")) map(*e, p);
+    if (auto *e = f.get("map")) map(*e, p, extra);
     if (auto *e = f.get("sink")) sink(*e, p, extra);
     if (auto *e = f.get("retry")) retry(*e, p);
     if (auto *e = f.get("batch_size"))
@@ -674,19 +682,153 @@ class Loader {
     }
   }
 
-  void map(const Entry &e, PipelineConfig &p) {
+  void map(const Entry &e, PipelineConfig &p, PipelineExtra &extra) {
     p.map.where = location(file_, e.key_mark());
-    auto f = fields(e.value, e.key_mark(), e.ctx, {"preset", "copy_unmapped", "fields"});
-    if (auto *v = f.get("preset"))
+    extra.map_file = file_;
+    extra.map_base_dir = base_dir_;
+    const size_t before = problems_.size();
+    auto f = fields(e.value, e.key_mark(), e.ctx,
+                    {"preset", "copy_unmapped", "default_country", "fields"});
+    if (auto *v = f.get("preset")) {
+      extra.preset_mark = v->value_mark();
       if (auto s = string_value(*v)) p.map.preset = *s;
+    }
     if (auto *v = f.get("copy_unmapped"))
       if (auto b = bool_value(*v)) p.map.copy_unmapped = *b;
+    if (auto *v = f.get("default_country"))
+      if (auto s = string_value(*v)) p.map.default_country = *s;
     if (auto *v = f.get("fields")) {
       if (!v->value.IsMap() && !v->value.IsNull())
         problem(v->value_mark(), v->ctx.name() + " must be a mapping of target fields" + got(*v));
       else if (auto json = json_value(v->value))
         p.map.fields_json = v->value.IsNull() ? "{}" : *json;
+      if (v->value.IsMap()) extra.map_fields.reset(v->value);
     }
+    extra.map_ok = problems_.size() == before;
+  }
+
+  // Where presets are looked up: <plugin_dir>/presets, then presets/ beside each loaded plugin.
+  std::vector<std::string> preset_dirs() const {
+    std::vector<std::string> dirs;
+    if (!config_.plugin_dir.empty())
+      dirs.push_back((fs::path(config_.plugin_dir) / "presets").string());
+    if (registry_)
+      for (const auto &plugin : registry_->plugins()) {
+        auto dir = (plugin->info().path.parent_path() / "presets").string();
+        if (std::find(dirs.begin(), dirs.end(), dir) == dirs.end()) dirs.push_back(dir);
+      }
+    return dirs;
+  }
+
+  // The YAML node a rule problem points at: below `fields`, key by key and index by index.
+  static YAML::Mark rule_mark(YAML::Node node, const YAML::Mark &fallback,
+                              const mapping::CompileProblem &p) {
+    YAML::Mark mark = fallback;
+    const bool about_key = p.message.starts_with("unknown rule setting") ||
+                           p.message.starts_with("unknown picklist setting") ||
+                           p.message.starts_with("a target field");
+    for (size_t i = 0; i < p.path.size(); ++i) {
+      const std::string &seg = p.path[i];
+      YAML::Node next;
+      YAML::Mark key_mark = mark;
+      if (node.IsMap()) {
+        for (auto it = node.begin(); it != node.end(); ++it)
+          if (it->first.IsScalar() && it->first.Scalar() == seg) {
+            next.reset(it->second);
+            key_mark = it->first.Mark();
+          }
+        // picklist short form vs. `values:`: the path may skip a level that is not there.
+      } else if (node.IsSequence()) {
+        const size_t index = std::strtoul(seg.c_str(), nullptr, 10);
+        if (index < node.size()) {
+          next.reset(node[index]);
+          key_mark = next.Mark();
+        }
+      }
+      if (!next.IsDefined()) return mark;
+      if (about_key && i + 1 == p.path.size()) return key_mark;
+      mark = detail::mark_of(next, key_mark);
+      node.reset(next);
+    }
+    return mark;
+  }
+
+  // Resolves each pipeline's preset (overlaid by its fields) and compiles the rules with the
+  // mapping stage, so an unknown transform or a bad rule is reported where it is written.
+  void check_maps() {
+    const std::string saved_file = file_;
+    for (auto &[name, p] : config_.pipelines) {
+      auto &extra = pipeline_extra_[name];
+      if (!extra.map_ok) continue;
+      YAML::Node preset_fields;
+      std::string preset_file;
+      // Presets live beside the plugins, so they are resolved only when the plugins are loaded.
+      if (!p.map.preset.empty() && registry_) {
+        file_ = extra.map_file;
+        const auto dirs = preset_dirs();
+        std::string preset = p.map.preset;
+        if (preset.find('/') == std::string::npos) {  // "contact": the source plugin's preset
+          const std::string &source =
+              p.poll ? p.poll->connection : (p.webhook ? p.webhook->connection : "");
+          auto c = config_.connections.find(source);
+          if (c != config_.connections.end()) preset = c->second.plugin + "/" + preset;
+        }
+        auto found = mapping::find_preset(preset, dirs);
+        if (!found) {
+          problem(extra.preset_mark,
+                  "no preset " + q(preset) +
+                      "; a preset is named <plugin>/<name> and read from <dir>/<plugin>/<name>.yaml"
+                      " in " +
+                      (dirs.empty() ? std::string("<plugin_dir>/presets") : detail::join(dirs)));
+          continue;
+        }
+        preset_file = *found;
+        file_ = preset_file;
+        YAML::Node root;
+        try {
+          root = YAML::LoadFile(preset_file);
+        } catch (const YAML::Exception &ex) {
+          problem(ex.mark, "the preset is not valid YAML: " + ex.msg);
+          continue;
+        }
+        if (!root.IsMap() || !root["fields"] || !root["fields"].IsMap()) {
+          problem(root.Mark(), "a preset must hold a `fields:` mapping of target fields to rules");
+          continue;
+        }
+        preset_fields.reset(root["fields"]);
+        rapidjson::Document doc;
+        const size_t before = problems_.size();
+        detail::yaml_to_json(preset_fields, fs::path(preset_file).parent_path(), doc,
+                             doc.GetAllocator(), [&](const YAML::Mark &mark, std::string message) {
+                               problem(mark, std::move(message));
+                             });
+        if (problems_.size() != before) continue;
+        p.map.fields_json = mapping::merge_fields(json::to_string(doc), p.map.fields_json);
+      }
+      mapping::Options options;
+      options.copy_unmapped = p.map.copy_unmapped;
+      options.default_country = p.map.default_country;
+      std::vector<mapping::CompileProblem> rule_problems;
+      (void)mapping::Mapping::compile(p.map.fields_json, options, rule_problems);
+      for (const auto &rp : rule_problems) {
+        const YAML::Node &written = extra.map_fields;
+        const bool in_pipeline =
+            written.IsDefined() && !rp.path.empty() && written[rp.path[0]].IsDefined();
+        if (in_pipeline || preset_file.empty()) {
+          file_ = extra.map_file;
+          problem(extra.map_fields.IsDefined()
+                      ? rule_mark(extra.map_fields, extra.map_fields.Mark(), rp)
+                      : YAML::Mark(),
+                  "map.fields." + detail::join(rp.path, ".") + ": " + rp.message);
+        } else {
+          file_ = preset_file;
+          problem(rule_mark(preset_fields, preset_fields.Mark(), rp),
+                  "preset " + q(p.map.preset) + " fields." + detail::join(rp.path, ".") + ": " +
+                      rp.message);
+        }
+      }
+    }
+    file_ = saved_file;
   }
 
   void sink(const Entry &e, PipelineConfig &p, PipelineExtra &extra) {

@@ -703,6 +703,11 @@ struct RuleCompiler {
         break;
       case Op::e164:
         s.text = options.default_country;
+        if (!arg && !calling_codes().count(s.text)) {
+          problem(at, "e164 without a country needs a known default_country, not " +
+                          json::quote(s.text));
+          return;
+        }
         if (arg) {
           if (!arg->IsString() || !calling_codes().count(view(*arg))) {
             problem(at, "e164 needs a known ISO country code such as US, GB or DE");
