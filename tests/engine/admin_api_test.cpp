@@ -1,5 +1,7 @@
 // The admin routes, driven through admin::route against a running engine and a real store.
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include <unistd.h>
 #include <catch2/catch.hpp>
@@ -105,6 +107,27 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
   CHECK(got_run.status == 200);
   CHECK_THAT(got_run.body, Catch::Contains("\"kind\":\"poll\""));
   CHECK(admin::route(call("GET", "/runs/424242"), ctx).status == 404);
+
+  auto scraped = admin::route(call("GET", "/metrics", ""), ctx);  // no token needed
+  REQUIRE(scraped.status == 200);
+  CHECK_THAT(
+      scraped.body,
+      Catch::Contains(
+          R"(crmhost_webhooks_received_total{pipeline="contacts",outcome="stored"} 1)") &&
+          Catch::Contains(R"(crmhost_queue_depth{pipeline="contacts",status="pending"} 1)") &&
+          Catch::Contains(R"(crmhost_pipeline_paused{pipeline="contacts"} 1)") &&
+          Catch::Contains("crmhost_build_info{"));
+  {
+    // promtool (Debian's prometheus package, installed by scripts/bootstrap) must accept it.
+    const auto file = dir / "metrics.txt";
+    std::ofstream(file) << scraped.body;
+    const std::string command = "promtool check metrics < " + file.string() + " > " +
+                                (dir / "promtool.out").string() + " 2>&1";
+    const int rc = std::system(command.c_str());
+    std::ifstream report(dir / "promtool.out");
+    INFO(std::string(std::istreambuf_iterator<char>(report), {}));
+    CHECK(rc == 0);
+  }
 
   admin::RouterContext closed{engine, *db, ""};
   CHECK(admin::route(call("GET", "/pipelines"), closed).status == 403);

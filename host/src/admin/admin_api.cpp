@@ -1,7 +1,9 @@
 #include "admin/admin_api.hpp"
 
 #include <algorithm>
+#include <map>
 #include <set>
+#include <sstream>
 
 #include <openssl/crypto.h>
 #include <rapidjson/stringbuffer.h>
@@ -10,6 +12,7 @@
 
 #include "pipeline/event_payload.hpp"
 #include "util/logging.hpp"
+#include "util/metrics.hpp"
 #include "util/time.hpp"
 
 namespace crmhost::admin {
@@ -282,6 +285,44 @@ net::HttpResponse admin(const net::HttpRequest &request, RouterContext &ctx,
   return error(404, "no such admin route: " + request.method + " " + request.path);
 }
 
+// The registry's counters and histograms, plus gauges read from the engine and store now.
+net::HttpResponse metrics_response(RouterContext &ctx) {
+  std::ostringstream out;
+  out << metrics::global().render();
+  out << "# HELP crmhost_build_info crmhost version and plugin ABI.\n# TYPE crmhost_build_info "
+         "gauge\n"
+      << "crmhost_build_info{version=\"" << CRMHOST_VERSION << "\",abi=\"1.0.0\"} 1\n";
+  const auto names = ctx.engine.pipeline_names();
+  out << "# HELP crmhost_pipeline_paused 1 when the pipeline is paused (by itself or the kill "
+         "switch).\n"
+      << "# TYPE crmhost_pipeline_paused gauge\n";
+  for (const auto &name : names)
+    out << "crmhost_pipeline_paused{pipeline=\"" << name << "\"} "
+        << (ctx.engine.is_paused(name) ? 1 : 0) << "\n";
+  out << "# HELP crmhost_queue_depth Events in the queue by status.\n# TYPE crmhost_queue_depth "
+         "gauge\n";
+  for (const auto &name : names) {
+    std::map<store::EventStatus, int64_t> counts;
+    for (const auto &c : ctx.store.count_by_status(name)) counts[c.status] += c.count;
+    for (const auto status : {store::EventStatus::pending, store::EventStatus::in_flight,
+                              store::EventStatus::failed, store::EventStatus::dead})
+      out << "crmhost_queue_depth{pipeline=\"" << name << "\",status=\"" << store::to_string(status)
+          << "\"} " << counts[status] << "\n";
+  }
+  out << "# HELP crmhost_cursor_lag_seconds Seconds since the pipeline's poll cursor last moved.\n"
+      << "# TYPE crmhost_cursor_lag_seconds gauge\n";
+  const auto &config = ctx.engine.config();
+  const auto now = store::to_unix_ms(store::now_ms());
+  for (const auto &name : names) {
+    auto it = config.pipelines.find(name);
+    if (it == config.pipelines.end() || !it->second.poll) continue;
+    if (auto cursor = ctx.store.get_cursor(name, it->second.poll->object))
+      out << "crmhost_cursor_lag_seconds{pipeline=\"" << name << "\"} "
+          << static_cast<double>(now - store::to_unix_ms(cursor->updated_at)) / 1000.0 << "\n";
+  }
+  return {200, "text/plain; version=0.0.4; charset=utf-8", {}, out.str()};
+}
+
 }  // namespace
 
 bool constant_time_equals(const std::string &a, const std::string &b) {
@@ -304,6 +345,7 @@ net::HttpResponse route(const net::HttpRequest &request, RouterContext &ctx) {
         return {503, "text/plain", {}, "store unreachable\n"};
       }
     }
+    if (request.method == "GET" && request.path == "/metrics") return metrics_response(ctx);
     const auto parts = split_path(request.path);
     static const std::set<std::string> kAdminRoots = {"pipelines", "pause-all", "resume-all",
                                                       "events", "runs"};

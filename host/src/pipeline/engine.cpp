@@ -11,6 +11,7 @@
 #include <boost/asio/strand.hpp>
 
 #include "pipeline/event_payload.hpp"
+#include "util/metrics.hpp"
 
 namespace crmhost::pipeline {
 
@@ -448,6 +449,23 @@ WebhookIngest Engine::ingest_webhook(const std::string &path,
     result.body = "no pipeline receives webhooks at this path";
     return result;
   }
+  result = ingest_with(*runner, request, request_id);
+  const char *outcome = result.http_status == 200   ? (result.events ? "stored" : "duplicate")
+                        : result.http_status == 401 ? "unauthorized"
+                        : result.http_status == 400 ? "invalid"
+                        : result.http_status == 503 ? "unavailable"
+                                                    : "error";
+  metrics::global().counter_add("crmhost_webhooks_received_total",
+                                "Webhook deliveries received, by outcome.",
+                                {{"pipeline", runner->config().name}, {"outcome", outcome}});
+  return result;
+}
+
+WebhookIngest Engine::ingest_with(PipelineRunner &runner_ref,
+                                  const plugins::WebhookRequest &request,
+                                  const std::string &request_id) {
+  PipelineRunner *runner = &runner_ref;
+  WebhookIngest result;
   const auto &pipeline = runner->config();
   auto *source = runner->source();
   auto parsed = source->connector->webhook(request);

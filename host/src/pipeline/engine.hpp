@@ -95,6 +95,8 @@ class Engine {
   std::shared_ptr<ConnectionHandle> connect(const config::ConnectionConfig &connection);
   std::shared_ptr<PipelineRunner> make_runner(const config::PipelineConfig &pipeline);
   std::shared_ptr<PipelineRunner> find_runner(const std::string &pipeline) const;
+  WebhookIngest ingest_with(PipelineRunner &runner, const plugins::WebhookRequest &request,
+                            const std::string &request_id);
   // Every minute: hand expired claims back to the queue; purge done events past retention.
   void schedule_maintenance(std::chrono::milliseconds delay);
 

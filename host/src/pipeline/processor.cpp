@@ -5,6 +5,7 @@
 
 #include "pipeline/backoff.hpp"
 #include "pipeline/event_payload.hpp"
+#include "util/metrics.hpp"
 
 namespace crmhost::pipeline {
 
@@ -153,11 +154,38 @@ void Processor::push_group(std::vector<Item *> &group, BatchStats &stats) {
     item.settled = true;
     done.push_back(item.event.id);
     ++stats.pushed;
+    const auto latency = std::chrono::duration<double>(store::now_ms() - item.event.received_at);
+    metrics::global().histogram_observe(
+        "crmhost_event_latency_seconds", "Time from receipt of an event to its push, in seconds.",
+        {{"pipeline", deps_.pipeline.name}}, latency.count(), metrics::latency_buckets());
   }
   if (!done.empty()) deps_.store.complete_many(done, group.front()->event.claim_token);
 }
 
+namespace {
+
+void count_outcomes(const std::string &pipeline, const BatchStats &stats) {
+  auto &registry = metrics::global();
+  const std::pair<const char *, size_t> outcomes[] = {{"pushed", stats.pushed},
+                                                      {"unchanged", stats.unchanged},
+                                                      {"retried", stats.retried},
+                                                      {"dead", stats.dead},
+                                                      {"released", stats.released}};
+  for (const auto &[outcome, n] : outcomes)
+    if (n)
+      registry.counter_add("crmhost_events_total", "Events settled by the processor, by outcome.",
+                           {{"pipeline", pipeline}, {"outcome", outcome}}, static_cast<double>(n));
+}
+
+}  // namespace
+
 BatchStats Processor::run_once() {
+  BatchStats stats = process_batch();
+  count_outcomes(deps_.pipeline.name, stats);
+  return stats;
+}
+
+BatchStats Processor::process_batch() {
   const auto &p = deps_.pipeline;
   BatchStats stats;
   store::ClaimRequest claim;

@@ -18,6 +18,16 @@ namespace crmhost::pipeline {
 // real one; until then the identity.
 using MapFunction = std::function<plugins::Outcome<std::string>(const std::string &data_json)>;
 MapFunction identity_map();
+// The compiled mapping of a pipeline's map stage (rules compiled once; a record that cannot be
+// mapped yields an error naming the field and the value).
+MapFunction compiled_map(const config::MapConfig &map);
+
+// A pipeline that writes into this pipeline's source connection: the other half of a two-way
+// sync. Its links and mapping tell an echo of its own write from a real change.
+struct ReversePipeline {
+  std::string name;
+  MapFunction map;
+};
 
 struct ProcessorDeps {
   const config::PipelineConfig &pipeline;
@@ -26,6 +36,7 @@ struct ProcessorDeps {
   plugins::Connector &sink;
   uint32_t sink_max_batch = 1;
   MapFunction map = identity_map();
+  std::vector<ReversePipeline> reverse;  // pipelines whose sink is this pipeline's source
   std::string owner;  // claim owner, "host:pid"
   store::Millis claim_lease{60'000};
   const std::atomic<bool> *stop_requested = nullptr;  // release what is not started yet
@@ -35,6 +46,8 @@ struct BatchStats {
   size_t claimed = 0;
   size_t pushed = 0;
   size_t unchanged = 0;  // same payload as last pushed: echo or repeat, nothing to do
+  size_t echoes = 0;     // our own write coming back from the target system (also unchanged)
+  size_t stale = 0;      // newest_wins: older than the target's last seen change; a conflict
   size_t retried = 0;
   size_t dead = 0;
   size_t released = 0;  // handed back on shutdown
@@ -48,7 +61,11 @@ class Processor {
 
  private:
   struct Item;
+  BatchStats process_batch();
   void prepare(std::vector<Item> &items);
+  bool is_echo(Item &item);
+  void fill_empty(std::vector<Item *> &items, BatchStats &stats);
+  void record_stale(Item &item, int64_t target_ms);
   void push_group(std::vector<Item *> &group, BatchStats &stats);
   void settle_failure(Item &item, const std::string &error, bool retryable,
                       store::Millis retry_after, BatchStats &stats);
