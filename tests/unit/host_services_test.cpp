@@ -31,7 +31,7 @@ TEST_CASE("crm.state.v1 stores values per connection and reports absent keys", "
   const crm_host_api api = make_host_api(&context, CRM_ABI_VERSION);
   CHECK(api.now_ms(&api) == 1234);
   CHECK(api.get_extension(&api, "crm.unknown.v9") == nullptr);
-  CHECK(api.get_extension(&api, CRM_EXT_HTTP_V1) == nullptr);  // arrives with the HTTP service
+  CHECK(api.get_extension(&api, CRM_EXT_HTTP_V1) == nullptr);  // no HTTP service is set
 
   const auto *state = static_cast<const crm_state_v1 *>(api.get_extension(&api, CRM_EXT_STATE_V1));
   REQUIRE(state != nullptr);
@@ -79,4 +79,118 @@ TEST_CASE("ISO 8601 timestamps parse with zones and print back in UTC", "[time]"
   CHECK_FALSE(parse_iso8601_ms("2017-03-10T03:34:10Zjunk"));
   CHECK(format_iso8601_ms(1489116850787) == "2017-03-10T03:34:10.787Z");
   CHECK(format_iso8601_ms(-1) == "1969-12-31T23:59:59.999Z");
+}
+
+namespace {
+
+struct FakeHttp final : OutboundHttp {
+  std::string connection;
+  HttpCall seen;
+  HttpResult next = HttpReply{};
+  HttpResult request(const std::string &conn, const HttpCall &call) override {
+    connection = conn;
+    seen = call;
+    if (call.url == "throw://") throw std::runtime_error("boom");
+    return next;
+  }
+};
+
+struct ResponseCapture {
+  int calls = 0;
+  int32_t status = 0;
+  uint32_t attempts = 0;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  crm_http_response_sink sink{
+      sizeof(crm_http_response_sink), 0, this,
+      [](crm_http_response_sink *s, const crm_http_response *r) {
+        auto *self = static_cast<ResponseCapture *>(s->user_data);
+        ++self->calls;
+        self->status = r->status;
+        self->attempts = r->attempts;
+        self->body.assign(r->body.ptr, r->body.len);
+        for (uint32_t i = 0; i < r->header_count; ++i)
+          self->headers.emplace_back(std::string(r->headers[i].name.ptr, r->headers[i].name.len),
+                                     std::string(r->headers[i].value.ptr, r->headers[i].value.len));
+      }};
+};
+
+}  // namespace
+
+TEST_CASE("crm.http.v1 bridges to the host's HTTP service and reports its failures",
+          "[host-services]") {
+  auto services = std::make_shared<HostServices>();
+  auto http = std::make_shared<FakeHttp>();
+  services->http = http;
+  PluginHostContext context{"memory", services};
+  const crm_host_api api = make_host_api(&context, CRM_ABI_VERSION);
+  const auto *ext = static_cast<const crm_http_v1 *>(api.get_extension(&api, CRM_EXT_HTTP_V1));
+  REQUIRE(ext != nullptr);
+  crm_host_instance instance{"memory", "conn-a", services};
+
+  const std::string method = "POST", url = "https://api.example.com/x", body = "{}";
+  const std::string hname = "Authorization", hvalue = "Bearer t", bucket = "search";
+  crm_http_header header{str(hname), str(hvalue)};
+  crm_http_request request{};
+  request.struct_size = sizeof request;
+  request.flags = CRM_HTTP_IDEMPOTENT;
+  request.method = str(method);
+  request.url = str(url);
+  request.headers = &header;
+  request.header_count = 1;
+  request.timeout_ms = 1500;
+  request.body = str(body);
+  request.rate_limit_bucket = str(bucket);
+
+  HttpReply reply;
+  reply.status = 201;
+  reply.headers = {{"Content-Type", "application/json"}};
+  reply.body = "{\"id\":\"7\"}";
+  reply.attempts = 2;
+  http->next = reply;
+  ResponseCapture capture;
+  crm_error err{};
+  err.struct_size = sizeof err;
+  REQUIRE(ext->request(&instance, &request, &capture.sink, &err) == CRM_OK);
+  CHECK(http->connection == "conn-a");
+  CHECK(http->seen.method == "POST");
+  CHECK(http->seen.url == url);
+  CHECK(http->seen.body == "{}");
+  CHECK(http->seen.timeout_ms == 1500);
+  CHECK(http->seen.flags == CRM_HTTP_IDEMPOTENT);
+  CHECK(http->seen.bucket == "search");
+  REQUIRE(http->seen.headers.size() == 1);
+  CHECK(http->seen.headers[0].second == "Bearer t");
+  CHECK(capture.calls == 1);
+  CHECK(capture.status == 201);
+  CHECK(capture.attempts == 2);
+  CHECK(capture.body == "{\"id\":\"7\"}");
+  CHECK(capture.headers.size() == 1);
+
+  // A request struct from an older plugin that ends before rate_limit_bucket.
+  request.struct_size = offsetof(crm_http_request, rate_limit_bucket);
+  REQUIRE(ext->request(&instance, &request, &capture.sink, &err) == CRM_OK);
+  CHECK(http->seen.bucket.empty());
+
+  CallError failure;
+  failure.code = CRM_ERR_RATE_LIMITED;
+  failure.retry_after_ms = 5000;
+  failure.retryable = true;
+  failure.message = "daily quota spent";
+  http->next = failure;
+  err = crm_error{};
+  err.struct_size = sizeof err;
+  CHECK(ext->request(&instance, &request, &capture.sink, &err) == CRM_ERR_RATE_LIMITED);
+  CHECK(err.code == CRM_ERR_RATE_LIMITED);
+  CHECK(err.retry_after_ms == 5000);
+  CHECK(err.retryable == 1);
+  CHECK(std::string(err.message) == "daily quota spent");
+  CHECK(capture.calls == 2);
+
+  const std::string thrower = "throw://";
+  request.url = str(thrower);
+  CHECK(ext->request(&instance, &request, &capture.sink, &err) == CRM_ERR_INTERNAL);
+  request.struct_size = 8;  // too small to hold the body
+  CHECK(ext->request(&instance, &request, &capture.sink, &err) == CRM_ERR_INVALID_INPUT);
+  CHECK(capture.calls == 2);
 }

@@ -12,6 +12,7 @@
 #include "admin/admin_api.hpp"
 #include "cli/cli.hpp"
 #include "config/config.hpp"
+#include "net/http_client.hpp"
 #include "net/http_server.hpp"
 #include "pipeline/engine.hpp"
 #include "pipeline/store_state.hpp"
@@ -96,6 +97,17 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
 
   // No connector exists yet, so the plugins' state can move to the store before any use.
   services->state = std::make_shared<pipeline::StoreStateBackend>(db);
+  try {  // crm.http.v1, with each connection's configured rate limit (burst = requests)
+    net::ClientOptions http_options;
+    for (const auto &[name, connection] : loaded.config->connections)
+      if (connection.rate_limit)
+        http_options.rate_limits[name] = {connection.rate_limit->requests,
+                                          connection.rate_limit->per, 0};
+    services->http = std::make_shared<net::HttpClient>(std::move(http_options));
+  } catch (const std::exception &e) {
+    err << "crmhost run: outbound HTTP: " << e.what() << "\n";
+    return 1;
+  }
   pipeline::Engine engine(*loaded.config, registry, db);
   try {
     engine.start();

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstring>
 #include <string_view>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -99,6 +100,58 @@ crm_status state_remove(crm_host_instance *instance, crm_str key, crm_error *err
 
 const crm_state_v1 kStateV1 = {sizeof(crm_state_v1), 0, &state_get, &state_put, &state_remove};
 
+crm_status http_request(crm_host_instance *instance, const crm_http_request *request,
+                        crm_http_response_sink *out, crm_error *err) noexcept {
+  try {
+    if (!instance || !instance->services || !instance->services->http)
+      return fail(err, CRM_ERR_UNSUPPORTED, "no HTTP service");
+    if (!request || !CRM_HAS_FIELD(request, crm_http_request, body) || !out || !out->on_response)
+      return fail(err, CRM_ERR_INVALID_INPUT, "malformed HTTP request or sink");
+    HttpCall call;
+    call.method = std::string(view(request->method));
+    call.url = std::string(view(request->url));
+    call.flags = request->flags;
+    call.timeout_ms = request->timeout_ms;
+    call.body = std::string(view(request->body));
+    if (request->header_count > 0 && !request->headers)
+      return fail(err, CRM_ERR_INVALID_INPUT, "headers is NULL");
+    for (uint32_t i = 0; i < request->header_count; ++i)
+      call.headers.emplace_back(view(request->headers[i].name), view(request->headers[i].value));
+    if (CRM_HAS_FIELD(request, crm_http_request, rate_limit_bucket))
+      call.bucket = std::string(view(request->rate_limit_bucket));
+    const HttpResult result = instance->services->http->request(instance->connection, call);
+    if (!result.ok()) {
+      const CallError &e = result.error();
+      fail(err, e.code, e.message);
+      if (err && CRM_HAS_FIELD(err, crm_error, retryable)) {
+        err->http_status = e.http_status;
+        err->retry_after_ms = e.retry_after_ms;
+        err->retryable = e.retryable ? 1 : 0;
+      }
+      return e.code;
+    }
+    std::vector<crm_http_header> headers;
+    headers.reserve(result->headers.size());
+    for (const auto &[name, value] : result->headers)
+      headers.push_back({{name.data(), name.size()}, {value.data(), value.size()}});
+    crm_http_response response{};
+    response.struct_size = sizeof response;
+    response.status = result->status;
+    response.headers = headers.data();
+    response.header_count = static_cast<uint32_t>(headers.size());
+    response.attempts = result->attempts;
+    response.body = {result->body.data(), result->body.size()};
+    out->on_response(out, &response);
+    return CRM_OK;
+  } catch (const std::exception &e) {
+    return fail(err, CRM_ERR_INTERNAL, std::string("http: ") + e.what());
+  } catch (...) {
+    return fail(err, CRM_ERR_INTERNAL, "http: unknown failure");
+  }
+}
+
+const crm_http_v1 kHttpV1 = {sizeof(crm_http_v1), 0, &http_request};
+
 void host_log(const crm_host_api *host, crm_host_instance *instance, int32_t level,
               crm_str message) {
   try {
@@ -119,8 +172,12 @@ void host_log(const crm_host_api *host, crm_host_instance *instance, int32_t lev
   }
 }
 
-const void *host_get_extension(const crm_host_api *, const char *id) {
+const void *host_get_extension(const crm_host_api *host, const char *id) {
   if (id && std::strcmp(id, CRM_EXT_STATE_V1) == 0) return &kStateV1;
+  if (id && std::strcmp(id, CRM_EXT_HTTP_V1) == 0) {
+    const auto *context = host ? static_cast<const PluginHostContext *>(host->host_data) : nullptr;
+    if (context && context->services && context->services->http) return &kHttpV1;
+  }
   return nullptr;
 }
 

@@ -7,8 +7,11 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "crmhost/plugin.h"
+#include "plugins/call_error.hpp"
 
 namespace crmhost::plugins {
 
@@ -35,11 +38,39 @@ class InMemoryStateBackend final : public ConnectionStateBackend {
   std::map<std::pair<std::string, std::string>, std::string> values_;
 };
 
+// One outbound HTTP call behind crm.http.v1, in plain C++ (the host's net library implements it;
+// plugins must not depend on net, so the interface lives here).
+struct HttpCall {
+  std::string method;
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  uint32_t timeout_ms = 0;  // whole exchange, retries included; 0 = the client's default
+  uint32_t flags = 0;       // CRM_HTTP_* bits
+  std::string bucket;       // rate-limit bucket; empty = the connection's default
+};
+
+struct HttpReply {
+  int32_t status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  uint32_t attempts = 0;
+};
+
+using HttpResult = Outcome<HttpReply>;
+
+class OutboundHttp {
+ public:
+  virtual ~OutboundHttp() = default;
+  // Blocking; the final response of any status, or a CallError (transport, rate_limited, ...).
+  virtual HttpResult request(const std::string &connection, const HttpCall &call) = 0;
+};
+
 struct HostServices {
   std::shared_ptr<ConnectionStateBackend> state = std::make_shared<InMemoryStateBackend>();
   std::function<int64_t()> clock;  // Unix ms; the system clock when empty
-  // crm.http.v1 is declared in plugin.h; its implementation arrives with the HTTP service, and
-  // until then get_extension answers NULL for it, as for any extension a host lacks.
+  // Behind crm.http.v1; get_extension answers NULL for it while this is unset.
+  std::shared_ptr<OutboundHttp> http;
 
   int64_t now_ms() const;
 };

@@ -147,6 +147,9 @@ typedef struct crm_http_header {
 } crm_http_header;
 
 #define CRM_HTTP_NO_RETRY 0x1u /* the plugin handles 429/5xx itself: the host tries once */
+/* The call is safe to repeat: lets the host retry a POST or PATCH (GET, HEAD, PUT, DELETE and
+ * OPTIONS are retried without it). */
+#define CRM_HTTP_IDEMPOTENT 0x2u
 
 typedef struct crm_http_request {
   uint32_t struct_size;
