@@ -75,7 +75,7 @@ TEST_CASE("cursor history keeps previous values and a cursor can be rewound whil
 TEST_CASE("entity links map both ways and remember the last pushed payload", "[links]") {
   TestDb db;
   auto store = db.open();
-  EntityLink link{"p1", "hubspot", "h-1", "zoho", "z-9", "", std::nullopt, {}};
+  EntityLink link{"p1", "hubspot", "h-1", "zoho", "z-9", "", std::nullopt, {}, std::nullopt};
   store->upsert_link(link);
   auto by_source = store->find_link_by_source("p1", "hubspot", "h-1");
   REQUIRE(by_source);
@@ -98,6 +98,20 @@ TEST_CASE("entity links map both ways and remember the last pushed payload", "[l
   store->upsert_link(link);
   CHECK(store->find_link_by_source("p1", "hubspot", "h-1")->target_id == "z-10");
   CHECK_FALSE(store->find_link_by_target("p1", "zoho", "z-9"));
+
+  // newest_wins: the target's modification time is raised, never lowered.
+  CHECK_FALSE(store->find_link_by_source("p1", "hubspot", "h-1")->target_modified_at);
+  CHECK(store->note_target_modified("p1", "zoho", "z-10", from_unix_ms(2000)));
+  CHECK_FALSE(store->note_target_modified("p1", "zoho", "z-10", from_unix_ms(1000)));
+  CHECK_FALSE(store->note_target_modified("p1", "zoho", "missing", from_unix_ms(3000)));
+  link.target_modified_at = from_unix_ms(1500);
+  store->upsert_link(link);
+  CHECK(to_unix_ms(*store->find_link_by_source("p1", "hubspot", "h-1")->target_modified_at) ==
+        2000);
+  link.target_modified_at = from_unix_ms(2500);
+  store->upsert_link(link);
+  CHECK(to_unix_ms(*store->find_link_by_source("p1", "hubspot", "h-1")->target_modified_at) ==
+        2500);
 }
 
 TEST_CASE("conflicts are recorded, listed and resolved", "[conflicts]") {

@@ -26,6 +26,23 @@ std::string default_owner() {
   return std::string(host) + ":" + std::to_string(::getpid());
 }
 
+const std::string *source_connection(const config::PipelineConfig &p) {
+  if (p.poll) return &p.poll->connection;
+  if (p.webhook) return &p.webhook->connection;
+  return nullptr;
+}
+
+// The pipelines writing into `p`'s source connection: the other direction of a two-way sync.
+std::vector<const config::PipelineConfig *> reverse_of(const config::PipelineConfig &p,
+                                                       const config::Config &c) {
+  std::vector<const config::PipelineConfig *> out;
+  const std::string *source = source_connection(p);
+  if (!source) return out;
+  for (const auto &[name, other] : c.pipelines)
+    if (name != p.name && other.sink.connection == *source) out.push_back(&other);
+  return out;
+}
+
 std::string describe(const config::ConnectionConfig &c) {
   std::ostringstream out;
   out << c.plugin << '\n' << c.settings_json << '\n';
@@ -42,7 +59,11 @@ std::string fingerprint(const config::PipelineConfig &p, const config::Config &c
   if (p.poll)
     out << "p:" << p.poll->connection << ':' << p.poll->object << ':' << p.poll->every.count()
         << ':' << p.poll->jitter.count() << ':' << p.poll->page_size << '|';
-  out << "m:" << p.map.preset << ':' << p.map.fields_json << ':' << p.map.copy_unmapped << '|';
+  out << "m:" << p.map.preset << ':' << p.map.fields_json << ':' << p.map.copy_unmapped << ':'
+      << p.map.default_country << '|';
+  for (const auto *r : reverse_of(p, c))  // their mapping tells echoes from changes
+    out << "r:" << r->name << ':' << r->sink.object << ':' << r->map.fields_json << ':'
+        << r->map.copy_unmapped << ':' << r->map.default_country << '|';
   out << "s:" << p.sink.connection << ':' << p.sink.object << ':' << p.sink.mode << ':'
       << p.sink.match_on.value_or("") << ':' << p.sink.conflict << '|';
   for (const std::string *name : {p.webhook ? &p.webhook->connection : nullptr,
@@ -62,7 +83,8 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
   PipelineRunner(config::PipelineConfig pipeline, std::string fingerprint, asio::io_context &io,
                  asio::thread_pool &pool, std::shared_ptr<store::Store> store,
                  std::shared_ptr<ConnectionHandle> source, std::shared_ptr<ConnectionHandle> sink,
-                 const std::atomic<bool> &paused_all, const EngineOptions &options, Millis lease)
+                 const std::atomic<bool> &paused_all, const EngineOptions &options, Millis lease,
+                 std::vector<ReversePipeline> reverse)
       : pipeline_(std::move(pipeline)),
         fingerprint_(std::move(fingerprint)),
         io_(io),
@@ -77,7 +99,8 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
         poll_timer_(strand_),
         processor_(ProcessorDeps{pipeline_, *store_, source_ ? source_->connector.get() : nullptr,
                                  *sink_->connector, sink_->plugin->description().max_batch,
-                                 identity_map(), options.owner, lease, &stopping_}),
+                                 compiled_map(pipeline_.map), std::move(reverse), options.owner,
+                                 lease, &stopping_}),
         rng_(std::random_device{}()) {}
 
   const config::PipelineConfig &config() const { return pipeline_; }
@@ -150,9 +173,11 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
         const auto stats = self->processor_.run_once();
         full = stats.claimed >= self->pipeline_.batch_size;
         if (stats.claimed)
-          spdlog::debug("pipeline {}: {} claimed, {} pushed, {} unchanged, {} retried, {} dead",
-                        self->pipeline_.name, stats.claimed, stats.pushed, stats.unchanged,
-                        stats.retried, stats.dead);
+          spdlog::debug(
+              "pipeline {}: {} claimed, {} pushed, {} unchanged, {} echoes, {} stale, {} "
+              "retried, {} dead",
+              self->pipeline_.name, stats.claimed, stats.pushed, stats.unchanged, stats.echoes,
+              stats.stale, stats.retried, stats.dead);
       } catch (const std::exception &e) {
         spdlog::error("pipeline {}: processing failed: {}", self->pipeline_.name, e.what());
       }
@@ -274,9 +299,12 @@ std::shared_ptr<PipelineRunner> Engine::make_runner(const config::PipelineConfig
   else if (pipeline.webhook)
     source = handle(pipeline.webhook->connection);
   auto sink = handle(pipeline.sink.connection);
+  std::vector<ReversePipeline> reverse;
+  for (const auto *r : reverse_of(pipeline, config_))
+    reverse.push_back({r->name, r->sink.object, compiled_map(r->map)});
   return std::make_shared<PipelineRunner>(pipeline, fingerprint(pipeline, config_), io_, *pool_,
                                           store_, source, sink, paused_all_, options_,
-                                          config_.claim_lease);
+                                          config_.claim_lease, std::move(reverse));
 }
 
 void Engine::start() {

@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <map>
 
+#include "mapping/mapping.hpp"
 #include "pipeline/backoff.hpp"
 #include "pipeline/event_payload.hpp"
+#include "util/json.hpp"
 #include "util/metrics.hpp"
+#include "util/time.hpp"
 
 namespace crmhost::pipeline {
 
@@ -13,12 +16,66 @@ MapFunction identity_map() {
   return [](const std::string &data) { return plugins::Outcome<std::string>(data); };
 }
 
+MapFunction compiled_map(const config::MapConfig &map) {
+  mapping::Options options;
+  options.copy_unmapped = map.copy_unmapped;
+  options.default_country = map.default_country;
+  std::vector<mapping::CompileProblem> problems;
+  auto compiled = std::make_shared<const mapping::Mapping>(
+      mapping::Mapping::compile(map.fields_json, options, problems));
+  if (!problems.empty()) {
+    // The loader reports these; a Config built in code may still carry them.
+    plugins::CallError error;
+    error.message = "the map rules do not compile: fields.";
+    for (size_t i = 0; i < problems[0].path.size(); ++i)
+      error.message += (i ? "." : "") + problems[0].path[i];
+    error.message += ": " + problems[0].message;
+    return [error](const std::string &) { return plugins::Outcome<std::string>(error); };
+  }
+  if (compiled->rule_count() == 0) return identity_map();  // no rules: records pass as they are
+  return [compiled](const std::string &data) {
+    auto result = compiled->apply(data);
+    if (!result.ok) {
+      plugins::CallError error;
+      error.message = std::move(result.error);
+      return plugins::Outcome<std::string>(std::move(error));
+    }
+    return plugins::Outcome<std::string>(std::move(result.json));
+  };
+}
+
+namespace {
+
+bool empty_value(const rapidjson::Value &v) {
+  return v.IsNull() || (v.IsString() && v.GetStringLength() == 0) || (v.IsArray() && v.Empty());
+}
+
+// The fields of `mapped` that are empty (or missing) in `target`: fill_empty's payload.
+std::string only_empty_fields(const std::string &mapped, const std::string &target) {
+  rapidjson::Document out = json::parse(mapped, "the mapped record");
+  rapidjson::Document have;
+  if (json::try_parse(target, have, "the target record") || !have.IsObject() || !out.IsObject())
+    return mapped;
+  for (auto it = out.MemberBegin(); it != out.MemberEnd();) {
+    auto found = have.FindMember(it->name);
+    if (found != have.MemberEnd() && !empty_value(found->value))
+      it = out.EraseMember(it);
+    else
+      ++it;
+  }
+  return json::to_string(out);
+}
+
+}  // namespace
+
 struct Processor::Item {
   store::Event event;
   EventPayload payload;
   std::optional<store::EntityLink> link;
-  std::string mapped;  // the target's fields
-  std::string hash;    // of `mapped`
+  std::string mapped;                  // the target's fields
+  std::string hash;                    // of `mapped`
+  std::optional<int64_t> modified_ms;  // the source's modification time, when it reported one
+  bool echo = false;
   bool settled = false;
 };
 
@@ -91,7 +148,95 @@ void Processor::prepare(std::vector<Item> &items) {
     }
     item.mapped = std::move(*mapped);
     item.hash = store::sha256_hex(item.mapped);
+    if (item.payload.modified_at)
+      item.modified_ms = timeutil::parse_iso8601_ms(*item.payload.modified_at);
+    item.echo = is_echo(item);
   }
+}
+
+// Whether `item` is what a reverse pipeline last wrote to this record, come back: mapped back
+// through that pipeline's own mapping it hashes to what that pipeline pushed. A real change is
+// noted on the reverse link instead, so that the reverse pipeline's newest_wins sees it.
+bool Processor::is_echo(Item &item) {
+  bool echo = false;
+  for (const auto &reverse : deps_.reverse) {
+    if (reverse.object != item.payload.object) continue;
+    auto link =
+        deps_.store.find_link_by_target(reverse.name, item.event.connection, item.payload.id);
+    if (!link) continue;
+    if (!item.link && link->source_connection == deps_.pipeline.sink.connection) {
+      // Not linked here yet, but the other direction links this record to its counterpart:
+      // write to that record rather than matching (the match key may differ in form).
+      store::EntityLink own;
+      own.pipeline = deps_.pipeline.name;
+      own.source_connection = item.event.connection;
+      own.source_id = item.payload.id;
+      own.target_connection = link->source_connection;
+      own.target_id = link->source_id;
+      item.link = std::move(own);
+    }
+    auto round_trip = reverse.map(item.mapped);
+    if (round_trip && store::sha256_hex(*round_trip) == link->last_payload_hash) {
+      echo = true;
+      continue;
+    }
+    if (item.modified_ms)
+      deps_.store.note_target_modified(reverse.name, item.event.connection, item.payload.id,
+                                       store::from_unix_ms(*item.modified_ms));
+  }
+  return echo;
+}
+
+void Processor::record_stale(Item &item, int64_t target_ms) {
+  store::Conflict conflict;
+  conflict.pipeline = deps_.pipeline.name;
+  conflict.object = item.payload.object;
+  conflict.source_connection = item.event.connection;
+  conflict.source_id = item.payload.id;
+  conflict.target_connection = deps_.pipeline.sink.connection;
+  conflict.target_id = item.link->target_id;
+  conflict.event_id = item.event.id;
+  conflict.detail =
+      std::string(R"({"reason":"stale update","policy":"newest_wins",)") +
+      R"("source_modified_at":)" + json::quote(timeutil::format_iso8601_ms(*item.modified_ms)) +
+      R"(,"target_modified_at":)" + json::quote(timeutil::format_iso8601_ms(target_ms)) + "}";
+  deps_.store.record_conflict(conflict);
+}
+
+// fill_empty on linked records: fetch the targets and keep only the fields empty there.
+void Processor::fill_empty(std::vector<Item *> &items, BatchStats &stats) {
+  std::vector<Item *> linked;
+  for (Item *item : items)
+    if (item->link) linked.push_back(item);
+  if (linked.empty()) return;
+  const auto &sink = deps_.pipeline.sink;
+  std::vector<std::string> ids;
+  for (Item *item : linked) ids.push_back(item->link->target_id);
+  auto fetched = deps_.sink.fetch(sink.object, ids);
+  if (!fetched) {
+    for (Item *item : linked)
+      settle_failure(*item, "fetch target for fill_empty: " + fetched.error().describe(),
+                     fetched.error().retryable, store::Millis(fetched.error().retry_after_ms),
+                     stats);
+    return;
+  }
+  std::vector<store::EventId> nothing_to_fill;
+  for (Item *item : linked) {
+    auto found =
+        std::find_if(fetched->records.begin(), fetched->records.end(),
+                     [&](const plugins::Record &r) { return r.id == item->link->target_id; });
+    if (found == fetched->records.end()) continue;  // gone at the target: write it all
+    item->mapped = only_empty_fields(item->mapped, found->data_json);
+    if (item->mapped == "{}") {
+      nothing_to_fill.push_back(item->event.id);
+      item->settled = true;
+    }
+  }
+  if (!nothing_to_fill.empty())
+    stats.unchanged +=
+        deps_.store.complete_many(nothing_to_fill, linked.front()->event.claim_token);
+  items.erase(std::remove_if(items.begin(), items.end(), [](Item *i) { return i->settled; }),
+              items.end());
 }
 
 void Processor::push_group(std::vector<Item *> &group, BatchStats &stats) {
@@ -133,6 +278,8 @@ void Processor::push_group(std::vector<Item *> &group, BatchStats &stats) {
       link.target_id = r.id;
       link.last_payload_hash = item.hash;
       link.last_pushed_at = store::now_ms();
+      // The target now holds the source's version: nothing older may overwrite it.
+      if (item.modified_ms) link.target_modified_at = store::from_unix_ms(*item.modified_ms);
       try {
         deps_.store.upsert_link(link);
       } catch (const store::StoreError &e) {
@@ -166,11 +313,10 @@ namespace {
 
 void count_outcomes(const std::string &pipeline, const BatchStats &stats) {
   auto &registry = metrics::global();
-  const std::pair<const char *, size_t> outcomes[] = {{"pushed", stats.pushed},
-                                                      {"unchanged", stats.unchanged},
-                                                      {"retried", stats.retried},
-                                                      {"dead", stats.dead},
-                                                      {"released", stats.released}};
+  const std::pair<const char *, size_t> outcomes[] = {
+      {"pushed", stats.pushed},    {"unchanged", stats.unchanged}, {"echo", stats.echoes},
+      {"stale", stats.stale},      {"retried", stats.retried},     {"dead", stats.dead},
+      {"released", stats.released}};
   for (const auto &[outcome, n] : outcomes)
     if (n)
       registry.counter_add("crmhost_events_total", "Events settled by the processor, by outcome.",
@@ -229,7 +375,31 @@ BatchStats Processor::process_batch() {
     }
     const bool same_as_last = item.link && item.link->last_payload_hash == item.hash;
     const bool keep_target = item.link && p.sink.conflict == "target_wins";
-    if (same_as_last || keep_target) {
+    if (same_as_last || keep_target || item.echo) {
+      if (item.echo) {
+        ++stats.echoes;
+        // The target already holds this content (it came from there): remember it as written,
+        // so that a later change back to the previous content is not taken for a repeat.
+        if (item.link && !same_as_last) {
+          store::EntityLink own = *item.link;
+          own.last_payload_hash = item.hash;
+          own.last_pushed_at = store::now_ms();
+          try {
+            deps_.store.upsert_link(own);
+          } catch (const store::StoreError &e) {
+            if (e.retryable()) throw;  // else linked to another record already: leave it
+          }
+        }
+      }
+      unchanged.push_back(item.event.id);
+      item.settled = true;
+      continue;
+    }
+    if (item.link && p.sink.conflict == "newest_wins" && item.modified_ms &&
+        item.link->target_modified_at &&
+        *item.modified_ms < store::to_unix_ms(*item.link->target_modified_at)) {
+      record_stale(item, store::to_unix_ms(*item.link->target_modified_at));
+      ++stats.stale;
       unchanged.push_back(item.event.id);
       item.settled = true;
       continue;
@@ -237,8 +407,11 @@ BatchStats Processor::process_batch() {
     upserts.push_back(&item);
   }
   if (!unchanged.empty()) {
-    stats.unchanged += deps_.store.complete_many(unchanged, items.front().event.claim_token);
+    const size_t completed = deps_.store.complete_many(unchanged, items.front().event.claim_token);
+    stats.unchanged += completed - std::min(completed, stats.echoes + stats.stale);
   }
+
+  if (p.sink.conflict == "fill_empty") fill_empty(upserts, stats);
 
   const size_t max_batch = std::max<uint32_t>(deps_.sink_max_batch, 1);
   for (auto *list : {&upserts, &deletes}) {

@@ -26,6 +26,7 @@ MapFunction compiled_map(const config::MapConfig &map);
 // sync. Its links and mapping tell an echo of its own write from a real change.
 struct ReversePipeline {
   std::string name;
+  std::string object;  // its sink object
   MapFunction map;
 };
 
@@ -37,7 +38,7 @@ struct ProcessorDeps {
   uint32_t sink_max_batch = 1;
   MapFunction map = identity_map();
   std::vector<ReversePipeline> reverse;  // pipelines whose sink is this pipeline's source
-  std::string owner;  // claim owner, "host:pid"
+  std::string owner;                     // claim owner, "host:pid"
   store::Millis claim_lease{60'000};
   const std::atomic<bool> *stop_requested = nullptr;  // release what is not started yet
 };
@@ -46,7 +47,7 @@ struct BatchStats {
   size_t claimed = 0;
   size_t pushed = 0;
   size_t unchanged = 0;  // same payload as last pushed: echo or repeat, nothing to do
-  size_t echoes = 0;     // our own write coming back from the target system (also unchanged)
+  size_t echoes = 0;     // a reverse pipeline's own write come back: dropped
   size_t stale = 0;      // newest_wins: older than the target's last seen change; a conflict
   size_t retried = 0;
   size_t dead = 0;

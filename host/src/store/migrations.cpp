@@ -124,6 +124,11 @@ INSERT INTO cursor_history (pipeline, object, version, value, recorded_at)
 CREATE INDEX events_done_finished ON events (finished_at) WHERE status = 'done';
 )sql";
 
+// Version 3: the newest modification time seen for a link's target record (newest_wins).
+constexpr std::string_view kMigration3 = R"sql(
+ALTER TABLE entity_links ADD COLUMN target_modified_at BIGINT;
+)sql";
+
 std::string with_id_type(std::string_view text, std::string_view id_type) {
   std::string out(text);
   for (auto pos = out.find("{ID}"); pos != std::string::npos; pos = out.find("{ID}", pos)) {
@@ -136,6 +141,7 @@ std::vector<Migration> build(std::string_view id_type) {
   return {
       {1, "initial schema", with_id_type(kMigration1, id_type)},
       {2, "cursor history and retention index", std::string(kMigration2)},
+      {3, "target modification time on entity links", std::string(kMigration3)},
   };
 }
 

@@ -56,6 +56,8 @@ class SqlStore : public Store {
   std::optional<EntityLink> find_link_by_source(const std::string &pipeline,
                                                 const std::string &source_connection,
                                                 const std::string &source_id) override;
+  bool note_target_modified(const std::string &pipeline, const std::string &target_connection,
+                            const std::string &target_id, Timestamp modified_at) override;
   std::optional<EntityLink> find_link_by_target(const std::string &pipeline,
                                                 const std::string &target_connection,
                                                 const std::string &target_id) override;

@@ -8,12 +8,13 @@ namespace {
 using namespace sql_helpers;
 
 EntityLink read_link(const SqlRow &r) {
-  return EntityLink{r.text(0), r.text(1), r.text(2),      r.text(3),
-                    r.text(4), r.text(5), opt_time(r, 6), from_unix_ms(r.i64(7))};
+  return EntityLink{r.text(0),     r.text(1), r.text(2),      r.text(3),
+                    r.text(4),     r.text(5), opt_time(r, 6), from_unix_ms(r.i64(7)),
+                    opt_time(r, 8)};
 }
 constexpr const char *kLinkColumns =
     "pipeline, source_connection, source_id, target_connection, target_id, last_payload_hash, "
-    "last_pushed_at, updated_at";
+    "last_pushed_at, updated_at, target_modified_at";
 
 Conflict read_conflict(const SqlRow &r) {
   Conflict c;
@@ -80,14 +81,19 @@ void SqlStore::upsert_link(const EntityLink &link) {
   write_tx([&](SqlTx &tx) {
     tx.exec(
         "INSERT INTO entity_links (pipeline, source_connection, source_id, target_connection, "
-        "target_id, last_payload_hash, last_pushed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "target_id, last_payload_hash, last_pushed_at, updated_at, target_modified_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (pipeline, source_connection, source_id) DO UPDATE SET "
         "target_connection = excluded.target_connection, target_id = excluded.target_id, "
         "last_payload_hash = excluded.last_payload_hash, last_pushed_at = excluded.last_pushed_at, "
-        "updated_at = excluded.updated_at",
+        "updated_at = excluded.updated_at, target_modified_at = CASE "
+        "WHEN excluded.target_modified_at IS NULL THEN entity_links.target_modified_at "
+        "WHEN entity_links.target_modified_at IS NULL OR "
+        "entity_links.target_modified_at < excluded.target_modified_at "
+        "THEN excluded.target_modified_at ELSE entity_links.target_modified_at END",
         {link.pipeline, link.source_connection, link.source_id, link.target_connection,
          link.target_id, link.last_payload_hash, opt_time_param(link.last_pushed_at),
-         to_unix_ms(now())});
+         to_unix_ms(now()), opt_time_param(link.target_modified_at)});
   });
 }
 
@@ -119,6 +125,21 @@ std::optional<EntityLink> SqlStore::find_link_by_target(const std::string &pipel
              [&](const SqlRow &r) { out = read_link(r); });
   });
   return out;
+}
+
+bool SqlStore::note_target_modified(const std::string &pipeline,
+                                    const std::string &target_connection,
+                                    const std::string &target_id, Timestamp modified_at) {
+  std::int64_t changed = 0;
+  write_tx([&](SqlTx &tx) {
+    const std::int64_t at = to_unix_ms(modified_at);
+    changed = tx.exec(
+        "UPDATE entity_links SET target_modified_at = ?, updated_at = ? WHERE pipeline = ? AND "
+        "target_connection = ? AND target_id = ? AND "
+        "(target_modified_at IS NULL OR target_modified_at < ?)",
+        {at, to_unix_ms(now()), pipeline, target_connection, target_id, at});
+  });
+  return changed > 0;
 }
 
 void SqlStore::record_push(const std::string &pipeline, const std::string &source_connection,

@@ -167,6 +167,10 @@ struct EntityLink {
   std::string last_payload_hash;  // of the payload last pushed to the target
   std::optional<Timestamp> last_pushed_at;
   Timestamp updated_at{};
+  // The newest modification time seen for the target record: the source version last written
+  // there, or a change the target itself reported (two-way pipelines). For newest_wins.
+  // upsert_link never lowers it (a concurrent note_target_modified wins when newer).
+  std::optional<Timestamp> target_modified_at;
 };
 
 struct Conflict {
@@ -304,6 +308,11 @@ class Store {
   virtual std::optional<EntityLink> find_link_by_target(const std::string &pipeline,
                                                         const std::string &target_connection,
                                                         const std::string &target_id) = 0;
+  // Notes a change the target system reported for a linked record: raises the link's
+  // target_modified_at to `modified_at` (never lowers it). Returns whether a link changed.
+  virtual bool note_target_modified(const std::string &pipeline,
+                                    const std::string &target_connection,
+                                    const std::string &target_id, Timestamp modified_at) = 0;
   virtual void record_push(const std::string &pipeline, const std::string &source_connection,
                            const std::string &source_id, const std::string &payload_hash) = 0;
 

@@ -1,0 +1,309 @@
+// Two-way sync between two memory connectors: the map stage, echo suppression, newest_wins
+// (stale updates skipped and recorded) and fill_empty (never overwrites).
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <unistd.h>
+#include <catch2/catch.hpp>
+
+#include "pipeline/engine.hpp"
+#include "pipeline/event_payload.hpp"
+#include "plugins/plugin_registry.hpp"
+#include "util/json.hpp"
+#include "util/time.hpp"
+
+using namespace crmhost;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct TwoWayHarness {
+  std::filesystem::path dir;
+  std::shared_ptr<plugins::HostServices> services = std::make_shared<plugins::HostServices>();
+  std::shared_ptr<plugins::PluginRegistry> registry =
+      std::make_shared<plugins::PluginRegistry>(services);
+  std::shared_ptr<store::Store> db;
+
+  TwoWayHarness() {
+    static int counter = 0;
+    dir = std::filesystem::temp_directory_path() /
+          ("crmhost-two-way-" + std::to_string(::getpid()) + "-" + std::to_string(++counter));
+    std::filesystem::remove_all(dir);
+    registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory.so");
+    REQUIRE(registry->refusals().empty());
+    db = store::open_store("sqlite://" + (dir / "state.db").string());
+  }
+  ~TwoWayHarness() {
+    db.reset();
+    std::filesystem::remove_all(dir);
+  }
+};
+
+config::PipelineConfig make_pipeline(const std::string &name, const std::string &from,
+                                     const std::string &to, const std::string &object,
+                                     const std::string &fields, const std::string &conflict,
+                                     const std::string &match_on) {
+  config::PipelineConfig p;
+  p.name = name;
+  p.poll = config::PollSource{from, object, 1h, 1ms, 50, {}};
+  p.map.fields_json = fields;
+  p.sink = config::PushSink{to, object, "upsert", match_on, conflict, {}};
+  p.retry = config::RetryPolicy{3, 5ms, 20ms};
+  p.batch_size = 50;
+  return p;
+}
+
+config::Config two_memories(const std::string &seed_a, std::vector<config::PipelineConfig> ps) {
+  config::Config c;
+  c.plugin_workers = 2;
+  c.shutdown_grace = 5s;
+  c.claim_lease = 30s;
+  c.connections = {
+      {"a", {"a", "memory", R"({"webhook_secret":"secret-a-123","seed":)" + seed_a + "}", {}, {}}},
+      {"b", {"b", "memory", R"({"webhook_secret":"secret-b-123"})", {}, {}}}};
+  for (auto &p : ps) c.pipelines[p.name] = p;
+  return c;
+}
+
+// Field names differ on the two sides; each direction's mapping is the other's inverse.
+const std::string kAtoB =
+    R"({"email":{"from":"email","transform":["trim","lower"],"required":true},"full_name":"name"})";
+const std::string kBtoA = R"({"email":"email","name":"full_name"})";
+
+template <class Pred>
+bool eventually(Pred done, std::chrono::milliseconds limit = 15s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return done();
+}
+
+std::vector<plugins::Record> records(pipeline::Engine &engine, const std::string &connection,
+                                     const std::string &object = "contact") {
+  auto page = engine.connector(connection)->poll({object, std::nullopt, 1000});
+  REQUIRE(page);
+  return page->records;
+}
+
+std::string field(const plugins::Record &r, const char *key) {
+  auto doc = json::parse(r.data_json, "record");
+  if (!doc.HasMember(key)) return "<absent>";
+  return doc[key].IsString() ? doc[key].GetString() : json::to_string(doc[key]);
+}
+
+int64_t settled(store::Store &db, const std::string &pipeline) {
+  int64_t n = 0;
+  for (const auto &c : db.count_by_status(pipeline))
+    if (c.status == store::EventStatus::done || c.status == store::EventStatus::dead) n += c.count;
+  return n;
+}
+
+int64_t total(store::Store &db, const std::string &pipeline) {
+  int64_t n = 0;
+  for (const auto &c : db.count_by_status(pipeline)) n += c.count;
+  return n;
+}
+
+// Polls `pipeline` once and waits until every event it queued is settled.
+void poll_and_settle(pipeline::Engine &engine, store::Store &db, const std::string &pipeline) {
+  const auto runs = db.list_sync_runs(pipeline, 1000).size();
+  engine.poll_now(pipeline);
+  REQUIRE(eventually([&] {
+    auto list = db.list_sync_runs(pipeline, 1000);
+    return list.size() > runs && list.front().status != store::SyncRunStatus::running &&
+           settled(db, pipeline) == total(db, pipeline);
+  }));
+}
+
+void update(pipeline::Engine &engine, const std::string &connection, const std::string &object,
+            const std::string &id, const std::string &data) {
+  plugins::PushRequest request;
+  request.object = object;
+  request.mode = "update";
+  request.records.push_back({"t", id, data});
+  auto result = engine.connector(connection)->push(request);
+  REQUIRE(result);
+  REQUIRE(result->size() == 1);
+  REQUIRE((*result)[0].ok);
+}
+
+}  // namespace
+
+TEST_CASE("two-way sync converges and its echoes do not loop", "[engine][two-way]") {
+  TwoWayHarness h;
+  auto config = two_memories(
+      R"([{"object":"contact","id":"a1","data":{"email":" Ada@Example.com ","name":"Ada"}}])",
+      {make_pipeline("a-to-b", "a", "b", "contact", kAtoB, "newest_wins", "email"),
+       make_pipeline("b-to-a", "b", "a", "contact", kBtoA, "newest_wins", "email")});
+  pipeline::Engine engine(config, h.registry, h.db);
+  engine.start();
+
+  // A -> B: mapped on the way.
+  poll_and_settle(engine, *h.db, "a-to-b");
+  auto b = records(engine, "b");
+  REQUIRE(b.size() == 1);
+  CHECK(field(b[0], "email") == "ada@example.com");
+  CHECK(field(b[0], "full_name") == "Ada");
+  const std::string b1 = b[0].id;
+
+  // B reports the record it was just given: an echo, dropped; A is not written.
+  const auto a_before = records(engine, "a");
+  poll_and_settle(engine, *h.db, "b-to-a");
+  CHECK(total(*h.db, "b-to-a") == 1);
+  auto echo_link = h.db->find_link_by_source("b-to-a", "b", b1);  // the pair is linked both ways
+  REQUIRE(echo_link);
+  CHECK(echo_link->target_id == "a1");
+  CHECK(records(engine, "a")[0].modified_at == a_before[0].modified_at);
+
+  // An edit on B flows to A; A's report of it is B's own edit come back: dropped as well.
+  std::this_thread::sleep_for(5ms);
+  update(engine, "b", "contact", b1, R"({"full_name":"Ada Lovelace"})");
+  poll_and_settle(engine, *h.db, "b-to-a");
+  auto a = records(engine, "a");
+  REQUIRE(a.size() == 1);
+  CHECK(field(a[0], "name") == "Ada Lovelace");
+  REQUIRE(h.db->find_link_by_source("b-to-a", "b", b1));
+  const auto b_modified = records(engine, "b")[0].modified_at;
+  poll_and_settle(engine, *h.db, "a-to-b");
+  CHECK(records(engine, "b")[0].modified_at == b_modified);  // not written again
+
+  // An edit on A flows to B, also when it restores content A->B wrote before.
+  std::this_thread::sleep_for(5ms);
+  update(engine, "a", "contact", "a1", R"({"name":"Ada"})");
+  poll_and_settle(engine, *h.db, "a-to-b");
+  CHECK(field(records(engine, "b")[0], "full_name") == "Ada");
+  poll_and_settle(engine, *h.db, "b-to-a");
+  CHECK(field(records(engine, "a")[0], "name") == "Ada");
+
+  // Converged: more polls on either side find nothing to do and write nothing.
+  const auto events_ab = total(*h.db, "a-to-b"), events_ba = total(*h.db, "b-to-a");
+  const auto a_now = records(engine, "a")[0].modified_at,
+             b_now = records(engine, "b")[0].modified_at;
+  for (int i = 0; i < 3; ++i) {
+    poll_and_settle(engine, *h.db, "a-to-b");
+    poll_and_settle(engine, *h.db, "b-to-a");
+  }
+  CHECK(total(*h.db, "a-to-b") == events_ab);
+  CHECK(total(*h.db, "b-to-a") == events_ba);
+  CHECK(records(engine, "a")[0].modified_at == a_now);
+  CHECK(records(engine, "b")[0].modified_at == b_now);
+  CHECK(records(engine, "a").size() == 1);
+  CHECK(records(engine, "b").size() == 1);
+  CHECK(h.db->list_conflicts(std::nullopt).empty());
+  engine.stop();
+}
+
+TEST_CASE("newest_wins skips a stale update and records it as a conflict", "[engine][two-way]") {
+  TwoWayHarness h;
+  auto config = two_memories(
+      R"([{"object":"contact","id":"a1","data":{"email":"grace@example.com","name":"Grace"}}])",
+      {make_pipeline("a-to-b", "a", "b", "contact", kAtoB, "newest_wins", "email"),
+       make_pipeline("b-to-a", "b", "a", "contact", kBtoA, "newest_wins", "email")});
+  pipeline::Engine engine(config, h.registry, h.db);
+  engine.start();
+  poll_and_settle(engine, *h.db, "a-to-b");
+  const std::string b1 = records(engine, "b")[0].id;
+  const auto a1_seen = timeutil::parse_iso8601_ms(*records(engine, "a")[0].modified_at);
+  REQUIRE(a1_seen);
+
+  // B changes the record; B->A carries it over and notes B's modification time.
+  std::this_thread::sleep_for(20ms);
+  update(engine, "b", "contact", b1, R"({"full_name":"Grace Hopper"})");
+  const auto b_changed = timeutil::parse_iso8601_ms(*records(engine, "b")[0].modified_at);
+  REQUIRE(b_changed);
+  REQUIRE(*b_changed > *a1_seen + 10);
+  poll_and_settle(engine, *h.db, "b-to-a");
+  auto link = h.db->find_link_by_source("a-to-b", "a", "a1");
+  REQUIRE(link);
+  REQUIRE(link->target_modified_at);
+  CHECK(store::to_unix_ms(*link->target_modified_at) == *b_changed);
+
+  // A change made on A before B's (newer than what A->B last wrote) arrives late: stale.
+  pipeline::EventPayload late;
+  late.object = "contact";
+  late.id = "a1";
+  late.modified_at = timeutil::format_iso8601_ms(*b_changed - 5);
+  late.data_json = R"({"email":"grace@example.com","name":"G. Hopper, old"})";
+  h.db->enqueue({pipeline::make_event("a-to-b", store::EventSource::webhook, "a", late, "late")});
+  engine.wake("a-to-b");
+  REQUIRE(eventually([&] { return settled(*h.db, "a-to-b") == total(*h.db, "a-to-b"); }));
+  CHECK(field(records(engine, "b")[0], "full_name") == "Grace Hopper");
+  auto conflicts = h.db->list_conflicts(std::string("a-to-b"));
+  REQUIRE(conflicts.size() == 1);
+  CHECK(conflicts[0].source_id == "a1");
+  CHECK(conflicts[0].target_id == b1);
+  CHECK_THAT(conflicts[0].detail,
+             Catch::Contains("stale update") && Catch::Contains("newest_wins"));
+
+  // A newer change on A still wins.
+  late.modified_at = timeutil::format_iso8601_ms(*b_changed + 5);
+  late.data_json = R"({"email":"grace@example.com","name":"Rear Admiral Hopper"})";
+  h.db->enqueue({pipeline::make_event("a-to-b", store::EventSource::webhook, "a", late, "new")});
+  engine.wake("a-to-b");
+  REQUIRE(eventually(
+      [&] { return field(records(engine, "b")[0], "full_name") == "Rear Admiral Hopper"; }));
+  CHECK(h.db->list_conflicts(std::string("a-to-b")).size() == 1);
+  engine.stop();
+}
+
+TEST_CASE("fill_empty writes only fields empty in the target and never overwrites",
+          "[engine][two-way]") {
+  TwoWayHarness h;
+  const std::string deal_map =
+      R"({"name":"name","amount":{"from":"amount","transform":"number"},)"
+      R"("stage":{"from":"stage","picklist":{"new":"open","won":"closed"}}})";
+  auto config = two_memories(
+      R"([{"object":"deal","id":"d1","data":{"name":"Big deal","amount":"10","stage":"new"}}])",
+      {make_pipeline("deals", "a", "b", "deal", deal_map, "fill_empty", "name")});
+  pipeline::Engine engine(config, h.registry, h.db);
+  engine.start();
+
+  // Not linked yet: created with every field.
+  poll_and_settle(engine, *h.db, "deals");
+  auto b = records(engine, "b", "deal");
+  REQUIRE(b.size() == 1);
+  CHECK(field(b[0], "amount") == "10");
+  CHECK(field(b[0], "stage") == "open");
+  const std::string b1 = b[0].id;
+
+  // Someone edits the target: a new amount, and the stage cleared.
+  update(engine, "b", "deal", b1, R"({"amount":99,"stage":""})");
+  // The source changes everything.
+  update(engine, "a", "deal", "d1", R"({"name":"Big deal","amount":"20","stage":"won"})");
+  poll_and_settle(engine, *h.db, "deals");
+  b = records(engine, "b", "deal");
+  CHECK(field(b[0], "amount") == "99");     // not overwritten
+  CHECK(field(b[0], "stage") == "closed");  // was empty: filled
+  CHECK(field(b[0], "name") == "Big deal");
+
+  // Nothing empty left: the next source change writes nothing.
+  const auto b_modified = b[0].modified_at;
+  update(engine, "a", "deal", "d1", R"({"amount":"30","stage":"new"})");
+  poll_and_settle(engine, *h.db, "deals");
+  b = records(engine, "b", "deal");
+  CHECK(b[0].modified_at == b_modified);
+  CHECK(field(b[0], "amount") == "99");
+  CHECK(field(b[0], "stage") == "closed");
+  engine.stop();
+}
+
+TEST_CASE("a record the mapping rejects is dead-lettered with field and value", "[engine]") {
+  TwoWayHarness h;
+  auto config = two_memories(
+      R"([{"object":"contact","id":"ok","data":{"email":"ok@example.com","name":"Ok"}},)"
+      R"({"object":"contact","id":"bad","data":{"name":"No Email"}}])",
+      {make_pipeline("a-to-b", "a", "b", "contact", kAtoB, "source_wins", "email")});
+  pipeline::Engine engine(config, h.registry, h.db);
+  engine.start();
+  poll_and_settle(engine, *h.db, "a-to-b");
+  CHECK(records(engine, "b").size() == 1);
+  auto dead = h.db->list_events({std::string("a-to-b"), store::EventStatus::dead, 0, 10});
+  REQUIRE(dead.size() == 1);
+  CHECK(dead[0].record_id == "bad");
+  CHECK(dead[0].attempts == 1);
+  CHECK(dead[0].last_error == R"(map: field "email": required, but "email" has no value)");
+  engine.stop();
+}
