@@ -96,3 +96,33 @@ TEST_CASE("presets are read from plugin_dir and overlaid by the pipeline's field
   // Without the plugins, a preset cannot be found and is left for validate and run.
   CHECK(crmhost::config::load({missing}).problems.empty());
 }
+
+TEST_CASE("the presets shipped beside the memory plugin load and compile") {
+  crmhost::plugins::PluginRegistry registry;
+  registry.load_directory(CRMHOST_BUILT_PLUGIN_DIR);
+  REQUIRE(registry.find("memory"));
+  for (const char *object : {"contact", "company", "deal"}) {
+    crmhost::test::TempDir dir;
+    const auto file =
+        dir.write("c.yaml",
+                  "connections:\n"
+                  "  mem: { plugin: memory, settings: { webhook_secret: s3cret-s3cret } }\n"
+                  "pipelines:\n"
+                  "  p:\n"
+                  "    source:\n"
+                  "      poll: { connection: mem, object: " +
+                      std::string(object) +
+                      " }\n"
+                      "    sink:\n"
+                      "      push: { connection: mem, object: " +
+                      object +
+                      " }\n"
+                      "    map: { preset: " +
+                      object + " }\n");
+    auto result = crmhost::config::load({file}, &registry);
+    INFO(object);
+    for (const auto &p : result.problems) UNSCOPED_INFO(p.to_string());
+    REQUIRE(result.problems.empty());
+    CHECK_THAT(result.config->pipelines.at("p").map.fields_json, Catch::Contains("created_at"));
+  }
+}
