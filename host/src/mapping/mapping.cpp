@@ -855,7 +855,9 @@ std::optional<std::string> Mapping::apply(const rapidjson::Value &record, rapidj
       }
     }
     Value value;
-    if (source)
+    if (source && source->IsString())  // shares the record's text; steps replace, never edit it
+      value.SetString(rapidjson::StringRef(source->GetString(), source->GetStringLength()));
+    else if (source)
       value.CopyFrom(*source, alloc);
     else if (rule.constant)
       value.CopyFrom(*rule.constant, alloc);
@@ -907,8 +909,14 @@ std::optional<std::string> Mapping::apply(const rapidjson::Value &record, rapidj
 
 Result Mapping::apply(std::string_view record_json) const {
   Result result;
-  rapidjson::Document doc;
-  doc.Parse(record_json.data(), record_json.size());
+  // Parsed in place from a per-thread copy: strings are not copied again, and the pool's first
+  // chunk is reused rather than allocated per record.
+  thread_local std::string text;
+  thread_local char pool[16 * 1024];
+  text.assign(record_json.data(), record_json.size());
+  rapidjson::MemoryPoolAllocator<> allocator(pool, sizeof pool);
+  rapidjson::Document doc(&allocator);
+  doc.ParseInsitu(text.data());
   if (doc.HasParseError()) {
     result.error = "the record is not valid JSON";
     return result;
@@ -918,7 +926,7 @@ Result Mapping::apply(std::string_view record_json) const {
     result.error = std::move(*error);
     return result;
   }
-  rapidjson::StringBuffer buffer;
+  rapidjson::StringBuffer buffer(nullptr, record_json.size() + 64);
   rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
   out.Accept(writer);
   result.ok = true;
