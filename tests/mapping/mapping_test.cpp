@@ -130,7 +130,8 @@ TEST_CASE("datetime reads every supported format into ISO 8601 UTC", "[mapping]"
               std::string(R"({"v":)") + c.input + "}") == c.expected);
   }
   for (const char *bad : {R"("yesterday")", R"("/Date(abc)/")", R"("2026-13-01")", R"(true)",
-                          R"("/Date(1489116850787-08)/")"}) {
+                          R"("/Date(1489116850787-08)/")", "1.48e87", R"("999999999999999")",
+                          R"("/Date(99999999999999999)/")"}) {
     INFO(bad);
     CHECK_THAT(
         failure(R"({"from":"v","transform":"datetime"})", std::string(R"({"v":)") + bad + "}"),

@@ -237,7 +237,12 @@ std::string_view view(const Value &v) {
 }
 
 std::optional<int64_t> parse_time(const Value &v) {
-  if (v.IsNumber()) return static_cast<int64_t>(v.GetDouble());
+  constexpr double kMaxMs = 253402300799999.0;  // 9999-12-31T23:59:59.999Z
+  if (v.IsNumber()) {
+    const double d = v.GetDouble();
+    if (!(d >= -kMaxMs && d <= kMaxMs)) return std::nullopt;
+    return static_cast<int64_t>(d);
+  }
   if (!v.IsString()) return std::nullopt;
   std::string_view s = view(v);
   while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
@@ -257,11 +262,17 @@ std::optional<int64_t> parse_time(const Value &v) {
           !std::all_of(zone.begin() + 1, zone.end(), [](char c) { return c >= '0' && c <= '9'; }))
         return std::nullopt;
     }
-    return std::strtoll(std::string(inner.substr(0, n)).c_str(), nullptr, 10);
+    if (n > 16) return std::nullopt;
+    const int64_t ms = std::strtoll(std::string(inner.substr(0, n)).c_str(), nullptr, 10);
+    if (ms < -static_cast<int64_t>(kMaxMs) || ms > static_cast<int64_t>(kMaxMs))
+      return std::nullopt;
+    return ms;
   }
   if (std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     if (s.size() > 15) return std::nullopt;
-    return std::strtoll(std::string(s).c_str(), nullptr, 10);  // epoch ms
+    const int64_t ms = std::strtoll(std::string(s).c_str(), nullptr, 10);  // epoch ms
+    if (ms > static_cast<int64_t>(kMaxMs)) return std::nullopt;
+    return ms;
   }
   return timeutil::parse_iso8601_ms(s);
 }
