@@ -126,3 +126,26 @@ TEST_CASE("the presets shipped beside the memory plugin load and compile") {
     CHECK_THAT(result.config->pipelines.at("p").map.fields_json, Catch::Contains("created_at"));
   }
 }
+
+TEST_CASE("deals default to the fill_empty conflict policy") {
+  crmhost::test::TempDir dir;
+  const auto file =
+      dir.write("c.yaml",
+                "connections:\n"
+                "  mem: { plugin: memory }\n"
+                "pipelines:\n"
+                "  deals:\n"
+                "    source: { poll: { connection: mem, object: deal } }\n"
+                "    sink: { push: { connection: mem, object: deal } }\n"
+                "  deals-overwrite:\n"
+                "    source: { poll: { connection: mem, object: deal } }\n"
+                "    sink: { push: { connection: mem, object: deal, conflict: source_wins } }\n"
+                "  contacts:\n"
+                "    source: { poll: { connection: mem, object: contact } }\n"
+                "    sink: { push: { connection: mem, object: contact } }\n");
+  auto result = crmhost::config::load({file});
+  REQUIRE(result.problems.empty());
+  CHECK(result.config->pipelines.at("deals").sink.conflict == "fill_empty");
+  CHECK(result.config->pipelines.at("deals-overwrite").sink.conflict == "source_wins");
+  CHECK(result.config->pipelines.at("contacts").sink.conflict == "source_wins");
+}

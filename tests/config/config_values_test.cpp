@@ -140,7 +140,7 @@ pipelines:
   CHECK(q.enabled);
   CHECK_FALSE(q.poll);
   CHECK(q.sink.mode == "upsert");
-  CHECK(q.sink.conflict == "source_wins");
+  CHECK(q.sink.conflict == "fill_empty");  // the default for deals
   CHECK_FALSE(q.sink.match_on);
   CHECK(q.retry.attempts == 8);
   CHECK(q.retry.backoff_min == 30s);

@@ -71,9 +71,10 @@ struct MapConfig {
 struct PushSink {
   std::string connection;
   std::string object;
-  std::string mode = "upsert";           // upsert, create, update, delete
-  std::optional<std::string> match_on;   // field the target matches on
-  std::string conflict = "source_wins";  // source_wins, target_wins, newest_wins, fill_empty
+  std::string mode = "upsert";          // upsert, create, update, delete
+  std::optional<std::string> match_on;  // field the target matches on
+  // source_wins, target_wins, newest_wins, fill_empty; default source_wins (fill_empty for deal)
+  std::string conflict = "source_wins";
   SourceLocation where;
 };
 

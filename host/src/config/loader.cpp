@@ -851,8 +851,11 @@ class Loader {
       }
     if (auto *v = pf.get("match_on"))
       if (auto s = string_value(*v)) p.sink.match_on = *s;
-    if (auto *v = pf.get("conflict"))
+    if (auto *v = pf.get("conflict")) {
       if (auto s = enum_value(*v, kConflicts)) p.sink.conflict = *s;
+    } else if (p.sink.object == "deal") {
+      p.sink.conflict = "fill_empty";  // deals: the conservative merge unless told otherwise
+    }
   }
 
   void retry(const Entry &e, PipelineConfig &p) {
