@@ -2,11 +2,14 @@
 // (stale updates skipped and recorded) and fill_empty (never overwrites).
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include "cli/cli.hpp"
 #include "pipeline/engine.hpp"
 #include "pipeline/event_payload.hpp"
 #include "plugins/plugin_registry.hpp"
@@ -306,4 +309,38 @@ TEST_CASE("a record the mapping rejects is dead-lettered with field and value", 
   CHECK(dead[0].attempts == 1);
   CHECK(dead[0].last_error == R"(map: field "email": required, but "email" has no value)");
   engine.stop();
+}
+
+TEST_CASE("crmhost status lists open conflicts", "[engine][two-way]") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("crmhost-conflicts-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const auto config = (dir / "crmhost.yaml").string();
+  const std::string db_uri = "sqlite://" + (dir / "state.db").string();
+  {
+    std::ofstream out(config);
+    out << "store: " << db_uri << "\nplugin_dir: " << CRMHOST_FIXTURE_DIR << "\n"
+        << "connections:\n  a: { plugin: memory, settings: { webhook_secret: s3cret-s3cret } }\n"
+        << "pipelines:\n  a-to-a:\n    source: { poll: { connection: a, object: contact } }\n"
+        << "    sink: { push: { connection: a, object: contact, conflict: newest_wins } }\n";
+  }
+  {
+    auto db = store::open_store(db_uri);
+    store::Conflict c;
+    c.pipeline = "a-to-a";
+    c.object = "contact";
+    c.source_connection = "a";
+    c.source_id = "a1";
+    c.target_connection = "a";
+    c.target_id = "a2";
+    c.detail = R"({"reason":"stale update","policy":"newest_wins"})";
+    db->record_conflict(c);
+  }
+  std::ostringstream out, err;
+  REQUIRE(cli::run({"status", "--config", config}, out, err) == 0);
+  CHECK_THAT(out.str(), Catch::Contains("OPEN CONFLICTS (1)") &&
+                            Catch::Contains("a-to-a contact a/a1 -> a/a2") &&
+                            Catch::Contains("stale update"));
+  std::filesystem::remove_all(dir);
 }

@@ -17,6 +17,7 @@
 #include "pipeline/poller.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "store/store.hpp"
+#include "util/json.hpp"
 #include "util/time.hpp"
 
 namespace crmhost::cli {
@@ -131,6 +132,26 @@ int status_command(const std::vector<std::string> &args, std::ostream &out, std:
           << format_count(counts[store::EventStatus::dead]) << std::setw(10)
           << format_count(counts[store::EventStatus::done]) << std::setw(14) << cursor_age
           << last_run << "\n";
+    }
+    // Open conflicts (stale updates under newest_wins, two sources matching one target).
+    std::vector<store::Conflict> conflicts;
+    for (const auto &[name, pipeline] : cfg->pipelines) {
+      auto some = db->list_conflicts(name, true, 20);
+      conflicts.insert(conflicts.end(), some.begin(), some.end());
+    }
+    if (!conflicts.empty()) {
+      out << "\nOPEN CONFLICTS (" << conflicts.size() << (conflicts.size() >= 20 ? "+" : "")
+          << ")\n";
+      for (const auto &c : conflicts) {
+        rapidjson::Document detail;
+        std::string reason = "-";
+        if (!json::try_parse(c.detail, detail, "conflict detail") && detail.IsObject())
+          reason = json::get_string(detail, "reason").value_or("-");
+        out << "  #" << c.id << " " << c.pipeline << " " << c.object << " " << c.source_connection
+            << "/" << c.source_id << " -> " << c.target_connection << "/" << c.target_id << " "
+            << timeutil::format_iso8601_ms(store::to_unix_ms(c.created_at)) << " " << reason
+            << "\n";
+      }
     }
     return 0;
   } catch (const store::StoreError &e) {
