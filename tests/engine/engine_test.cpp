@@ -304,6 +304,18 @@ TEST_CASE("a backfill runs in its own lane and a dry run enqueues nothing", "[en
   CHECK(real.counts.enqueued == 0);
   CHECK(real.run_id > 0);
   CHECK(h.db->get_sync_run(real.run_id)->kind == store::SyncRunKind::backfill);
+
+  // Started asynchronously (as the admin API does): the run id comes back at once.
+  std::string problem;
+  const auto run = engine.start_backfill("contacts", true, std::nullopt, problem);
+  REQUIRE(run);
+  REQUIRE(eventually([&] {
+    auto r = h.db->get_sync_run(*run);
+    return r && r->status == store::SyncRunStatus::succeeded;
+  }));
+  CHECK(h.db->get_sync_run(*run)->counts.fetched == 12);
+  CHECK_FALSE(engine.start_backfill("nope", true, std::nullopt, problem));
+  CHECK_THAT(problem, Catch::Contains("no running pipeline nope"));
   CHECK(sink_records(engine) == 12);
   CHECK(h.db->get_cursor("contacts", "contact")->version == live->version);  // live lane untouched
   engine.stop();

@@ -175,6 +175,22 @@ net::HttpResponse admin(const net::HttpRequest &request, RouterContext &ctx,
       write_pipeline(w, name, ctx.engine, ctx.store);
       return json_response(200, buffer);
     }
+    if (parts.size() == 3 && post && parts[2] == "backfill") {
+      const auto dry = query_param(request.query, "dry_run");
+      std::optional<int64_t> since;
+      if (const auto text = query_param(request.query, "since"); !text.empty()) {
+        since = timeutil::parse_iso8601_ms(text);
+        if (!since) return error(400, "since must be an ISO 8601 time");
+      }
+      std::string problem;
+      const auto run = ctx.engine.start_backfill(name, dry == "true" || dry == "1", since, problem);
+      if (!run) return error(409, problem);
+      w.StartObject();
+      w.Key("run_id");
+      w.Int64(*run);
+      w.EndObject();
+      return json_response(202, buffer);
+    }
     if (parts.size() == 3 && post && parts[2] == "replay") {
       store::ReplayFilter filter;
       filter.pipeline = name;

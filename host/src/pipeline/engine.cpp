@@ -133,15 +133,22 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
       self->poll_timer_.cancel();
     });
     std::unique_lock lock(mutex_);
-    if (!idle_.wait_until(lock, deadline, [&] { return !processing_ && !polling_; }))
+    if (!idle_.wait_until(lock, deadline,
+                          [&] { return !processing_ && !polling_ && !backfilling_; }))
       spdlog::warn("pipeline {}: work still running after the shutdown deadline", pipeline_.name);
   }
 
-  PollOutcome backfill(bool dry_run) {
+  PollOutcome backfill(bool dry_run, std::optional<int64_t> run_id = std::nullopt,
+                       std::optional<int64_t> since_ms = std::nullopt) {
+    PollOutcome outcome;
     if (!pipeline_.poll || !source_) {
-      PollOutcome outcome;
       outcome.ok = false;
       outcome.error = "pipeline " + pipeline_.name + " has no poll source to backfill from";
+      return outcome;
+    }
+    if (!begin(backfilling_)) {
+      outcome.ok = false;
+      outcome.error = "a backfill of pipeline " + pipeline_.name + " is already running";
       return outcome;
     }
     PollOptions options;
@@ -149,9 +156,22 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
     options.dry_run = dry_run;
     options.from_beginning = true;
     options.stop_requested = &stopping_;
-    auto outcome = run_poll(pipeline_, *store_, *source_->connector, options);
+    options.run_id = run_id;
+    options.since_ms = since_ms;
+    try {
+      outcome = run_poll(pipeline_, *store_, *source_->connector, options);
+    } catch (const std::exception &e) {
+      outcome.ok = false;
+      outcome.error = e.what();
+    }
+    end(backfilling_);
     if (!dry_run) wake();
     return outcome;
+  }
+
+  bool backfill_running() {
+    std::lock_guard lock(mutex_);
+    return backfilling_;
   }
 
  private:
@@ -253,6 +273,7 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
   std::condition_variable idle_;
   bool processing_ = false;
   bool polling_ = false;
+  bool backfilling_ = false;
   Processor processor_;
   std::mt19937_64 rng_;  // touched only on the io thread (poll scheduling)
 };
@@ -460,6 +481,26 @@ PollOutcome Engine::backfill(const std::string &pipeline, bool dry_run) {
     return outcome;
   }
   return r->backfill(dry_run);
+}
+
+std::optional<int64_t> Engine::start_backfill(const std::string &pipeline, bool dry_run,
+                                              std::optional<int64_t> since_ms, std::string &error) {
+  auto r = find_runner(pipeline);
+  if (!r || !r->config().poll) {
+    error = "no running pipeline " + pipeline + " with a poll source";
+    return std::nullopt;
+  }
+  if (r->backfill_running()) {
+    error = "a backfill of pipeline " + pipeline + " is already running";
+    return std::nullopt;
+  }
+  const auto run_id = store_->start_sync_run(pipeline, store::SyncRunKind::backfill);
+  // The backfill lane runs on the pool beside the live lanes; progress is in the run record.
+  asio::post(*pool_, [r, dry_run, run_id, since_ms] {
+    const auto outcome = r->backfill(dry_run, run_id, since_ms);
+    if (!outcome.ok) spdlog::warn("backfill run {} failed: {}", run_id, outcome.error);
+  });
+  return run_id;
 }
 
 WebhookIngest Engine::ingest_webhook(const std::string &path,

@@ -82,6 +82,11 @@ class Engine {
   // Runs a backfill on the calling thread (the backfill lane); a dry run enqueues nothing.
   PollOutcome backfill(const std::string &pipeline, bool dry_run);
 
+  // Starts a backfill on the pool and returns its sync run id at once (the run record carries
+  // progress and outcome); nullopt with `error` when the pipeline cannot backfill now.
+  std::optional<int64_t> start_backfill(const std::string &pipeline, bool dry_run,
+                                        std::optional<int64_t> since_ms, std::string &error);
+
   // Verifies and parses a delivery through the webhook source's plugin and enqueues its events
   // in one transaction; only then is the answer a success.
   WebhookIngest ingest_webhook(const std::string &path, const plugins::WebhookRequest &request,

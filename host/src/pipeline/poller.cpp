@@ -16,7 +16,9 @@ PollOutcome run_poll(const config::PipelineConfig &pipeline, store::Store &store
   const auto source_kind =
       options.lane == PollLane::backfill ? store::EventSource::backfill : store::EventSource::poll;
   PollOutcome outcome;
-  if (!options.dry_run)
+  if (options.run_id)
+    outcome.run_id = *options.run_id;
+  else if (!options.dry_run)
     outcome.run_id = store.start_sync_run(pipeline.name, options.lane == PollLane::backfill
                                                              ? store::SyncRunKind::backfill
                                                              : store::SyncRunKind::poll);
@@ -77,7 +79,7 @@ PollOutcome run_poll(const config::PipelineConfig &pipeline, store::Store &store
     outcome.ok = false;
     outcome.error = e.what();
   }
-  if (!options.dry_run) {
+  if (outcome.run_id) {
     try {
       store.finish_sync_run(
           outcome.run_id,

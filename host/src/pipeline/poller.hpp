@@ -24,6 +24,7 @@ struct PollOptions {
   bool dry_run = false;         // backfill only: page and count, enqueue nothing
   bool from_beginning = false;  // backfill: restart its cursor
   const std::atomic<bool> *stop_requested = nullptr;
+  std::optional<int64_t> run_id;    // a sync run already started (by an API call) to report into
   std::optional<int64_t> since_ms;  // skip records modified before this (Unix ms), when known
   // After each page, with the records the source says are left (when it says).
   std::function<void(const store::SyncRunCounts &, std::optional<uint64_t> remaining)> on_progress;
