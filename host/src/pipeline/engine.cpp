@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <random>
 #include <sstream>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -225,7 +226,13 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
 
   void run_poll_lane() {
     if (stopping_) return;
-    if (paused() || !begin(polling_)) return schedule_poll(next_poll_delay());
+    if (paused()) return schedule_poll(next_poll_delay());
+    if (!begin(polling_)) {
+      // A poll asked for while one runs starts right after it, so nothing changed since the
+      // request is missed; the running poll reschedules.
+      poll_again_ = true;
+      return;
+    }
     asio::post(pool_, [self = shared_from_this()] {
       PollOptions options;
       options.stop_requested = &self->stopping_;
@@ -236,7 +243,10 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
                      outcome.pages, outcome.error);
       self->end(self->polling_);
       if (outcome.counts.enqueued) self->wake();
-      asio::post(self->strand_, [self] { self->schedule_poll(self->next_poll_delay()); });
+      asio::post(self->strand_, [self] {
+        const bool again = std::exchange(self->poll_again_, false);
+        self->schedule_poll(again ? Millis(0) : self->next_poll_delay());
+      });
     });
   }
 
@@ -274,6 +284,7 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
   bool processing_ = false;
   bool polling_ = false;
   bool backfilling_ = false;
+  bool poll_again_ = false;  // touched only on the strand
   Processor processor_;
   std::mt19937_64 rng_;  // touched only on the io thread (poll scheduling)
 };
