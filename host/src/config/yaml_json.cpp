@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "config/detail.hpp"
+#include "util/text.hpp"
 
 namespace crmhost::config::detail {
 
@@ -118,33 +119,12 @@ std::string join(const std::vector<std::string> &items, std::string_view separat
   return out;
 }
 
-namespace {
-
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      const bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
-                        std::tolower(static_cast<unsigned char>(b[j - 1]));
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (same ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
-}  // namespace
-
 std::string did_you_mean(std::string_view word, const std::vector<std::string> &candidates) {
   // Close in spelling ("evry", "retires"), or a part of a longer name ("secret").
   const std::string *best = nullptr;
   size_t best_distance = std::string::npos;
   for (const auto &candidate : candidates) {
-    const size_t distance = edit_distance(word, candidate);
+    const size_t distance = text::edit_distance(word, candidate, /*ignore_case=*/true);
     size_t prefix = 0;
     while (prefix < word.size() && prefix < candidate.size() && word[prefix] == candidate[prefix])
       ++prefix;

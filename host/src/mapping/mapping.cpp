@@ -12,6 +12,7 @@
 #include <rapidjson/writer.h>
 
 #include "util/json.hpp"
+#include "util/text.hpp"
 #include "util/time.hpp"
 
 namespace crmhost::mapping {
@@ -501,21 +502,6 @@ std::optional<std::string> apply_step(const Step &s, Value &v, Alloc &alloc) {
   return std::nullopt;
 }
 
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -668,7 +654,7 @@ struct RuleCompiler {
       std::string suggestion;
       size_t best = 3;
       for (const auto &[known, op] : ops()) {
-        const size_t d = edit_distance(name, known);
+        const size_t d = text::edit_distance(name, known);
         if (d < best) {
           best = d;
           suggestion = known;
