@@ -7,8 +7,18 @@
 #include <vector>
 
 #include "mapping/mapping.hpp"
+#include "util/json.hpp"
 
 namespace {
+
+// A mapped record is valid JSON and written exactly as RapidJSON's Writer would write it.
+void check_output(const crmhost::mapping::Result &r) {
+  if (r.ok == !r.error.empty()) __builtin_trap();
+  if (!r.ok) return;
+  rapidjson::Document d;
+  if (crmhost::json::try_parse(r.json, d, "output")) __builtin_trap();
+  if (crmhost::json::to_string(d) != r.json) __builtin_trap();
+}
 
 constexpr std::string_view kAllTransforms = R"({
   "a": {"from": "a|b.c|d[0]", "transform": ["trim", "lower", "upper", "title"]},
@@ -41,8 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const std::string_view input(reinterpret_cast<const char *>(data), size);
   const auto split = input.find("\n---\n");
   if (split == std::string_view::npos) {
-    auto r = fixed().apply(input);
-    if (r.ok == !r.error.empty()) __builtin_trap();
+    check_output(fixed().apply(input));
     return 0;
   }
   crmhost::mapping::Options options;
@@ -50,8 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   std::vector<crmhost::mapping::CompileProblem> problems;
   auto mapping = crmhost::mapping::Mapping::compile(input.substr(0, split), options, problems);
   if (problems.empty()) {
-    auto r = mapping.apply(input.substr(split + 5));
-    if (r.ok == !r.error.empty()) __builtin_trap();
+    check_output(mapping.apply(input.substr(split + 5)));
   }
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "mapping/mapping.hpp"
+#include "util/json.hpp"
 
 using namespace crmhost;
 
@@ -277,4 +278,39 @@ TEST_CASE("a preset's rules are overlaid by the pipeline's fields", "[mapping]")
         R"({"a":"x","b":"q","d":"w"})");
   CHECK_FALSE(mapping::find_preset("no-slash", {"/"}));
   CHECK_FALSE(mapping::find_preset("../etc/passwd", {"/"}));
+}
+
+TEST_CASE("the compact serialiser writes what RapidJSON's Writer writes", "[mapping]") {
+  const char *docs[] = {
+      R"({"a":"plain","b":"q\"uote\\back/slash","c":"\u0001\b\f\n\r\t\u001f","d":"é✓😀"})",
+      R"([0,-1,9223372036854775807,-9223372036854775808,18446744073709551615,0.1,-2.5e-8,1e300])",
+      R"({"n":null,"t":true,"f":false,"e":{},"z":[],"deep":{"x":[{"y":[1,{"w":""}]}]}})",
+      R"("a long string that is longer than sixteen bytes, with a \"quote\" in the middle")",
+  };
+  for (const char *text : docs) {
+    const auto doc = crmhost::json::parse(text, "doc");
+    std::string out = "prefix:";
+    crmhost::json::append_compact(doc, out);
+    CHECK(out == "prefix:" + crmhost::json::to_string(doc));
+  }
+  // A field value with every escape goes through a mapping unchanged in meaning.
+  std::vector<crmhost::mapping::CompileProblem> problems;
+  auto m = crmhost::mapping::Mapping::compile(R"({"note": "n"})", {}, problems);
+  REQUIRE(problems.empty());
+  CHECK(m.apply(R"({"n":"tab\there \"q\" \u0002"})").json ==
+        R"({"note":"tab\there \"q\" \u0002"})");
+}
+
+TEST_CASE("lookups stay right when records order their keys differently", "[mapping]") {
+  // Lookups start where the key was in the last record; that is a guess, never the answer.
+  std::vector<crmhost::mapping::CompileProblem> problems;
+  auto m =
+      crmhost::mapping::Mapping::compile(R"({"a": "x", "b": "y|z", "c": "w.v"})", {}, problems);
+  REQUIRE(problems.empty());
+  for (int round = 0; round < 3; ++round) {
+    CHECK(m.apply(R"({"x":1,"y":2,"w":{"v":3}})").json == R"({"a":1,"b":2,"c":3})");
+    CHECK(m.apply(R"({"w":{"q":0,"v":6},"z":5,"x":4})").json == R"({"a":4,"b":5,"c":6})");
+    CHECK(m.apply(R"({"y":8})").json == R"({"b":8})");
+    CHECK(m.apply(R"({"xx":1,"x":9,"yy":2})").json == R"({"a":9})");
+  }
 }

@@ -1,12 +1,16 @@
 #include "mapping/mapping.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
+#include <span>
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -25,11 +29,25 @@ using Alloc = rapidjson::Document::AllocatorType;
 // ---------------------------------------------------------------------------------------------
 // Paths: "address.city", "emails[0]", "CUSTOMFIELDS[FIELD_NAME=x].FIELD_VALUE"
 
+// Where a key was found in the last record: records of one source mostly share their key order,
+// so one comparison usually replaces a scan of every member. Relaxed, because a stale hint only
+// costs that scan.
+struct MemberHint {
+  mutable std::atomic<uint32_t> at{0};
+  MemberHint() = default;
+  MemberHint(const MemberHint &o) : at(o.at.load(std::memory_order_relaxed)) {}
+  MemberHint &operator=(const MemberHint &o) {
+    at.store(o.at.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    return *this;
+  }
+};
+
 struct PathStep {
   enum class Kind { key, index, select } kind = Kind::key;
   std::string key;    // key; select: the member compared
   size_t index = 0;   // index
   std::string match;  // select: the value it must have
+  MemberHint hint;    // key
 };
 using Path = std::vector<PathStep>;
 
@@ -45,7 +63,7 @@ std::optional<Path> parse_path(std::string_view text, std::string &error) {
     size_t end = text.find_first_of(".[", i);
     if (end == std::string_view::npos) end = text.size();
     if (end > i) {
-      path.push_back({PathStep::Kind::key, std::string(text.substr(i, end - i)), 0, {}});
+      path.push_back({PathStep::Kind::key, std::string(text.substr(i, end - i)), 0, {}, {}});
     } else if (text[i] != '[' || path.empty()) {
       return fail("empty segment");
     }
@@ -57,14 +75,20 @@ std::optional<Path> parse_path(std::string_view text, std::string &error) {
       const size_t eq = inner.find('=');
       if (eq != std::string_view::npos) {
         if (eq == 0) return fail("[key=value] needs a key");
-        path.push_back({PathStep::Kind::select, std::string(inner.substr(0, eq)), 0,
-                        std::string(inner.substr(eq + 1))});
+        path.push_back({PathStep::Kind::select,
+                        std::string(inner.substr(0, eq)),
+                        0,
+                        std::string(inner.substr(eq + 1)),
+                        {}});
       } else {
         if (inner.empty() ||
             !std::all_of(inner.begin(), inner.end(), [](char c) { return c >= '0' && c <= '9'; }))
           return fail("[...] holds an index or key=value");
-        path.push_back(
-            {PathStep::Kind::index, {}, std::strtoul(std::string(inner).c_str(), nullptr, 10), {}});
+        path.push_back({PathStep::Kind::index,
+                        {},
+                        std::strtoul(std::string(inner).c_str(), nullptr, 10),
+                        {},
+                        {}});
       }
       i = close + 1;
     }
@@ -103,8 +127,19 @@ const Value *resolve(const Value &root, const Path &path) {
     switch (step.kind) {
       case PathStep::Kind::key: {
         if (!cur->IsObject()) return nullptr;
+        const uint32_t hint = step.hint.at.load(std::memory_order_relaxed);
+        if (hint < cur->MemberCount()) {
+          const auto &member = *(cur->MemberBegin() + hint);
+          if (member.name.GetStringLength() == step.key.size() &&
+              std::memcmp(member.name.GetString(), step.key.data(), step.key.size()) == 0) {
+            cur = &member.value;
+            break;
+          }
+        }
         auto it = cur->FindMember(Value(rapidjson::StringRef(step.key.data(), step.key.size())));
         if (it == cur->MemberEnd()) return nullptr;
+        step.hint.at.store(static_cast<uint32_t>(it - cur->MemberBegin()),
+                           std::memory_order_relaxed);
         cur = &it->value;
         break;
       }
@@ -209,14 +244,15 @@ std::string quoted(const Value &v) {
 std::optional<double> as_number(const Value &v) {
   if (v.IsNumber()) return v.GetDouble();
   if (v.IsString()) {
-    std::string s(v.GetString(), v.GetStringLength());
+    std::string_view s(v.GetString(), v.GetStringLength());
     const auto b = s.find_first_not_of(" \t");
     const auto e = s.find_last_not_of(" \t");
-    if (b == std::string::npos) return std::nullopt;
+    if (b == std::string_view::npos) return std::nullopt;
     s = s.substr(b, e - b + 1);
-    char *end = nullptr;
-    const double d = std::strtod(s.c_str(), &end);
-    if (end != s.c_str() + s.size() || !std::isfinite(d)) return std::nullopt;
+    if (!s.empty() && s.front() == '+') s.remove_prefix(1);  // strtod took it; from_chars does not
+    double d = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
+    if (ec != std::errc() || end != s.data() + s.size() || !std::isfinite(d)) return std::nullopt;
     return d;
   }
   return std::nullopt;
@@ -231,6 +267,14 @@ void set_number(Value &v, double d) {
 
 void set_string(Value &v, std::string_view s, Alloc &alloc) {
   v.SetString(s.data(), static_cast<rapidjson::SizeType>(s.size()), alloc);
+}
+
+// ASCII only, on purpose: bytes of UTF-8 sequences pass unchanged whatever the locale.
+char ascii_lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
+}
+char ascii_upper(char c) {
+  return c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c;
 }
 
 std::string_view view(const Value &v) {
@@ -346,21 +390,30 @@ std::optional<std::string> apply_step(const Step &s, Value &v, Alloc &alloc) {
     case Op::title: {
       if (v.IsArray()) return apply_elementwise(s, v, alloc);
       if (!v.IsString()) return std::nullopt;
-      std::string t(view(v));
+      const std::string_view in = view(v);
       if (s.op == Op::trim) {
-        const auto b = t.find_first_not_of(" \t\r\n");
-        const auto e = t.find_last_not_of(" \t\r\n");
-        t = b == std::string::npos ? std::string() : t.substr(b, e - b + 1);
-      } else if (s.op == Op::lower) {
-        for (auto &c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        const auto b = in.find_first_not_of(" \t\r\n");
+        const auto e = in.find_last_not_of(" \t\r\n");
+        if (b == 0 && e + 1 == in.size()) return std::nullopt;
+        set_string(v, b == std::string_view::npos ? std::string_view() : in.substr(b, e - b + 1),
+                   alloc);
+        return std::nullopt;
+      }
+      // Written straight into the record's pool: no heap allocation per value.
+      char *t = static_cast<char *>(alloc.Malloc(in.size() + 1));
+      std::memcpy(t, in.data(), in.size());
+      t[in.size()] = '\0';
+      const std::span<char> chars(t, in.size());
+      if (s.op == Op::lower) {
+        for (auto &c : chars) c = static_cast<char>(ascii_lower(c));
       } else if (s.op == Op::upper) {
-        for (auto &c : t) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        for (auto &c : chars) c = static_cast<char>(ascii_upper(c));
       } else {
         bool start = true;
-        for (auto &c : t) {
+        for (auto &c : chars) {
           const auto u = static_cast<unsigned char>(c);
           if (std::isalpha(u)) {
-            c = static_cast<char>(start ? std::toupper(u) : std::tolower(u));
+            c = start ? ascii_upper(c) : ascii_lower(c);
             start = false;
           } else {
             start = c == ' ' || c == '-' || c == '\t' || c == '\'' || c == '.';
@@ -368,7 +421,7 @@ std::optional<std::string> apply_step(const Step &s, Value &v, Alloc &alloc) {
           }
         }
       }
-      set_string(v, t, alloc);
+      v.SetString(rapidjson::StringRef(t, static_cast<rapidjson::SizeType>(in.size())));
       return std::nullopt;
     }
     case Op::multiply:
@@ -462,7 +515,7 @@ std::optional<std::string> apply_step(const Step &s, Value &v, Alloc &alloc) {
       }
       if (!v.IsString()) return bad("is not a yes/no value");
       std::string t(view(v));
-      for (auto &c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      for (auto &c : t) c = static_cast<char>(ascii_lower(c));
       if (t == "true" || t == "yes" || t == "y" || t == "1" || t == "on") {
         v.SetBool(true);
       } else if (t == "false" || t == "no" || t == "n" || t == "0" || t == "off") {
@@ -516,6 +569,9 @@ struct Mapping::Rule {
   std::vector<Step> steps;
   std::optional<rapidjson::Document> fallback;  // default
   bool required = false;
+  // No other rule's target is this one, below it or above it: the value is appended to the
+  // output without looking for a member of the same name.
+  bool sole_target = false;
 };
 
 Mapping::Mapping() = default;
@@ -824,6 +880,14 @@ Mapping Mapping::compile(const rapidjson::Value &fields, const Options &options,
         m.read_keys_.push_back(path[0].key);
     m.rules_.push_back(std::move(rule));
   }
+  for (auto &rule : m.rules_) {
+    const auto &mine = rule->target_path;
+    rule->sole_target =
+        mine.size() == 1 && std::none_of(m.rules_.begin(), m.rules_.end(), [&](const auto &other) {
+          return other.get() != rule.get() && !other->target_path.empty() &&
+                 other->target_path[0] == mine[0];
+        });
+  }
   return m;
 }
 
@@ -870,13 +934,19 @@ std::optional<std::string> Mapping::apply(const rapidjson::Value &record, rapidj
                                        : json::quote(rule.from_text) + " has no value");
       if (value.IsNull()) continue;  // absent at the source: leave the target's value alone
     }
-    // Place at the target path, creating objects on the way.
+    // Place at the target path, creating objects on the way. Names are references to the rule's
+    // strings: the output is serialised before this Mapping can go away.
+    if (rule.sole_target) {
+      const std::string &name = rule.target_path[0];
+      out.AddMember(Value(rapidjson::StringRef(name.data(), name.size())), value, alloc);
+      continue;
+    }
     Value *cur = &out;
     for (size_t i = 0; i + 1 < rule.target_path.size(); ++i) {
       const std::string &k = rule.target_path[i];
       auto it = cur->FindMember(Value(rapidjson::StringRef(k.data(), k.size())));
       if (it == cur->MemberEnd()) {
-        cur->AddMember(Value(k.data(), static_cast<rapidjson::SizeType>(k.size()), alloc),
+        cur->AddMember(Value(rapidjson::StringRef(k.data(), k.size())),
                        Value(rapidjson::kObjectType), alloc);
         cur = &(cur->MemberEnd() - 1)->value;
       } else {
@@ -890,8 +960,7 @@ std::optional<std::string> Mapping::apply(const rapidjson::Value &record, rapidj
     if (it != cur->MemberEnd())
       it->value = value;
     else
-      cur->AddMember(Value(leaf.data(), static_cast<rapidjson::SizeType>(leaf.size()), alloc),
-                     value, alloc);
+      cur->AddMember(Value(rapidjson::StringRef(leaf.data(), leaf.size())), value, alloc);
   }
   if (options_.copy_unmapped) {
     for (auto it = record.MemberBegin(); it != record.MemberEnd(); ++it) {
@@ -923,11 +992,9 @@ Result Mapping::apply(std::string_view record_json) const {
     result.error = std::move(*error);
     return result;
   }
-  rapidjson::StringBuffer buffer(nullptr, record_json.size() + 64);
-  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
-  out.Accept(writer);
+  result.json.reserve(record_json.size());
+  json::append_compact(out, result.json);
   result.ok = true;
-  result.json.assign(buffer.GetString(), buffer.GetSize());
   return result;
 }
 

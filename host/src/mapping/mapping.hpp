@@ -47,14 +47,14 @@ class Mapping {
 
   // Maps one record given as JSON text. Thread-safe.
   Result apply(std::string_view record_json) const;
-  // Maps a parsed record into `out` (an object allocated with `alloc`); returns an error message.
-  std::optional<std::string> apply(const rapidjson::Value &record, rapidjson::Value &out,
-                                   rapidjson::Document::AllocatorType &alloc) const;
-
   size_t rule_count() const { return rules_.size(); }
 
  private:
   Mapping();
+  // Maps a parsed record into `out` (an object allocated with `alloc`); returns an error message.
+  // `out` borrows strings from the record and from this Mapping: serialise it before either goes.
+  std::optional<std::string> apply(const rapidjson::Value &record, rapidjson::Value &out,
+                                   rapidjson::Document::AllocatorType &alloc) const;
   std::vector<std::unique_ptr<Rule>> rules_;
   std::vector<std::string> read_keys_;  // top-level source keys the rules read
   Options options_;

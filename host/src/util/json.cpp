@@ -1,6 +1,12 @@
 #include "util/json.hpp"
 
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+
 #include <rapidjson/error/en.h>
+#include <rapidjson/internal/dtoa.h>
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -27,6 +33,124 @@ std::string to_string(const rapidjson::Value &value) {
   rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
   value.Accept(writer);
   return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+namespace {
+
+// What RapidJSON's Writer writes for each byte inside a string: 0 (itself), 'u' (\u00XX), or
+// the letter after the backslash.
+struct EscapeTable {
+  char code[256] = {};
+  constexpr EscapeTable() {
+    for (int c = 0; c < 0x20; ++c) code[c] = 'u';
+    code[static_cast<unsigned char>('\b')] = 'b';
+    code[static_cast<unsigned char>('\t')] = 't';
+    code[static_cast<unsigned char>('\n')] = 'n';
+    code[static_cast<unsigned char>('\f')] = 'f';
+    code[static_cast<unsigned char>('\r')] = 'r';
+    code[static_cast<unsigned char>('"')] = '"';
+    code[static_cast<unsigned char>('\\')] = '\\';
+  }
+};
+constexpr EscapeTable kEscape;
+
+// Writes into `out` through a raw pointer, growing it ahead of each value: per-byte push_back
+// was the cost of serialising.
+class CompactWriter {
+ public:
+  explicit CompactWriter(std::string &out) : out_(out), at_(out.size()) {}
+  ~CompactWriter() { out_.resize(at_); }
+
+  void value(const rapidjson::Value &v) {
+    switch (v.GetType()) {
+      case rapidjson::kNullType:
+        return literal("null", 4);
+      case rapidjson::kFalseType:
+        return literal("false", 5);
+      case rapidjson::kTrueType:
+        return literal("true", 4);
+      case rapidjson::kStringType:
+        return string(v.GetString(), v.GetStringLength());
+      case rapidjson::kNumberType: {
+        char *w = room(32);
+        char *end = w;
+        if (v.IsInt64())
+          end = std::to_chars(w, w + 32, v.GetInt64()).ptr;
+        else if (v.IsUint64())
+          end = std::to_chars(w, w + 32, v.GetUint64()).ptr;
+        else if (!std::isfinite(v.GetDouble()))
+          end = std::copy_n("null", 4, w);
+        else
+          end = rapidjson::internal::dtoa(v.GetDouble(), w);  // the form Writer writes
+        at_ = static_cast<size_t>(end - out_.data());
+        return;
+      }
+      case rapidjson::kObjectType: {
+        literal("{", 1);
+        bool first = true;
+        for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
+          if (!first) literal(",", 1);
+          first = false;
+          string(it->name.GetString(), it->name.GetStringLength());
+          literal(":", 1);
+          value(it->value);
+        }
+        return literal("}", 1);
+      }
+      case rapidjson::kArrayType: {
+        literal("[", 1);
+        bool first = true;
+        for (const auto &item : v.GetArray()) {
+          if (!first) literal(",", 1);
+          first = false;
+          value(item);
+        }
+        return literal("]", 1);
+      }
+    }
+  }
+
+ private:
+  char *room(size_t n) {
+    if (at_ + n > out_.size()) out_.resize(std::max(out_.size() * 2, at_ + n + 256));
+    return out_.data() + at_;
+  }
+  void literal(const char *s, size_t n) {
+    std::memcpy(room(n), s, n);
+    at_ += n;
+  }
+  void string(const char *s, size_t n) {
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    char *w = room(2 + 6 * n);
+    *w++ = '"';
+    for (size_t i = 0; i < n; ++i) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      const char code = kEscape.code[c];
+      if (code == 0) {
+        *w++ = static_cast<char>(c);
+        continue;
+      }
+      *w++ = '\\';
+      *w++ = code;
+      if (code == 'u') {
+        *w++ = '0';
+        *w++ = '0';
+        *w++ = kHex[c >> 4];
+        *w++ = kHex[c & 15];
+      }
+    }
+    *w++ = '"';
+    at_ = static_cast<size_t>(w - out_.data());
+  }
+
+  std::string &out_;
+  size_t at_;
+};
+
+}  // namespace
+
+void append_compact(const rapidjson::Value &value, std::string &out) {
+  CompactWriter(out).value(value);
 }
 
 std::string to_pretty_string(const rapidjson::Value &value) {

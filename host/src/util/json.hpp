@@ -22,6 +22,9 @@ std::optional<std::string> try_parse(std::string_view text, rapidjson::Document 
                                      std::string_view what);
 
 std::string to_string(const rapidjson::Value &value);
+// Appends the same text as to_string (compact, RapidJSON's escaping and number forms), faster:
+// for hot paths that serialise many small documents. Non-finite numbers become null.
+void append_compact(const rapidjson::Value &value, std::string &out);
 std::string to_pretty_string(const rapidjson::Value &value);
 
 // The member `key` of `object` if it exists and is a string.

@@ -89,6 +89,22 @@ std::string format_iso8601_ms(int64_t ms) {
   const int64_t d = doy - (153 * mp + 2) / 5 + 1;
   const int64_t m = mp < 10 ? mp + 3 : mp - 9;
   const int64_t y = yoe + era * 400 + (m <= 2);
+  if (y >= 0 && y <= 9999) {
+    // The common case, without printf: this runs once per mapped datetime field.
+    std::string out = "0000-00-00T00:00:00.000Z";
+    const auto put = [&out](size_t at, int64_t value, int width) {
+      for (int i = width - 1; i >= 0; --i, value /= 10)
+        out[at + static_cast<size_t>(i)] = static_cast<char>('0' + value % 10);
+    };
+    put(0, y, 4);
+    put(5, m, 2);
+    put(8, d, 2);
+    put(11, rem / 3600000, 2);
+    put(14, rem / 60000 % 60, 2);
+    put(17, rem / 1000 % 60, 2);
+    put(20, rem % 1000, 3);
+    return out;
+  }
   char out[40];
   std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", static_cast<int>(y),
                 static_cast<int>(m), static_cast<int>(d), static_cast<int>(rem / 3600000),
