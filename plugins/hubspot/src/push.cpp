@@ -1,0 +1,428 @@
+// push: HubSpot's batch create/update/upsert (100 inputs a call) and per-record DELETE, with one
+// result per input mapped from HubSpot's results[] and errors[] (207 partial failures included).
+#include <algorithm>
+#include <cctype>
+#include <map>
+
+#include "connector.hpp"
+
+namespace crmhost::hubspot {
+
+using rapidjson::Value;
+using sdk::Error;
+
+struct HubSpotConnector::PushItem {
+  size_t index = 0;
+  std::string ref, id, match_value;
+  const Value *data = nullptr;
+  bool done = false, ok = false, created = false, retryable = false;
+  std::string result_id, code, message;
+
+  void succeed(std::string target_id, bool was_created) {
+    done = ok = true;
+    result_id = std::move(target_id);
+    created = was_created;
+  }
+  void error(std::string error_code, std::string text, bool retry) {
+    done = true;
+    ok = false;
+    code = std::move(error_code);
+    message = std::move(text);
+    retryable = retry;
+  }
+};
+
+namespace {
+
+using Alloc = rapidjson::Document::AllocatorType;
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+std::string text_of(const Value &v) {
+  if (v.IsString()) return std::string(v.GetString(), v.GetStringLength());
+  if (v.IsUint64()) return std::to_string(v.GetUint64());
+  if (v.IsInt64()) return std::to_string(v.GetInt64());
+  if (v.IsDouble()) return sdk::to_json(v);
+  if (v.IsBool()) return v.GetBool() ? "true" : "false";
+  return "";
+}
+
+std::string get_string(const Value &v, const char *key) {
+  auto it = v.IsObject() ? v.FindMember(key) : v.MemberEnd();
+  return it != v.MemberEnd() ? text_of(it->value) : std::string();
+}
+
+// Properties HubSpot computes itself; writing them is refused, so they are left out.
+bool read_only(std::string_view name) {
+  return name == "hs_object_id" || name == "createdate" || name == "lastmodifieddate" ||
+         name == "hs_lastmodifieddate";
+}
+
+// HubSpot properties are scalars: arrays become its `;` multi-select text, null clears a value.
+// Returns an error message for what cannot be a property.
+std::string to_properties(const Value &data, Value &out, Alloc &alloc) {
+  out.SetObject();
+  for (const auto &m : data.GetObject()) {
+    const std::string name(m.name.GetString(), m.name.GetStringLength());
+    if (read_only(name)) continue;
+    const Value &v = m.value;
+    Value converted;
+    if (v.IsNull()) {
+      converted.SetString("", alloc);
+    } else if (v.IsString() || v.IsNumber()) {
+      converted.CopyFrom(v, alloc);
+    } else if (v.IsBool()) {
+      converted.SetString(v.GetBool() ? "true" : "false", alloc);
+    } else if (v.IsArray()) {
+      std::string joined;
+      for (const auto &item : v.GetArray()) {
+        if (item.IsObject() || item.IsArray())
+          return "property \"" + name + "\" holds nested values; HubSpot takes scalars";
+        joined += (joined.empty() ? "" : ";") + text_of(item);
+      }
+      converted.SetString(joined.c_str(), alloc);
+    } else {
+      return "property \"" + name + "\" is an object; HubSpot takes scalars";
+    }
+    out.AddMember(Value(name.c_str(), alloc), converted, alloc);
+  }
+  return "";
+}
+
+// HubSpot's error category -> crmhost's code and whether a retry can help.
+std::pair<std::string, bool> classify(const std::string &category, int status) {
+  if (category == "VALIDATION_ERROR" || category == "INVALID_EMAIL")
+    return {"invalid_input", false};
+  if (category == "OBJECT_NOT_FOUND") return {"not_found", false};
+  if (category == "CONFLICT") return {"conflict", false};
+  if (category == "RATE_LIMITS") return {"rate_limited", true};
+  if (status == 429) return {"rate_limited", true};
+  if (status >= 500 || status == 0) return {"remote", true};
+  if (status == 404) return {"not_found", false};
+  if (status == 409) return {"conflict", false};
+  if (status == 400) return {"invalid_input", false};
+  return {"remote", false};
+}
+
+std::string error_message(const Value &e, int status) {
+  std::string message = get_string(e, "message").substr(0, 300);
+  const std::string category = get_string(e, "category");
+  if (message.empty()) message = "HubSpot answered " + std::to_string(status);
+  return category.empty() ? message : category + ": " + message;
+}
+
+// The ids an error's context names (HubSpot's `context.ids`; objectWriteTraceId (guess)).
+std::vector<std::string> context_values(const Value &e, const char *key) {
+  std::vector<std::string> out;
+  auto context = e.FindMember("context");
+  if (context == e.MemberEnd() || !context->value.IsObject()) return out;
+  auto it = context->value.FindMember(key);
+  if (it == context->value.MemberEnd()) return out;
+  if (it->value.IsArray()) {
+    for (const auto &v : it->value.GetArray()) out.push_back(text_of(v));
+  } else {
+    out.push_back(text_of(it->value));
+  }
+  return out;
+}
+
+}  // namespace
+
+crm_status HubSpotConnector::push(const Value &request, rapidjson::Document &result) {
+  const ObjectInfo &object = object_of(request, "push");
+  std::string mode = get_string(request, "mode");
+  if (mode.empty()) mode = "upsert";
+  if (mode != "upsert" && mode != "create" && mode != "update" && mode != "delete")
+    throw Error(CRM_ERR_INVALID_INPUT,
+                "push request: mode \"" + mode + "\" is not upsert, create, update or delete");
+  if (!request.HasMember("records") || !request["records"].IsArray())
+    throw Error(CRM_ERR_INVALID_INPUT, "push request: \"records\" must be an array");
+  const auto &records = request["records"];
+  if (records.Size() > 100)
+    throw Error(CRM_ERR_INVALID_INPUT, "push request: " + std::to_string(records.Size()) +
+                                           " records exceed max_batch 100");
+  const bool contact = std::string_view(object.name) == "contact";
+  std::string match_on = get_string(request, "match_on");
+  if (match_on.empty() && contact) match_on = "email";
+
+  std::vector<PushItem> items(records.Size());
+  for (rapidjson::SizeType i = 0; i < records.Size(); ++i) {
+    PushItem &item = items[i];
+    const Value &r = records[i];
+    item.index = i;
+    item.ref = get_string(r, "ref");
+    item.id = get_string(r, "id");
+    if (r.IsObject() && r.HasMember("data") && r["data"].IsObject()) item.data = &r["data"];
+    if (item.data && !match_on.empty()) item.match_value = get_string(*item.data, match_on.c_str());
+    if (mode != "delete" && !item.data)
+      item.error("invalid_input", "\"data\" must be an object", false);
+  }
+
+  bool written = false;
+  if (mode == "delete") {
+    resolve_by_property(object, match_on, items);
+    for (auto &item : items) {
+      if (item.done) continue;
+      if (item.id.empty())
+        item.error("not_found", "no " + std::string(object.name) + " matches this record", false);
+      else
+        delete_one(object, item, written);
+    }
+  } else {
+    // Contacts are upserted on email by HubSpot itself; other match keys are looked up first.
+    const bool native_upsert = contact && match_on == "email";
+    if (mode != "create" && !native_upsert) resolve_by_property(object, match_on, items);
+    std::vector<PushItem *> updates, upserts, creates;
+    for (auto &item : items) {
+      if (item.done) continue;
+      if (mode == "create") {
+        creates.push_back(&item);
+      } else if (!item.id.empty()) {
+        updates.push_back(&item);
+      } else if (native_upsert && !item.match_value.empty()) {
+        upserts.push_back(&item);
+      } else if (mode == "update") {
+        item.error("not_found",
+                   "no " + std::string(object.name) + " has this id or " +
+                       (match_on.empty() ? std::string("match key") : match_on),
+                   false);
+      } else {
+        creates.push_back(&item);
+      }
+    }
+    if (!updates.empty()) push_batch(object, "update", updates, "", written);
+    // HubSpot refuses one upsert batch naming the same email twice: later duplicates go in a
+    // batch of their own.
+    while (!upserts.empty()) {
+      std::vector<PushItem *> round, later;
+      std::set<std::string> seen;
+      for (PushItem *item : upserts)
+        (seen.insert(lower(item->match_value)).second ? round : later).push_back(item);
+      push_batch(object, "upsert", round, "email", written);
+      upserts = std::move(later);
+    }
+    if (!creates.empty()) push_batch(object, "create", creates, "", written);
+  }
+
+  auto &alloc = result.GetAllocator();
+  Value results(rapidjson::kArrayType);
+  for (const auto &item : items) {
+    Value r(rapidjson::kObjectType);
+    r.AddMember("ref", Value(item.ref.c_str(), alloc), alloc);
+    if (item.ok) {
+      r.AddMember("status", "ok", alloc);
+      r.AddMember("id", Value(item.result_id.c_str(), alloc), alloc);
+      r.AddMember("created", item.created, alloc);
+    } else {
+      r.AddMember("status", "error", alloc);
+      r.AddMember("code", Value(item.done ? item.code.c_str() : "remote", alloc), alloc);
+      r.AddMember("retryable", item.done ? item.retryable : true, alloc);
+      r.AddMember("message",
+                  Value(item.done ? item.message.c_str() : "HubSpot returned no result", alloc),
+                  alloc);
+    }
+    results.PushBack(r, alloc);
+  }
+  result.AddMember("results", results, alloc);
+  return CRM_OK;
+}
+
+void HubSpotConnector::resolve_by_property(const ObjectInfo &object, const std::string &property,
+                                           std::vector<PushItem> &items) {
+  std::vector<PushItem *> wanted;
+  for (auto &item : items)
+    if (!item.done && item.id.empty() && !item.match_value.empty()) wanted.push_back(&item);
+  if (wanted.empty() || property.empty()) return;
+  // One search with IN finds the records that already carry these values.
+  rapidjson::Document body(rapidjson::kObjectType);
+  auto &a = body.GetAllocator();
+  Value values(rapidjson::kArrayType), filter(rapidjson::kObjectType),
+      filters(rapidjson::kArrayType), group(rapidjson::kObjectType), groups(rapidjson::kArrayType),
+      properties(rapidjson::kArrayType), sort(rapidjson::kObjectType), sorts(rapidjson::kArrayType);
+  std::set<std::string> distinct;
+  for (PushItem *item : wanted)
+    if (distinct.insert(item->match_value).second)
+      values.PushBack(Value(item->match_value.c_str(), a), a);
+  filter.AddMember("propertyName", Value(property.c_str(), a), a);
+  filter.AddMember("operator", "IN", a);
+  filter.AddMember("values", values, a);
+  filters.PushBack(filter, a);
+  group.AddMember("filters", filters, a);
+  groups.PushBack(group, a);
+  properties.PushBack(Value(property.c_str(), a), a);
+  sort.AddMember("propertyName", "hs_object_id", a);
+  sort.AddMember("direction", "ASCENDING", a);
+  sorts.PushBack(sort, a);
+  body.AddMember("filterGroups", groups, a);
+  body.AddMember("sorts", sorts, a);
+  body.AddMember("properties", properties, a);
+  body.AddMember("limit", 200, a);
+  const rapidjson::Document found =
+      api_json("POST", std::string("/crm/v3/objects/") + object.path + "/search",
+               sdk::to_json(body), CRM_HTTP_IDEMPOTENT);
+  // The oldest record holding a value wins when several do.
+  std::map<std::string, std::string> id_by_value;
+  if (found.HasMember("results") && found["results"].IsArray())
+    for (const auto &r : found["results"].GetArray())
+      if (r.HasMember("properties") && r["properties"].IsObject())
+        id_by_value.emplace(lower(get_string(r["properties"], property.c_str())),
+                            get_string(r, "id"));
+  for (PushItem *item : wanted)
+    if (auto it = id_by_value.find(lower(item->match_value)); it != id_by_value.end())
+      item->id = it->second;
+}
+
+void HubSpotConnector::delete_one(const ObjectInfo &object, PushItem &item, bool &written) {
+  sdk::HttpResponse response;
+  try {
+    response = api("DELETE", std::string("/crm/v3/objects/") + object.path + "/" + item.id, {}, 0);
+  } catch (const Error &e) {
+    if (!written) throw;
+    item.error("transport", e.what(), true);
+    return;
+  }
+  // Already gone is what a delete wants: a repeated delete must not dead-letter.
+  if ((response.status >= 200 && response.status <= 299) || response.status == 404) {
+    item.succeed(item.id, false);
+    written = true;
+    return;
+  }
+  if (!written) fail(response, "DELETE " + std::string(object.path));
+  rapidjson::Document doc;
+  doc.Parse(response.body.data(), response.body.size());
+  const auto [code, retry] =
+      classify(doc.IsObject() ? get_string(doc, "category") : "", response.status);
+  item.error(code,
+             doc.IsObject() ? error_message(doc, response.status)
+                            : "HubSpot answered " + std::to_string(response.status),
+             retry);
+}
+
+void HubSpotConnector::push_batch(const ObjectInfo &object, const std::string &action,
+                                  std::vector<PushItem *> items, const std::string &id_property,
+                                  bool &written) {
+  if (items.empty()) return;
+  rapidjson::Document body(rapidjson::kObjectType);
+  auto &a = body.GetAllocator();
+  Value inputs(rapidjson::kArrayType);
+  std::vector<PushItem *> sent;
+  for (PushItem *item : items) {
+    Value properties;
+    if (std::string problem = to_properties(*item->data, properties, a); !problem.empty()) {
+      item->error("invalid_input", problem, false);
+      continue;
+    }
+    Value input(rapidjson::kObjectType);
+    if (action == "update") input.AddMember("id", Value(item->id.c_str(), a), a);
+    if (action == "upsert") {
+      input.AddMember("id", Value(item->match_value.c_str(), a), a);
+      input.AddMember("idProperty", Value(id_property.c_str(), a), a);
+    }
+    input.AddMember("properties", properties, a);
+    // Lets errors (and, where HubSpot echoes it, results) name the input (guess: the fact sheet
+    // does not show it).
+    input.AddMember("objectWriteTraceId", Value(std::to_string(item->index).c_str(), a), a);
+    inputs.PushBack(input, a);
+    sent.push_back(item);
+  }
+  if (sent.empty()) return;
+  body.AddMember("inputs", inputs, a);
+  const std::string path = std::string("/crm/v3/objects/") + object.path + "/batch/" + action;
+  // A create repeated after a lost answer would make a duplicate: only updates may be retried.
+  const uint32_t flags = action == "create" ? 0u : CRM_HTTP_IDEMPOTENT;
+
+  auto fail_all = [&](const std::string &code, const std::string &message, bool retry) {
+    for (PushItem *item : sent)
+      if (!item->done) item->error(code, message, retry);
+  };
+  sdk::HttpResponse response;
+  try {
+    response = api("POST", path, sdk::to_json(body), flags);
+  } catch (const Error &e) {
+    if (!written) throw;  // nothing written yet: the whole call fails and is retried as one
+    fail_all(e.status() == CRM_ERR_RATE_LIMITED ? "rate_limited" : "transport", e.what(), true);
+    return;
+  }
+  const int status = response.status;
+  rapidjson::Document doc;
+  doc.Parse(response.body.data(), response.body.size());
+  const bool json = !doc.HasParseError() && doc.IsObject();
+  if (status == 200 || status == 201 || status == 207) {
+    written = true;
+    std::map<std::string, PushItem *> by_key;  // id, lower-case email, or trace id
+    for (PushItem *item : sent) {
+      by_key["trace:" + std::to_string(item->index)] = item;
+      if (action == "update") by_key["id:" + item->id] = item;
+      if (action == "upsert") by_key["id:" + lower(item->match_value)] = item;
+    }
+    if (json && doc.HasMember("errors") && doc["errors"].IsArray())
+      for (const auto &e : doc["errors"].GetArray()) {
+        // An error's own "status" is the word "error"; its category says what went wrong.
+        const auto [code, retry] = classify(get_string(e, "category"), 400);
+        const std::string message = error_message(e, status);
+        bool matched = false;
+        for (const auto &trace : context_values(e, "objectWriteTraceId"))
+          if (auto it = by_key.find("trace:" + trace); it != by_key.end() && !it->second->done) {
+            it->second->error(code, message, retry);
+            matched = true;
+          }
+        for (const auto &id : context_values(e, "ids"))
+          if (auto it = by_key.find("id:" + lower(id)); it != by_key.end() && !it->second->done) {
+            it->second->error(code, message, retry);
+            matched = true;
+          }
+        if (!matched) log(CRM_LOG_WARN, "push " + action + ": an error names no input: " + message);
+      }
+    std::vector<const Value *> unmatched;
+    if (json && doc.HasMember("results") && doc["results"].IsArray())
+      for (const auto &r : doc["results"].GetArray()) {
+        const std::string id = get_string(r, "id");
+        PushItem *item = nullptr;
+        if (auto t = get_string(r, "objectWriteTraceId"); !t.empty() && by_key.count("trace:" + t))
+          item = by_key["trace:" + t];
+        else if (action == "update" && by_key.count("id:" + id))
+          item = by_key["id:" + id];
+        else if (action == "upsert" && r.HasMember("properties") && r["properties"].IsObject() &&
+                 by_key.count("id:" + lower(get_string(r["properties"], id_property.c_str()))))
+          item = by_key["id:" + lower(get_string(r["properties"], id_property.c_str()))];
+        const bool created =
+            action == "create" || (r.HasMember("new") && r["new"].IsBool() && r["new"].GetBool());
+        if (item && !item->done)
+          item->succeed(id, created);
+        else
+          unmatched.push_back(&r);
+      }
+    // Results that name no input are taken in input order (guess: HubSpot keeps the order).
+    auto next = unmatched.begin();
+    for (PushItem *item : sent)
+      if (!item->done && next != unmatched.end()) {
+        const Value &r = **next++;
+        item->succeed(
+            get_string(r, "id"),
+            action == "create" || (r.HasMember("new") && r["new"].IsBool() && r["new"].GetBool()));
+      }
+    // Without a result the outcome is unknown; a create is not repeated blindly.
+    for (PushItem *item : sent)
+      if (!item->done)
+        item->error("remote", "HubSpot returned no result for this record", action != "create");
+    return;
+  }
+  const std::string category = json ? get_string(doc, "category") : "";
+  const std::string message =
+      json ? error_message(doc, status) : "HubSpot answered " + std::to_string(status);
+  if ((status == 400 || status == 409) && sent.size() > 1) {
+    // HubSpot refuses a whole batch for one bad input: send each alone to find it.
+    for (PushItem *item : sent) push_batch(object, action, {item}, id_property, written);
+    return;
+  }
+  if (!written && (status == 401 || status == 403 || status == 429 || status >= 500))
+    fail(response, "POST " + path);
+  const auto [code, retry] = classify(category, status);
+  fail_all(status == 401 || status == 403 ? "unauthorized" : code, message, retry || status == 401);
+}
+
+}  // namespace crmhost::hubspot
