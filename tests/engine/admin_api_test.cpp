@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <unistd.h>
 #include <catch2/catch.hpp>
@@ -68,6 +69,12 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
           R"([{"object":"contact","id":"a1","data":{"email":"ann@example.com","api_key":"k-1"}}])"),
       ctx);
   CHECK(hook.status == 200);
+  auto again = admin::route(
+      call(
+          "POST", "/hooks/memory", "",
+          R"([{"object":"contact","id":"a1","data":{"email":"ann@example.com","api_key":"k-1"}}])"),
+      ctx);
+  CHECK(again.status == 200);  // the same delivery again: absorbed
 
   auto list = admin::route(call("GET", "/pipelines"), ctx);
   REQUIRE(list.status == 200);
@@ -76,6 +83,17 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
   CHECK(std::string(pipelines[0]["name"].GetString()) == "contacts");
   CHECK(pipelines[0]["paused"].GetBool());
   CHECK(pipelines[0]["queue"]["pending"].GetInt64() == 1);
+  CHECK(pipelines[0]["counts"]["received"].GetInt64() == 2);
+  CHECK(pipelines[0]["counts"]["deduplicated"].GetInt64() == 1);
+  CHECK(pipelines[0]["counts"]["pushed"].GetInt64() == 0);
+  CHECK(pipelines[0]["latency_seconds"]["p50"].IsNull());
+  CHECK_FALSE(pipelines[0].HasMember("polls"));  // a webhook pipeline does not poll
+
+  auto health = admin::route(call("GET", "/health/src"), ctx);
+  CHECK(health.status == 200);
+  CHECK_THAT(health.body, Catch::Contains(R"("ok":true)"));
+  CHECK(admin::route(call("GET", "/health/src", ""), ctx).status == 401);
+  CHECK(admin::route(call("GET", "/health/nope"), ctx).status == 404);
 
   CHECK(admin::route(call("POST", "/pipelines/nope/pause"), ctx).status == 404);
   CHECK(admin::route(call("POST", "/pause-all"), ctx).status == 200);
@@ -133,14 +151,29 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
 
   CHECK(admin::route(call("POST", "/pipelines/contacts/backfill"), ctx).status == 409);  // no poll
 
+  // Once pushed, the pipeline reports the push and its latency from receipt.
+  engine.resume("contacts");
+  rapidjson::Document after;
+  for (int i = 0; i < 100; ++i) {
+    after = json::parse(admin::route(call("GET", "/pipelines/contacts"), ctx).body, "pipeline");
+    if (after["counts"]["pushed"].GetInt64() > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(after["counts"]["pushed"].GetInt64() == 1);
+  REQUIRE(after["latency_seconds"]["p50"].IsNumber());
+  CHECK(after["latency_seconds"]["p50"].GetDouble() > 0);
+  CHECK(after["latency_seconds"]["p95"].GetDouble() >= after["latency_seconds"]["p50"].GetDouble());
+  engine.pause("contacts");
+
   // Every route of docs/admin-api.yaml is one the router really has: none of them reaches the
   // router's "no such admin route" fallback.
   const YAML::Node spec = YAML::LoadFile(CRMHOST_SOURCE_DIR "/docs/admin-api.yaml");
   int documented = 0;
   for (const auto &path : spec["paths"]) {
     std::string target = path.first.as<std::string>();
-    for (const auto &[param, value] :
-         {std::pair<std::string, std::string>{"{name}", "contacts"}, {"{id}", std::to_string(id)}})
+    for (const auto &[param, value] : {std::pair<std::string, std::string>{"{name}", "contacts"},
+                                       {"{id}", std::to_string(id)},
+                                       {"{connection}", "src"}})
       if (auto at = target.find(param); at != std::string::npos)
         target.replace(at, param.size(), value);
     for (const char *method : {"get", "post"}) {
@@ -154,7 +187,7 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
       CHECK(response.status != 405);
     }
   }
-  CHECK(documented == 15);
+  CHECK(documented == 16);
 
   admin::RouterContext closed{engine, *db, ""};
   CHECK(admin::route(call("GET", "/pipelines"), closed).status == 403);

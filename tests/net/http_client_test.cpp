@@ -2,16 +2,18 @@
 // raw acceptor that drops connections, and a TLS server whose CA is made at test time.
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <sstream>
 #include <thread>
 #include <vector>
 
-#include <openssl/evp.h>
-#include <openssl/pem.h>
+#include <unistd.h>
+
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/ip/tcp.hpp>
@@ -25,6 +27,8 @@
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
 #include "net/rate_limiter.hpp"
+#include "test_pki.hpp"
+#include "util/metrics.hpp"
 
 using namespace crmhost;
 using namespace std::chrono_literals;
@@ -139,79 +143,6 @@ struct DroppingServer {
   uint16_t port() const { return acceptor.local_endpoint().port(); }
 };
 
-// ---- A test CA and server certificate, made with OpenSSL's C API --------------------------------
-
-struct Pki {
-  std::string ca_pem, cert_pem, key_pem;
-};
-
-void add_ext(X509 *cert, X509 *issuer, int nid, const char *value) {
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION *ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-  REQUIRE(ext != nullptr);
-  X509_add_ext(cert, ext, -1);
-  X509_EXTENSION_free(ext);
-}
-
-X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *signer, bool ca,
-                long serial) {
-  X509 *cert = X509_new();
-  X509_set_version(cert, 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(cert), serial);
-  X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(cert), 86400);
-  X509_set_pubkey(cert, key);
-  X509_NAME *name = X509_get_subject_name(cert);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char *>(cn),
-                             -1, -1, 0);
-  X509_set_issuer_name(cert, issuer ? X509_get_subject_name(issuer) : name);
-  X509 *issuer_cert = issuer ? issuer : cert;
-  if (ca) {
-    add_ext(cert, issuer_cert, NID_basic_constraints, "critical,CA:TRUE");
-    add_ext(cert, issuer_cert, NID_key_usage, "critical,keyCertSign,cRLSign");
-    add_ext(cert, issuer_cert, NID_subject_key_identifier, "hash");
-  } else {
-    add_ext(cert, issuer_cert, NID_basic_constraints, "CA:FALSE");
-    add_ext(cert, issuer_cert, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
-    add_ext(cert, issuer_cert, NID_ext_key_usage, "serverAuth");
-  }
-  REQUIRE(X509_sign(cert, signer, EVP_sha256()) > 0);
-  return cert;
-}
-
-std::string pem(X509 *cert) {
-  BIO *bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(bio, cert);
-  char *data = nullptr;
-  const long n = BIO_get_mem_data(bio, &data);
-  std::string out(data, static_cast<size_t>(n));
-  BIO_free(bio);
-  return out;
-}
-
-Pki make_pki() {
-  EVP_PKEY *ca_key = EVP_EC_gen("P-256");
-  EVP_PKEY *server_key = EVP_EC_gen("P-256");
-  REQUIRE(ca_key != nullptr);
-  REQUIRE(server_key != nullptr);
-  X509 *ca = make_cert(ca_key, "crmhost test CA", nullptr, ca_key, true, 1);
-  X509 *server = make_cert(server_key, "localhost", ca, ca_key, false, 2);
-  Pki pki{pem(ca), pem(server), {}};
-  BIO *bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(bio, server_key, nullptr, nullptr, 0, nullptr, nullptr);
-  char *data = nullptr;
-  const long n = BIO_get_mem_data(bio, &data);
-  pki.key_pem.assign(data, static_cast<size_t>(n));
-  BIO_free(bio);
-  X509_free(server);
-  X509_free(ca);
-  EVP_PKEY_free(server_key);
-  EVP_PKEY_free(ca_key);
-  return pki;
-}
-
 // A minimal TLS server: one request per connection, answered 200 with the SNI name it saw.
 struct TlsServer {
   asio::io_context io;
@@ -220,7 +151,7 @@ struct TlsServer {
   std::atomic<bool> stopping{false};
   std::atomic<int> handshakes{0};
   std::thread thread;
-  explicit TlsServer(const Pki &pki) {
+  explicit TlsServer(const test::Pki &pki) {
     ctx.use_certificate_chain(asio::buffer(pki.cert_pem));
     ctx.use_private_key(asio::buffer(pki.key_pem), asio::ssl::context::pem);
     thread = std::thread([this] {
@@ -497,7 +428,7 @@ TEST_CASE("client: Authorization and keys are redacted in every log line", "[net
 }
 
 TEST_CASE("client: TLS verifies against a CA made at test time and sends SNI", "[net]") {
-  const Pki pki = make_pki();
+  const test::Pki pki = test::make_pki();
   TlsServer server(pki);
   const std::string url = "https://localhost:" + std::to_string(server.port()) + "/";
 
@@ -523,7 +454,7 @@ TEST_CASE("client: TLS verifies against a CA made at test time and sends SNI", "
 }
 
 TEST_CASE("client: HTTPS goes through an HTTPS_PROXY CONNECT tunnel", "[net]") {
-  const Pki pki = make_pki();
+  const test::Pki pki = test::make_pki();
   TlsServer target(pki);
   // A one-shot proxy: reads the CONNECT, answers 200 and relays bytes both ways.
   asio::io_context io;
@@ -584,4 +515,32 @@ TEST_CASE("rate limiter: Retry-After dates and a refused wait beyond the allowed
   CHECK(waited.wait >= 490ms);
   limiter.observe(now, wall, 429, {{"retry-after", "30"}});
   CHECK_FALSE(limiter.acquire(now, wall, 10s).granted);
+}
+
+TEST_CASE("client: every attempt is counted in the Prometheus metrics", "[net]") {
+  ScriptedServer server([](const net::HttpRequest &, size_t n) {
+    return n == 1 ? answer(429, {{"Retry-After", "0"}}) : answer(200, {}, "ok");
+  });
+  auto options = fast_options();
+  options.rate_limits["metered"] = net::RateSpec{1, 100ms, 1};  // the second call must wait
+  net::HttpClient client(options);
+  REQUIRE(client.request("metered", get(server.url())).ok());
+  REQUIRE(client.request("metered", get(server.url())).ok());
+  auto &registry = metrics::global();
+  CHECK(registry.counter_sum("crmhost_http_requests_total",
+                             {{"connection", "metered"}, {"method", "GET"}, {"status", "200"}}) ==
+        2);
+  CHECK(registry.counter_sum("crmhost_provider_throttled_total", {{"connection", "metered"}}) == 1);
+  CHECK(registry.counter_sum("crmhost_rate_limit_wait_seconds_total", {{"connection", "metered"}}) >
+        0.01);
+  const std::string text = registry.render();
+  CHECK_THAT(text, Catch::Contains(
+                       R"(crmhost_http_request_duration_seconds_count{connection="metered"} 3)"));
+  // promtool (Debian's prometheus package, installed by scripts/bootstrap) accepts the output.
+  const auto file = std::filesystem::temp_directory_path() /
+                    ("crmhost-http-metrics-" + std::to_string(::getpid()) + ".txt");
+  std::ofstream(file) << text;
+  CHECK(std::system(("promtool check metrics < " + file.string() + " > /dev/null 2>&1").c_str()) ==
+        0);
+  std::filesystem::remove(file);
 }

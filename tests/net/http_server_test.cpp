@@ -1,15 +1,21 @@
 // The inbound server over real loopback sockets.
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
+#include <openssl/ssl.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <catch2/catch.hpp>
 
+#include "net/http_client.hpp"
 #include "net/http_server.hpp"
+#include "test_pki.hpp"
 
 using namespace crmhost;
 using namespace std::chrono_literals;
@@ -158,4 +164,103 @@ TEST_CASE("request ids are checked for sanity", "[net]") {
   CHECK_FALSE(net::is_sane_request_id("has space"));
   CHECK_FALSE(net::is_sane_request_id(std::string(129, 'a')));
   CHECK(net::new_request_id() != net::new_request_id());
+}
+
+namespace {
+
+// The test PKI's certificate and key as files, as an operator would configure them.
+struct TlsFiles {
+  test::Pki pki = test::make_pki();
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("crmhost-tls-" + std::to_string(::getpid()) + "-" +
+                                                std::to_string(reinterpret_cast<uintptr_t>(this)));
+  net::ServerOptions::Tls tls{(dir / "cert.pem").string(), (dir / "key.pem").string()};
+  TlsFiles() {
+    std::filesystem::create_directories(dir);
+    std::ofstream(tls.certificate_file) << pki.cert_pem;
+    std::ofstream(tls.key_file) << pki.key_pem;
+  }
+  ~TlsFiles() { std::filesystem::remove_all(dir); }
+};
+
+// Handshakes with the given highest protocol version; returns the error (empty on success).
+boost::system::error_code handshake(uint16_t port, const std::string &ca_pem, int max_version) {
+  asio::io_context io;
+  asio::ssl::context ctx(asio::ssl::context::tls_client);
+  ctx.add_certificate_authority(asio::buffer(ca_pem));
+  ctx.set_verify_mode(asio::ssl::verify_peer);
+  SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_VERSION);
+  SSL_CTX_set_max_proto_version(ctx.native_handle(), max_version);
+  // OpenSSL 3 refuses TLS 1.0/1.1 at its default security level; lower it so that the refusal
+  // under test is the server's.
+  SSL_CTX_set_security_level(ctx.native_handle(), 0);
+  asio::ssl::stream<tcp::socket> stream(io, ctx);
+  stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), port});
+  boost::system::error_code ec;
+  stream.handshake(asio::ssl::stream_base::client, ec);
+  return ec;
+}
+
+}  // namespace
+
+TEST_CASE("TLS serves HTTPS with the configured certificate and refuses old protocols", "[net]") {
+  TlsFiles files;
+  net::ServerOptions options;
+  options.tls = files.tls;
+  ServerHarness harness(options);
+
+  net::ClientOptions client_options;
+  client_options.system_trust = false;
+  client_options.extra_ca_pem = files.pki.ca_pem;
+  net::HttpClient client(client_options);
+  plugins::HttpCall call;
+  call.method = "POST";
+  call.url = "https://localhost:" + std::to_string(harness.port()) + "/hook?x=1";
+  call.headers = {{"X-Request-Id", "tls-req-1"}};
+  call.body = "hello";
+  auto reply = client.request("tls", call);
+  REQUIRE(reply);
+  CHECK(reply.value().status == 200);
+  CHECK(reply.value().body == "POST /hook x=1 5");
+  bool echoed = false;
+  for (const auto &[name, value] : reply.value().headers)
+    if (name == "X-Request-Id") echoed = value == "tls-req-1";
+  CHECK(echoed);
+  // Keep-alive holds over TLS too: the second call reuses the pooled connection.
+  REQUIRE(client.request("tls", call));
+  CHECK(client.idle_connections() == 1);
+
+  CHECK_FALSE(handshake(harness.port(), files.pki.ca_pem, TLS1_2_VERSION));
+  CHECK(handshake(harness.port(), files.pki.ca_pem, TLS1_1_VERSION));
+
+  // Plain HTTP to the TLS port gets no HTTP answer.
+  auto socket = connect(harness.port());
+  asio::write(socket, asio::buffer(std::string("GET / HTTP/1.1\r\nHost: x\r\n\r\n")));
+  boost::beast::flat_buffer buffer;
+  http::response<http::string_body> response;
+  boost::system::error_code ec;
+  http::read(socket, buffer, response, ec);
+  CHECK(ec);
+  CHECK(harness.calls == 2);
+}
+
+TEST_CASE("a TLS certificate or key that cannot be used is named at start", "[net]") {
+  TlsFiles files;
+  asio::io_context io;
+  asio::thread_pool pool{1};
+  auto make = [&](net::ServerOptions::Tls tls) {
+    net::ServerOptions options;
+    options.listen = {"127.0.0.1:0"};
+    options.tls = tls;
+    net::HttpServer server(io, pool, options,
+                           [](const net::HttpRequest &) { return net::HttpResponse{}; });
+  };
+  CHECK_THROWS_WITH(make({"/nonexistent/cert.pem", files.tls.key_file}),
+                    Catch::Contains("/nonexistent/cert.pem"));
+  CHECK_THROWS_WITH(make({files.tls.certificate_file, files.tls.certificate_file}),
+                    Catch::Contains("TLS key"));
+  const TlsFiles other;  // another key pair: the key does not match the certificate
+  CHECK_THROWS_WITH(make({files.tls.certificate_file, other.tls.key_file}),
+                    Catch::Contains("mismatch"));
+  pool.join();
 }

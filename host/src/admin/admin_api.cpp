@@ -98,6 +98,51 @@ void write_pipeline(Writer &w, const std::string &name, pipeline::Engine &engine
       w.EndObject();
     }
   }
+  if (auto polls = engine.poll_times(name)) {
+    w.Key("polls");
+    w.StartObject();
+    w.Key("last");
+    polls->last_ms ? (void)w.String(timeutil::format_iso8601_ms(polls->last_ms).c_str())
+                   : (void)w.Null();
+    w.Key("next");
+    polls->next_ms ? (void)w.String(timeutil::format_iso8601_ms(polls->next_ms).c_str())
+                   : (void)w.Null();
+    w.EndObject();
+  }
+  // Since the host started; the same counters /metrics exposes.
+  auto &registry = metrics::global();
+  const auto received = [&](const char *outcome) {
+    return registry.counter_sum("crmhost_events_received_total",
+                                {{"pipeline", name}, {"outcome", outcome}});
+  };
+  const auto processed = [&](const char *outcome) {
+    return registry.counter_sum("crmhost_events_total", {{"pipeline", name}, {"outcome", outcome}});
+  };
+  w.Key("counts");
+  w.StartObject();
+  const std::pair<const char *, double> counts[] = {
+      {"received", received("new") + received("duplicate")},
+      {"deduplicated", received("duplicate")},
+      {"pushed", processed("pushed")},
+      {"failed", processed("retried")},
+      {"dead", processed("dead")},
+      {"echoes", processed("echo")},
+      {"conflicts", processed("stale") + processed("conflict")}};
+  for (const auto &[key, n] : counts) {
+    w.Key(key);
+    w.Int64(static_cast<int64_t>(n));
+  }
+  w.EndObject();
+  w.Key("latency_seconds");  // receipt to push, over the latest pushes
+  w.StartObject();
+  for (const auto &[key, q] : {std::pair{"p50", 0.5}, std::pair{"p95", 0.95}}) {
+    w.Key(key);
+    if (auto v = registry.recent_quantile("event_latency", name, q))
+      w.Double(*v);
+    else
+      w.Null();
+  }
+  w.EndObject();
   auto runs = db.list_sync_runs(name, 1);
   if (!runs.empty()) {
     w.Key("last_run");
@@ -156,6 +201,21 @@ net::HttpResponse admin(const net::HttpRequest &request, RouterContext &ctx,
     const auto names = ctx.engine.pipeline_names();
     return std::find(names.begin(), names.end(), name) != names.end();
   };
+  if (parts.size() == 2 && parts[0] == "health" && get) {
+    auto *connector = ctx.engine.connector(parts[1]);
+    if (!connector) return error(404, "no connection named " + parts[1]);
+    const auto checked = connector->check();
+    const bool ok = checked && checked.value().ok;
+    w.StartObject();
+    w.Key("connection");
+    w.String(parts[1].c_str());
+    w.Key("ok");
+    w.Bool(ok);
+    w.Key("message");
+    w.String(checked ? checked.value().message.c_str() : checked.error().describe().c_str());
+    w.EndObject();
+    return json_response(ok ? 200 : 503, buffer);
+  }
   if (parts.size() == 1 && parts[0] == "pipelines" && get) {
     w.StartArray();
     for (const auto &name : ctx.engine.pipeline_names())
@@ -364,7 +424,7 @@ net::HttpResponse route(const net::HttpRequest &request, RouterContext &ctx) {
     if (request.method == "GET" && request.path == "/metrics") return metrics_response(ctx);
     const auto parts = split_path(request.path);
     static const std::set<std::string> kAdminRoots = {"pipelines", "pause-all", "resume-all",
-                                                      "events", "runs"};
+                                                      "events",    "runs",      "health"};
     if (!parts.empty() && kAdminRoots.count(parts[0])) {
       if (ctx.admin_token.empty()) return error(403, "the admin API is disabled: set admin_token");
       const std::string auth = request.header("Authorization");

@@ -23,6 +23,7 @@
 
 #include "net/http_server.hpp"
 #include "util/logging.hpp"
+#include "util/metrics.hpp"
 
 namespace crmhost::net {
 
@@ -43,6 +44,14 @@ bool may_retry(std::string_view method, uint32_t flags) {
 }
 
 namespace {
+
+void observe_duration(const std::string &connection, std::chrono::steady_clock::duration took) {
+  metrics::global().histogram_observe(
+      "crmhost_http_request_duration_seconds",
+      "Duration of outbound HTTP attempts (connect to last byte), in seconds.",
+      {{"connection", connection}}, std::chrono::duration<double>(took).count(),
+      metrics::latency_buckets());
+}
 
 struct Url {
   bool tls = false;
@@ -382,9 +391,16 @@ struct HttpClient::Impl {
     return reply;
   }
 
-  void count(const std::string &connection, const std::string &outcome) {
-    std::lock_guard lock(mutex);
-    ++counters.requests[{connection, outcome}];
+  // One attempt's outcome: in this client's counters and in crmhost_http_requests_total
+  // (status is the HTTP status, or rate_limited / transport_error when there was none).
+  void count(const std::string &connection, const std::string &method, const std::string &outcome) {
+    {
+      std::lock_guard lock(mutex);
+      ++counters.requests[{connection, outcome}];
+    }
+    metrics::global().counter_add(
+        "crmhost_http_requests_total", "Outbound HTTP requests of plugins, by outcome.",
+        {{"connection", connection}, {"method", method}, {"status", outcome}});
   }
 
   milliseconds jitter(uint32_t retry) {
@@ -459,7 +475,7 @@ plugins::HttpResult HttpClient::request(const std::string &connection,
               connection, retry_ms / 1000);
       }
       if (last) return *last;  // the provider's own answer is the more useful one
-      d.count(connection, "rate_limited");
+      d.count(connection, call.method, "rate_limited");
       plugins::CallError limited;
       limited.code = CRM_ERR_RATE_LIMITED;
       limited.retryable = true;
@@ -471,11 +487,15 @@ plugins::HttpResult HttpClient::request(const std::string &connection,
       return limited;
     }
     if (grant.wait.count() > 0) {
+      const double waited = std::chrono::duration<double>(grant.wait).count();
       {
         std::lock_guard lock(d.mutex);
         ++d.counters.throttled;
-        d.counters.rate_limit_wait_seconds += std::chrono::duration<double>(grant.wait).count();
+        d.counters.rate_limit_wait_seconds += waited;
       }
+      metrics::global().counter_add("crmhost_rate_limit_wait_seconds_total",
+                                    "Time calls waited for their rate limiter, in seconds.",
+                                    {{"connection", connection}}, waited);
       spdlog::debug("http {} {}: rate limit wait {} ms", connection, request_id,
                     duration_cast<milliseconds>(grant.wait).count());
       std::this_thread::sleep_for(grant.wait);
@@ -488,7 +508,12 @@ plugins::HttpResult HttpClient::request(const std::string &connection,
       plugins::HttpReply reply = d.attempt(*url, call, request_id, deadline);
       reply.attempts = attempt;
       limiter->observe(Clock::now(), WallClock::now(), reply.status, reply.headers);
-      d.count(connection, std::to_string(reply.status));
+      d.count(connection, call.method, std::to_string(reply.status));
+      observe_duration(connection, Clock::now() - attempt_start);
+      if (reply.status == 429)
+        metrics::global().counter_add("crmhost_provider_throttled_total",
+                                      "Responses 429 (too many requests) from providers.",
+                                      {{"connection", connection}});
       spdlog::debug("http {} {} {} {} -> {} in {} ms (attempt {})", connection, request_id,
                     call.method, shown_url, reply.status,
                     duration_cast<milliseconds>(Clock::now() - attempt_start).count(), attempt);
@@ -500,7 +525,8 @@ plugins::HttpResult HttpClient::request(const std::string &connection,
       last = std::move(reply);
       transport = {};
     } catch (const Failure &f) {
-      d.count(connection, "transport_error");
+      d.count(connection, call.method, "transport_error");
+      observe_duration(connection, Clock::now() - attempt_start);
       transport.code = CRM_ERR_TRANSPORT;
       transport.retryable = true;
       transport.message = logging::redact(call.method + " " + call.url + ": " + f.what);

@@ -5,12 +5,15 @@
 #include <optional>
 #include <random>
 
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 namespace crmhost::net {
 
@@ -47,6 +50,7 @@ struct HttpServer::State {
   Handler handler;
   asio::thread_pool &handlers;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::unique_ptr<asio::ssl::context> tls;  // set when every listener speaks TLS
   std::atomic<size_t> open{0};
   std::atomic<bool> stopping{false};
   State(ServerOptions o, Handler h, asio::thread_pool &pool)
@@ -61,37 +65,69 @@ int64_t now_ms() {
       .count();
 }
 
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
 // One connection: read a request, run the handler on the pool, write the answer, repeat while
-// the client keeps the connection alive.
-class Session : public std::enable_shared_from_this<Session> {
+// the client keeps the connection alive. Stream is a plain TCP stream or TLS over one.
+template <class Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
  public:
   Session(tcp::socket socket, std::shared_ptr<HttpServer::State> state)
-      : stream_(std::move(socket)), state_(std::move(state)) {
+      : stream_(make_stream(std::move(socket), *state)), state_(std::move(state)) {
     ++state_->open;
   }
   ~Session() { --state_->open; }
 
   void run() {
     // Start on the connection's strand so the stream is only ever touched there.
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+    asio::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        // The handshake counts against the header timeout: a client that connects and stays
+        // silent is dropped as a slow one is.
+        self->lowest().expires_after(self->state_->options.header_timeout);
+        self->stream_.async_handshake(asio::ssl::stream_base::server, [self](beast::error_code ec) {
+          if (ec) return self->close(ec);
+          self->do_read();
+        });
+      } else {
+        self->do_read();
+      }
+    });
   }
 
   void reject_busy() {
-    HttpResponse busy{503, "text/plain; charset=utf-8", {}, "too many connections\n"};
-    keep_alive_ = false;
-    write(busy, new_request_id(), 11);
+    if constexpr (kTls) {
+      // Answering would take a handshake first; a refused TLS connection is simply closed.
+      beast::error_code ignored;
+      lowest().socket().close(ignored);
+    } else {
+      HttpResponse busy{503, "text/plain; charset=utf-8", {}, "too many connections\n"};
+      keep_alive_ = false;
+      write(busy, new_request_id(), 11);
+    }
   }
 
  private:
+  static Stream make_stream(tcp::socket socket, HttpServer::State &state) {
+    if constexpr (kTls)
+      return Stream(std::move(socket), *state.tls);
+    else
+      return Stream(std::move(socket));
+  }
+  beast::tcp_stream &lowest() { return beast::get_lowest_layer(stream_); }
+
   void do_read() {
     parser_.emplace();
     parser_->body_limit(state_->options.max_body);
     parser_->header_limit(64 * 1024);
-    stream_.expires_after(first_read_ ? state_->options.header_timeout
-                                      : state_->options.idle_timeout);
+    lowest().expires_after(first_read_ ? state_->options.header_timeout
+                                       : state_->options.idle_timeout);
     http::async_read_header(
         stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
   }
 
   void on_header(beast::error_code ec) {
@@ -99,10 +135,10 @@ class Session : public std::enable_shared_from_this<Session> {
     // A declared Content-Length over the limit is refused as soon as the header is read.
     if (ec == http::error::body_limit) return on_read(ec);
     if (ec) return close(ec);
-    stream_.expires_after(state_->options.body_timeout);
+    lowest().expires_after(state_->options.body_timeout);
     http::async_read(
         stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code e, size_t) { self->on_read(e); });
+        [self = this->shared_from_this()](beast::error_code e, size_t) { self->on_read(e); });
   }
 
   void on_read(beast::error_code ec) {
@@ -126,12 +162,12 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto given = request->header("X-Request-Id");
     request->request_id = is_sane_request_id(given) ? given : new_request_id();
     beast::error_code peer_ec;
-    const auto peer = stream_.socket().remote_endpoint(peer_ec);
+    const auto peer = lowest().socket().remote_endpoint(peer_ec);
     if (!peer_ec) request->remote = peer.address().to_string();
     request->received_at_ms = now_ms();
     const unsigned version = message.version();
     // The handler may block on a plugin or the store: run it off the io threads.
-    asio::post(state_->handlers, [self = shared_from_this(), request, version] {
+    asio::post(state_->handlers, [self = this->shared_from_this(), request, version] {
       HttpResponse response;
       try {
         response = self->state_->handler(*request);
@@ -142,6 +178,8 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       asio::dispatch(self->stream_.get_executor(),
                      [self, response = std::move(response), request, version]() mutable {
+                       if (response.close_without_response)
+                         return self->close(asio::error::connection_aborted);
                        self->write(response, request->request_id, version);
                      });
     });
@@ -157,9 +195,9 @@ class Session : public std::enable_shared_from_this<Session> {
     res->keep_alive(keep_alive_);
     res->body() = response.body;
     res->prepare_payload();
-    stream_.expires_after(state_->options.body_timeout);
+    lowest().expires_after(state_->options.body_timeout);
     http::async_write(stream_, *res,
-                      [self = shared_from_this(), res](beast::error_code ec, size_t) {
+                      [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
                         if (ec) return self->close(ec);
                         if (!self->keep_alive_) return self->close({});
                         self->do_read();
@@ -169,28 +207,35 @@ class Session : public std::enable_shared_from_this<Session> {
   void close(beast::error_code ec) {
     beast::error_code ignored;
     if (ec) {  // the peer is gone or timed out: nothing more to say
-      stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-      stream_.close();
+      lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
+      lowest().close();
+      return;
+    }
+    if constexpr (kTls) {
+      // close_notify, bounded: a peer that never answers it does not hold the session.
+      lowest().expires_after(std::chrono::seconds(1));
+      stream_.async_shutdown(
+          [self = this->shared_from_this()](beast::error_code) { self->lowest().close(); });
       return;
     }
     // A graceful close: stop sending, then drain what the client still sends (say, the rest of
     // an oversized body) so the kernel does not reset the connection before it reads our answer.
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(std::chrono::seconds(1));
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest().expires_after(std::chrono::seconds(1));
     drain();
   }
 
   void drain() {
     stream_.async_read_some(asio::buffer(drain_buffer_),
-                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) {
                               if (!ec) return self->drain();
-                              self->stream_.close();
+                              self->lowest().close();
                             });
   }
 
   std::array<char, 4096> drain_buffer_{};
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<HttpServer::State> state_;
@@ -200,17 +245,19 @@ class Session : public std::enable_shared_from_this<Session> {
 
 void do_accept(tcp::acceptor &acceptor, asio::io_context &io,
                std::shared_ptr<HttpServer::State> state) {
-  acceptor.async_accept(asio::make_strand(io),
-                        [&acceptor, &io, state](beast::error_code ec, tcp::socket socket) {
-                          if (ec || state->stopping)
-                            return;  // stopped (acceptor closed) or a transient failure
-                          auto session = std::make_shared<Session>(std::move(socket), state);
-                          if (state->open > state->options.max_connections)
-                            session->reject_busy();
-                          else
-                            session->run();
-                          do_accept(acceptor, io, state);
-                        });
+  acceptor.async_accept(
+      asio::make_strand(io), [&acceptor, &io, state](beast::error_code ec, tcp::socket socket) {
+        if (ec || state->stopping) return;  // stopped (acceptor closed) or a transient failure
+        const bool busy = state->open >= state->options.max_connections;
+        if (state->tls) {
+          auto session = std::make_shared<Session<TlsStream>>(std::move(socket), state);
+          busy ? session->reject_busy() : session->run();
+        } else {
+          auto session = std::make_shared<Session<PlainStream>>(std::move(socket), state);
+          busy ? session->reject_busy() : session->run();
+        }
+        do_accept(acceptor, io, state);
+      });
 }
 
 tcp::endpoint parse_endpoint(const std::string &address) {
@@ -230,7 +277,27 @@ tcp::endpoint parse_endpoint(const std::string &address) {
 
 HttpServer::HttpServer(asio::io_context &io, asio::thread_pool &handlers, ServerOptions options,
                        Handler handler)
-    : io_(io), state_(std::make_shared<State>(std::move(options), std::move(handler), handlers)) {}
+    : io_(io), state_(std::make_shared<State>(std::move(options), std::move(handler), handlers)) {
+  if (const auto &tls = state_->options.tls) {
+    auto context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    context->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                         asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                         asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+    SSL_CTX_set_min_proto_version(context->native_handle(), TLS1_2_VERSION);
+    beast::error_code ec;
+    context->use_certificate_chain_file(tls->certificate_file, ec);
+    if (ec)
+      throw std::runtime_error("TLS certificate " + tls->certificate_file +
+                               " cannot be used: " + ec.message());
+    context->use_private_key_file(tls->key_file, asio::ssl::context::pem, ec);
+    if (ec)
+      throw std::runtime_error("TLS key " + tls->key_file + " cannot be used: " + ec.message());
+    if (SSL_CTX_check_private_key(context->native_handle()) != 1)
+      throw std::runtime_error("TLS key " + tls->key_file + " does not match the certificate " +
+                               tls->certificate_file);
+    state_->tls = std::move(context);
+  }
+}
 
 HttpServer::~HttpServer() {
   stop();

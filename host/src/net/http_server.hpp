@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,6 +40,8 @@ struct HttpResponse {
   std::string content_type = "text/plain; charset=utf-8";
   Headers headers;
   std::string body;
+  // Closes the connection without answering (test servers emulating a dropped connection).
+  bool close_without_response = false;
 };
 
 using Handler = std::function<HttpResponse(const HttpRequest &)>;
@@ -50,6 +53,13 @@ struct ServerOptions {
   std::chrono::milliseconds body_timeout{30'000};
   std::chrono::milliseconds idle_timeout{60'000};  // between keep-alive requests
   size_t max_connections = 1024;
+  // When set, every listener speaks HTTPS only (TLS 1.2 or newer) with this PEM certificate
+  // chain and key.
+  struct Tls {
+    std::string certificate_file;
+    std::string key_file;
+  };
+  std::optional<Tls> tls;
 };
 
 // A request id is sane when it is 1..128 characters of [A-Za-z0-9._:-].

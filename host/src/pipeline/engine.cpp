@@ -211,6 +211,7 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
 
   void schedule_poll(Millis delay) {
     if (stopping_) return;
+    next_poll_ms_ = unix_now_ms() + delay.count();
     poll_timer_.expires_after(delay);
     poll_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (!ec) self->run_poll_lane();
@@ -236,6 +237,7 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
     asio::post(pool_, [self = shared_from_this()] {
       PollOptions options;
       options.stop_requested = &self->stopping_;
+      self->last_poll_ms_ = unix_now_ms();
       const auto outcome =
           run_poll(self->pipeline_, *self->store_, *self->source_->connector, options);
       if (!outcome.ok)
@@ -264,6 +266,16 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
     idle_.notify_all();
   }
 
+  static int64_t unix_now_ms() {
+    return std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+ public:
+  std::atomic<int64_t> last_poll_ms_{0};  // when the latest live poll started; 0: none yet
+  std::atomic<int64_t> next_poll_ms_{0};  // when the next is due
+
+ private:
   config::PipelineConfig pipeline_;
   std::string fingerprint_;
   asio::io_context &io_;
@@ -535,6 +547,8 @@ WebhookIngest Engine::ingest_webhook(const std::string &path,
                         : result.http_status == 400 ? "invalid"
                         : result.http_status == 503 ? "unavailable"
                                                     : "error";
+  if (result.http_status == 200)
+    count_received(runner->config().name, "webhook", result.events, result.duplicates);
   metrics::global().counter_add("crmhost_webhooks_received_total",
                                 "Webhook deliveries received, by outcome.",
                                 {{"pipeline", runner->config().name}, {"outcome", outcome}});
@@ -573,6 +587,12 @@ WebhookIngest Engine::ingest_with(PipelineRunner &runner_ref,
   result.reply = parsed->reply;
   if (result.events) runner->wake();
   return result;
+}
+
+std::optional<Engine::PollTimes> Engine::poll_times(const std::string &pipeline) const {
+  auto runner = find_runner(pipeline);
+  if (!runner || !runner->config().poll) return std::nullopt;
+  return PollTimes{runner->last_poll_ms_.load(), runner->next_poll_ms_.load()};
 }
 
 plugins::Connector *Engine::connector(const std::string &connection) {

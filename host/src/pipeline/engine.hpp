@@ -92,6 +92,12 @@ class Engine {
   WebhookIngest ingest_webhook(const std::string &path, const plugins::WebhookRequest &request,
                                const std::string &request_id);
 
+  // Live poll timing of a polling pipeline, Unix ms (0: not yet); nullopt for others.
+  struct PollTimes {
+    int64_t last_ms = 0;
+    int64_t next_ms = 0;
+  };
+  std::optional<PollTimes> poll_times(const std::string &pipeline) const;
   plugins::Connector *connector(const std::string &connection);
   const config::Config &config() const { return config_; }
   store::Store &store() { return *store_; }

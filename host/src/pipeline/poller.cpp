@@ -1,9 +1,22 @@
 #include "pipeline/poller.hpp"
 
 #include "pipeline/event_payload.hpp"
+#include "util/metrics.hpp"
 #include "util/time.hpp"
 
 namespace crmhost::pipeline {
+
+void count_received(const std::string &pipeline, const char *source, size_t fresh,
+                    size_t duplicates) {
+  const std::pair<const char *, size_t> outcomes[] = {{"new", fresh}, {"duplicate", duplicates}};
+  for (const auto &[outcome, n] : outcomes)
+    if (n)
+      metrics::global().counter_add(
+          "crmhost_events_received_total",
+          "Events delivered by sources (webhook or poll): new, or duplicates absorbed.",
+          {{"pipeline", pipeline}, {"source", source}, {"outcome", outcome}},
+          static_cast<double>(n));
+}
 
 std::string lane_cursor_object(const std::string &object, PollLane lane) {
   return lane == PollLane::backfill ? "backfill:" + object : object;
@@ -68,8 +81,11 @@ PollOutcome run_poll(const config::PipelineConfig &pipeline, store::Store &store
           break;
         }
         version = result.version;
-        for (const auto &e : result.events)
-          (e.duplicate ? outcome.counts.duplicates : outcome.counts.enqueued)++;
+        size_t fresh = 0, duplicates = 0;
+        for (const auto &e : result.events) (e.duplicate ? duplicates : fresh)++;
+        outcome.counts.enqueued += fresh;
+        outcome.counts.duplicates += duplicates;
+        count_received(pipeline.name, "poll", fresh, duplicates);
       }
       cursor = page->next_cursor;
       if (options.on_progress) options.on_progress(outcome.counts, page->remaining);

@@ -42,4 +42,9 @@ struct PollOutcome {
 PollOutcome run_poll(const config::PipelineConfig &pipeline, store::Store &store,
                      plugins::Connector &source, const PollOptions &options);
 
+// Counts events a source delivered (`source`: "webhook" or "poll"): new ones and duplicates
+// absorbed, in crmhost_events_received_total.
+void count_received(const std::string &pipeline, const char *source, size_t fresh,
+                    size_t duplicates);
+
 }  // namespace crmhost::pipeline

@@ -12,6 +12,10 @@
 
 namespace crmhost::pipeline {
 
+namespace {
+constexpr const char *kEventsHelp = "Events settled by the processor, by outcome.";
+}  // namespace
+
 MapFunction identity_map() {
   return [](const std::string &data) { return plugins::Outcome<std::string>(data); };
 }
@@ -296,6 +300,8 @@ void Processor::push_group(std::vector<Item *> &group, BatchStats &stats) {
         conflict.event_id = item.event.id;
         conflict.detail = R"({"reason":"target already linked to another source record"})";
         deps_.store.record_conflict(conflict);
+        metrics::global().counter_add("crmhost_events_total", kEventsHelp,
+                                      {{"pipeline", deps_.pipeline.name}, {"outcome", "conflict"}});
       }
     }
     item.settled = true;
@@ -305,6 +311,7 @@ void Processor::push_group(std::vector<Item *> &group, BatchStats &stats) {
     metrics::global().histogram_observe(
         "crmhost_event_latency_seconds", "Time from receipt of an event to its push, in seconds.",
         {{"pipeline", deps_.pipeline.name}}, latency.count(), metrics::latency_buckets());
+    metrics::global().recent_observe("event_latency", deps_.pipeline.name, latency.count());
   }
   if (!done.empty()) deps_.store.complete_many(done, group.front()->event.claim_token);
 }
@@ -319,7 +326,7 @@ void count_outcomes(const std::string &pipeline, const BatchStats &stats) {
       {"released", stats.released}};
   for (const auto &[outcome, n] : outcomes)
     if (n)
-      registry.counter_add("crmhost_events_total", "Events settled by the processor, by outcome.",
+      registry.counter_add("crmhost_events_total", kEventsHelp,
                            {{"pipeline", pipeline}, {"outcome", outcome}}, static_cast<double>(n));
 }
 

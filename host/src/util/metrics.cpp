@@ -1,5 +1,8 @@
 #include "util/metrics.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include <cmath>
 #include <sstream>
 
@@ -51,6 +54,49 @@ Registry::Family &Registry::family(const std::string &name, const std::string &h
     f.type = type;
   }
   return f;
+}
+
+double Registry::counter_sum(const std::string &name, const Labels &match) {
+  std::lock_guard lock(mutex_);
+  auto it = families_.find(name);
+  if (it == families_.end()) return 0;
+  double sum = 0;
+  for (const auto &[labels, value] : it->second.values) {
+    const bool matches = std::all_of(match.begin(), match.end(), [&labels](const auto &pair) {
+      return std::find(labels.begin(), labels.end(), pair) != labels.end();
+    });
+    if (matches) sum += value;
+  }
+  return sum;
+}
+
+void Registry::recent_observe(const std::string &name, const std::string &key, double value) {
+  std::lock_guard lock(mutex_);
+  auto &ring = recent_[{name, key}];
+  if (ring.values.size() < kRecent) {
+    ring.values.push_back(value);
+  } else {
+    ring.values[ring.next] = value;
+    ring.next = (ring.next + 1) % kRecent;
+  }
+}
+
+std::optional<double> Registry::recent_quantile(const std::string &name, const std::string &key,
+                                                double q) {
+  std::vector<double> values;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = recent_.find({name, key});
+    if (it == recent_.end() || it->second.values.empty()) return std::nullopt;
+    values = it->second.values;
+  }
+  q = std::clamp(q, 0.0, 1.0);
+  // Nearest rank: the smallest value with at least q of the observations at or below it.
+  const size_t rank = static_cast<size_t>(std::ceil(q * static_cast<double>(values.size())));
+  const size_t index = rank == 0 ? 0 : rank - 1;
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(index),
+                   values.end());
+  return values[index];
 }
 
 void Registry::counter_add(const std::string &name, const std::string &help, const Labels &labels,

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,17 @@ class Registry {
   using GaugeSource = std::function<void(std::vector<std::pair<Labels, double>> &)>;
   void gauge_source(const std::string &name, const std::string &help, GaugeSource source);
   void clear_gauge_sources();
+
+  // The sum of a counter family's samples whose labels include every pair in `match` (0 when
+  // there are none): lets the admin API report the same counts /metrics does.
+  double counter_sum(const std::string &name, const Labels &match);
+
+  // Exact quantiles over the latest observations (a ring of `kRecent` per name and key), for
+  // figures such as p50/p95 latency that a histogram's buckets would only bound.
+  static constexpr size_t kRecent = 2048;
+  void recent_observe(const std::string &name, const std::string &key, double value);
+  // The q-quantile (0 <= q <= 1, nearest rank) of the recent observations; nullopt when none.
+  std::optional<double> recent_quantile(const std::string &name, const std::string &key, double q);
 
   std::string render();
 
@@ -43,6 +55,11 @@ class Registry {
 
   std::mutex mutex_;
   std::map<std::string, Family> families_;
+  struct Ring {
+    std::vector<double> values;
+    size_t next = 0;
+  };
+  std::map<std::pair<std::string, std::string>, Ring> recent_;
 };
 
 // The process-wide registry the host's parts report to.
