@@ -93,6 +93,19 @@ std::string to_properties(const Value &data, Value &out, Alloc &alloc) {
   return "";
 }
 
+// Whether a written record's properties hold every value an input sent (compared as text, case
+// aside, as HubSpot may normalise e.g. emails); values it did not echo are not held against it.
+bool holds(const Value &sent, const Value &returned) {
+  for (const auto &m : sent.GetObject()) {
+    if (read_only(m.name.GetString())) continue;
+    auto it = returned.FindMember(m.name);
+    if (it == returned.MemberEnd()) continue;
+    const std::string a = text_of(m.value), b = text_of(it->value);
+    if (!(m.value.IsNull() && b.empty()) && lower(a) != lower(b)) return false;
+  }
+  return true;
+}
+
 // HubSpot's error category -> crmhost's code and whether a retry can help.
 std::pair<std::string, bool> classify(const std::string &category, int status) {
   if (category == "VALIDATION_ERROR" || category == "INVALID_EMAIL")
@@ -359,6 +372,7 @@ void HubSpotConnector::push_batch(const ObjectInfo &object, const std::string &a
       if (action == "update") by_key["id:" + item->id] = item;
       if (action == "upsert") by_key["id:" + lower(item->match_value)] = item;
     }
+    std::vector<std::pair<std::string, std::pair<std::string, bool>>> unnamed;  // message, code
     if (json && doc.HasMember("errors") && doc["errors"].IsArray())
       for (const auto &e : doc["errors"].GetArray()) {
         // An error's own "status" is the word "error"; its category says what went wrong.
@@ -375,7 +389,7 @@ void HubSpotConnector::push_batch(const ObjectInfo &object, const std::string &a
             it->second->error(code, message, retry);
             matched = true;
           }
-        if (!matched) log(CRM_LOG_WARN, "push " + action + ": an error names no input: " + message);
+        if (!matched) unnamed.push_back({message, {code, retry}});
       }
     std::vector<const Value *> unmatched;
     if (json && doc.HasMember("results") && doc["results"].IsArray())
@@ -396,15 +410,36 @@ void HubSpotConnector::push_batch(const ObjectInfo &object, const std::string &a
         else
           unmatched.push_back(&r);
       }
-    // Results that name no input are taken in input order (guess: HubSpot keeps the order).
-    auto next = unmatched.begin();
+    auto is_new = [&](const Value &r) {
+      return action == "create" || (r.HasMember("new") && r["new"].IsBool() && r["new"].GetBool());
+    };
+    // A result that names no input is matched on content: the input whose sent values it holds.
+    std::vector<const Value *> still;
+    for (const Value *r : unmatched) {
+      PushItem *owner = nullptr;
+      if (r->HasMember("properties") && (*r)["properties"].IsObject())
+        for (PushItem *item : sent)
+          if (!item->done && holds(*item->data, (*r)["properties"])) {
+            owner = item;
+            break;
+          }
+      if (owner)
+        owner->succeed(get_string(*r, "id"), is_new(*r));
+      else
+        still.push_back(r);
+    }
+    std::vector<PushItem *> left;
     for (PushItem *item : sent)
-      if (!item->done && next != unmatched.end()) {
-        const Value &r = **next++;
-        item->succeed(
-            get_string(r, "id"),
-            action == "create" || (r.HasMember("new") && r["new"].IsBool() && r["new"].GetBool()));
-      }
+      if (!item->done) left.push_back(item);
+    // Errors that name no input (a create's validation errors) go to the inputs left without a
+    // result, in order, when the counts agree; so do leftover results (guess: HubSpot keeps the
+    // input order).
+    if (still.empty() && !unnamed.empty() && left.size() == unnamed.size())
+      for (size_t i = 0; i < left.size(); ++i)
+        left[i]->error(unnamed[i].second.first, unnamed[i].first, unnamed[i].second.second);
+    if (!still.empty() && unnamed.empty() && left.size() == still.size())
+      for (size_t i = 0; i < left.size(); ++i)
+        left[i]->succeed(get_string(*still[i], "id"), is_new(*still[i]));
     // Without a result the outcome is unknown; a create is not repeated blindly.
     for (PushItem *item : sent)
       if (!item->done)

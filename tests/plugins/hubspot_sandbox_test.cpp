@@ -1,0 +1,273 @@
+// hubspot.so against the HubSpot sandbox over HTTP, through the host's real HTTP client.
+#include <chrono>
+#include <set>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "hubspot_support.hpp"
+#include "net/http_client.hpp"
+#include "sandbox/hubspot.hpp"
+
+using crmhost::plugins::PollPage;
+using crmhost::plugins::PushInput;
+using crmhost::plugins::PushRequest;
+
+namespace {
+
+constexpr int64_t kPortal = 101;
+
+struct SandboxFixture {
+  crmsandbox::HubSpotSandbox sandbox;
+  crmhost::test::LoadedHubSpot host{std::make_shared<crmhost::net::HttpClient>()};
+
+  SandboxFixture() {
+    crmsandbox::HubSpotRateLimits generous;
+    generous.per_window = 1'000'000;
+    generous.search_per_second = 1'000'000;
+    generous.daily = 100'000'000;
+    sandbox.set_rate_limits(generous);
+    sandbox.add_token("pat-test", kPortal);
+    sandbox.start();
+  }
+
+  std::string settings(const std::string &extra = "") const {
+    return R"({"access_token":"pat-test","base_url":")" + sandbox.base_url() + "\"" + extra + "}";
+  }
+
+  // Polls until the plugin says the head is reached; returns every record id in order.
+  static std::vector<std::string> drain(crmhost::plugins::Connector &c, const std::string &object,
+                                        std::optional<std::string> &cursor, uint32_t limit,
+                                        size_t *pages = nullptr) {
+    std::vector<std::string> ids;
+    for (int guard = 0; guard < 1000; ++guard) {
+      auto page = c.poll({object, cursor, limit});
+      if (!page) FAIL(page.error().describe());
+      for (const auto &r : page->records) ids.push_back(r.id);
+      cursor = page->next_cursor;
+      if (pages) ++*pages;
+      if (!page->more) return ids;
+    }
+    FAIL("poll never reached the head");
+    return ids;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("poll pages through every contact in modification order") {
+  SandboxFixture f;
+  const auto seeded = f.sandbox.seed_generated(kPortal, "contacts", 250);
+  auto c = f.host.connect(f.settings());
+  auto first = c->poll({"contact", std::nullopt, 100});
+  REQUIRE(first);
+  CHECK(first->more);
+  CHECK(first->records.size() == 100);
+  REQUIRE(first->remaining);
+  CHECK(*first->remaining == 150);
+  CHECK(first->records[0].modified_at);
+  CHECK(first->records[0].data_json.find("\"email\":\"contact") != std::string::npos);
+  std::optional<std::string> cursor = first->next_cursor;
+  auto rest = SandboxFixture::drain(*c, "contact", cursor, 100);
+  std::set<std::string> all(rest.begin(), rest.end());
+  for (const auto &r : first->records) all.insert(r.id);
+  CHECK(all == std::set<std::string>(seeded.begin(), seeded.end()));
+}
+
+TEST_CASE("poll reads past 10,000 search results by re-anchoring the filter") {
+  SandboxFixture f;
+  const auto seeded = f.sandbox.seed_generated(kPortal, "contacts", 10'250);
+  auto c = f.host.connect(f.settings(R"(,"page_size":200)"));
+  std::optional<std::string> cursor;
+  const auto ids = SandboxFixture::drain(*c, "contact", cursor, 1000);
+  const std::set<std::string> distinct(ids.begin(), ids.end());
+  CHECK(distinct.size() == 10'250);
+  CHECK(distinct == std::set<std::string>(seeded.begin(), seeded.end()));
+  CHECK(f.sandbox.stats().requests < 80);
+}
+
+TEST_CASE("records sharing one modification millisecond across pages are all read") {
+  SandboxFixture f;
+  const int64_t when = 1'700'000'000'000;
+  std::vector<crmsandbox::HubSpotSeed> seeds;
+  for (int i = 0; i < 250; ++i)
+    seeds.push_back({{{"email", "tie" + std::to_string(i) + "@example.com"}}, when, when});
+  seeds.push_back({{{"email", "later@example.com"}}, when + 5, when + 5});
+  const auto seeded = f.sandbox.seed(kPortal, "contacts", seeds);
+  auto c = f.host.connect(f.settings());
+  std::optional<std::string> cursor;
+  const auto ids = SandboxFixture::drain(*c, "contact", cursor, 60);
+  const std::set<std::string> distinct(ids.begin(), ids.end());
+  CHECK(distinct == std::set<std::string>(seeded.begin(), seeded.end()));
+  CHECK(ids.size() < 260);  // no page repeats the group
+}
+
+TEST_CASE("the lookback catches a record that reached search late") {
+  for (const bool with_lookback : {true, false}) {
+    SandboxFixture f;
+    auto c = f.host.connect(f.settings(with_lookback ? "" : R"(,"lookback_seconds":0)"));
+    f.sandbox.set_indexing_delay(std::chrono::milliseconds(1500));
+    const std::string late =
+        f.sandbox.create_record(kPortal, "contacts", {{"email", "late@example.com"}});
+    f.sandbox.set_indexing_delay(std::chrono::milliseconds(0));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    const std::string early =
+        f.sandbox.create_record(kPortal, "contacts", {{"email", "early@example.com"}});
+    std::optional<std::string> cursor;
+    auto first = SandboxFixture::drain(*c, "contact", cursor, 100);
+    CHECK(first == std::vector<std::string>{early});
+    std::this_thread::sleep_for(std::chrono::milliseconds(1700));
+    auto second = SandboxFixture::drain(*c, "contact", cursor, 100);
+    const bool caught = std::find(second.begin(), second.end(), late) != second.end();
+    CHECK(caught == with_lookback);
+  }
+}
+
+TEST_CASE("fetch reads records by id in batches and reports the missing ones") {
+  SandboxFixture f;
+  const auto seeded = f.sandbox.seed_generated(kPortal, "companies", 150);
+  auto c = f.host.connect(f.settings());
+  std::vector<std::string> ids(seeded.begin(), seeded.end());
+  ids.push_back("999999999");
+  auto fetched = c->fetch("company", ids);
+  REQUIRE(fetched);
+  CHECK(fetched->records.size() == 150);
+  CHECK(fetched->missing == std::vector<std::string>{"999999999"});
+  CHECK(fetched->records[0].data_json.find("\"domain\"") != std::string::npos);
+}
+
+TEST_CASE("batch upsert maps a 207 partial failure back to each record") {
+  SandboxFixture f;
+  const auto existing = f.sandbox.seed(kPortal, "contacts", {{{{"email", "old@example.com"}}}});
+  auto c = f.host.connect(f.settings());
+  PushRequest request;
+  request.object = "contact";
+  request.mode = "upsert";
+  request.match_on = "email";
+  request.records = {
+      {"new", std::nullopt, R"({"email":"new@example.com","firstname":"Ann"})"},
+      {"old", std::nullopt, R"({"email":"OLD@example.com","firstname":"Bob"})"},
+      {"bad", std::nullopt, R"({"email":"not-an-email","firstname":"Cy"})"},
+      {"by-id", existing[0], R"({"lastname":"Byid"})"},
+      {"gone", std::string("987654321"), R"({"lastname":"Nobody"})"},
+  };
+  auto pushed = c->push(request);
+  REQUIRE(pushed);
+  const auto &r = *pushed;
+  REQUIRE(r.size() == 5);
+  CHECK(r[0].ref == "new");
+  CHECK(r[0].ok);
+  CHECK(r[0].created);
+  CHECK_FALSE(r[0].id.empty());
+  CHECK(r[1].ok);
+  CHECK_FALSE(r[1].created);
+  CHECK(r[1].id == existing[0]);
+  CHECK_FALSE(r[2].ok);
+  CHECK(r[2].code == "invalid_input");
+  CHECK_FALSE(r[2].retryable);
+  CHECK(r[3].ok);
+  CHECK(r[3].id == existing[0]);
+  CHECK_FALSE(r[4].ok);
+  CHECK(r[4].code == "not_found");
+  CHECK_FALSE(r[4].retryable);
+  CHECK(f.sandbox.record(kPortal, "contacts", existing[0])->properties.at("lastname") == "Byid");
+  CHECK(f.sandbox.count(kPortal, "contacts") == 2);
+}
+
+TEST_CASE("batch create keeps each record's outcome apart") {
+  SandboxFixture f;
+  f.sandbox.seed(kPortal, "contacts", {{{{"email", "taken@example.com"}}}});
+  auto c = f.host.connect(f.settings());
+  PushRequest request;
+  request.object = "contact";
+  request.mode = "create";
+  request.records = {
+      {"a", std::nullopt, R"({"email":"taken@example.com"})"},
+      {"b", std::nullopt, R"({"email":"fresh@example.com","tags":["x","y"]})"},
+      {"c", std::nullopt, R"({"email":"fresh2@example.com","address":{"city":"Oslo"}})"},
+  };
+  auto pushed = c->push(request);
+  REQUIRE(pushed);
+  REQUIRE(pushed->size() == 3);
+  CHECK_FALSE((*pushed)[0].ok);
+  CHECK((*pushed)[0].code == "conflict");
+  CHECK((*pushed)[1].ok);
+  CHECK((*pushed)[1].created);
+  CHECK(f.sandbox.record(kPortal, "contacts", (*pushed)[1].id)->properties.at("email") ==
+        "fresh@example.com");
+  CHECK_FALSE((*pushed)[2].ok);
+  CHECK((*pushed)[2].code == "invalid_input");
+}
+
+TEST_CASE("companies upsert on domain by finding the existing record first") {
+  SandboxFixture f;
+  const auto existing =
+      f.sandbox.seed(kPortal, "companies", {{{{"name", "Acme"}, {"domain", "acme.example"}}}});
+  auto c = f.host.connect(f.settings());
+  PushRequest request;
+  request.object = "company";
+  request.match_on = "domain";
+  request.records = {{"1", std::nullopt, R"({"name":"Acme Ltd","domain":"acme.example"})"},
+                     {"2", std::nullopt, R"({"name":"Initech","domain":"initech.example"})"}};
+  auto pushed = c->push(request);
+  REQUIRE(pushed);
+  CHECK((*pushed)[0].ok);
+  CHECK((*pushed)[0].id == existing[0]);
+  CHECK_FALSE((*pushed)[0].created);
+  CHECK((*pushed)[1].ok);
+  CHECK((*pushed)[1].created);
+  CHECK(f.sandbox.count(kPortal, "companies") == 2);
+  CHECK(f.sandbox.record(kPortal, "companies", existing[0])->properties.at("name") == "Acme Ltd");
+}
+
+TEST_CASE("push delete archives by id and takes an already gone record as done") {
+  SandboxFixture f;
+  const auto ids = f.sandbox.seed_generated(kPortal, "deals", 1);
+  auto c = f.host.connect(f.settings());
+  PushRequest request;
+  request.object = "deal";
+  request.mode = "delete";
+  request.records = {{"1", ids[0], "{}"}, {"2", std::string("424242"), "{}"}};
+  auto pushed = c->push(request);
+  REQUIRE(pushed);
+  CHECK((*pushed)[0].ok);
+  CHECK((*pushed)[1].ok);
+  CHECK(f.sandbox.count(kPortal, "deals") == 0);
+}
+
+TEST_CASE("OAuth refreshes before the first call and again on a 401, and a restart reuses it") {
+  SandboxFixture f;
+  f.sandbox.add_oauth_client("client-1", "client-secret", "refresh-1", kPortal);
+  const std::string oauth = R"({"auth":{"client_id":"client-1","client_secret":"client-secret",)"
+                            R"("refresh_token":"refresh-1"},"base_url":")" +
+                            f.sandbox.base_url() + "\"}";
+  {
+    auto c = f.host.connect(oauth);
+    REQUIRE(c->check());
+    CHECK(f.sandbox.issued_access_tokens().size() == 1);
+    f.sandbox.expire_oauth_tokens();
+    auto after = c->check();
+    REQUIRE(after);
+    CHECK(f.sandbox.issued_access_tokens().size() == 2);
+  }
+  // The same connection again (a restart): the kept token is used, no refresh.
+  auto again = f.host.connect(oauth);
+  REQUIRE(again->check());
+  CHECK(f.sandbox.issued_access_tokens().size() == 2);
+}
+
+TEST_CASE("check names refused credentials as unauthorized") {
+  SandboxFixture f;
+  auto c = f.host.connect(R"({"access_token":"wrong","base_url":")" + f.sandbox.base_url() + "\"}");
+  auto checked = c->check();
+  REQUIRE_FALSE(checked);
+  CHECK(checked.error().code == CRM_ERR_UNAUTHORIZED);
+  CHECK(checked.error().message.find("wrong") == std::string::npos);
+
+  f.sandbox.add_oauth_client("client-1", "client-secret", "refresh-1", kPortal);
+  auto bad = f.host.connect(
+      R"({"auth":{"client_id":"client-1","client_secret":"nope","refresh_token":"refresh-1"},)"
+      R"("base_url":")" +
+      f.sandbox.base_url() + "\"}");
+  CHECK(bad->check().error().code == CRM_ERR_UNAUTHORIZED);
+}
