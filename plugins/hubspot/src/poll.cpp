@@ -81,12 +81,17 @@ crm_status HubSpotConnector::poll(const Value &request, rapidjson::Document &res
   Value records(rapidjson::kArrayType);
   bool head = false;
   std::optional<uint64_t> remaining;
-  auto emit = [&](const Value &r) { records.PushBack(record_json(object, r, alloc), alloc); };
+  auto emit = [&](const Value &r) {
+    records.PushBack(record_json(object, r, alloc), alloc);
+    if (remaining && *remaining > 0) --*remaining;
+  };
 
   // Each round either emits records or narrows to one millisecond's group, so it ends; the cap
   // only bounds a call's length (the cursor then says where to go on).
   for (int round = 0; round < 64 && records.Size() < want && !head; ++round) {
     check_cancel();
+    // A search for a handful of records costs as much as a full one: leave them to the next call.
+    if (round > 0 && (want - records.Size()) * 4 < settings_.page_size) break;
     const unsigned n = std::min<unsigned>(settings_.page_size, want - records.Size());
     if (!pos.id.empty()) {
       // The rest of the records modified at exactly pos.modified_ms, in id order.
@@ -96,7 +101,6 @@ crm_status HubSpotConnector::poll(const Value &request, rapidjson::Document &res
       if (pos.id != kGroupStart)
         filters.PushBack(filter("hs_object_id", "GT", pos.id, alloc), alloc);
       SearchPage page = search(object, std::move(filters), "hs_object_id", n);
-      remaining.reset();
       for (const Value *r : page.results) {
         const std::string id = id_of(*r);
         if (pos.id != kGroupStart && compare_ids(id, pos.id) <= 0) continue;  // defensive
@@ -109,7 +113,10 @@ crm_status HubSpotConnector::poll(const Value &request, rapidjson::Document &res
     Value filters(rapidjson::kArrayType);
     filters.PushBack(filter(object.modified_prop, "GTE", std::to_string(pos.modified_ms), alloc),
                      alloc);
-    SearchPage page = search(object, std::move(filters), object.modified_prop, n);
+    // One more than fits: the last millisecond of a full page is dropped (it is read whole, in
+    // id order, next), so the records before it still fill the call.
+    const unsigned asked = std::min<unsigned>(200, n + 1);
+    SearchPage page = search(object, std::move(filters), object.modified_prop, asked);
     std::vector<std::pair<int64_t, const Value *>> found;
     for (const Value *r : page.results) {
       const auto ms = modified_ms(object, *r);
@@ -121,7 +128,7 @@ crm_status HubSpotConnector::poll(const Value &request, rapidjson::Document &res
     // HubSpot sorts, but a stable order here keeps the cursor right whatever it sends.
     std::stable_sort(found.begin(), found.end(),
                      [](const auto &x, const auto &y) { return x.first < y.first; });
-    if (found.size() < n) {
+    if (found.size() < asked) {
       // The head: everything from pos on was returned.
       for (const auto &[ms, r] : found) emit(*r);
       if (!found.empty())
@@ -133,13 +140,13 @@ crm_status HubSpotConnector::poll(const Value &request, rapidjson::Document &res
     // A full page may end inside a millisecond: emit what precedes it, then read that
     // millisecond's group in id order.
     const int64_t last = found.back().first;
+    remaining = page.total;
     size_t emitted = 0;
     for (const auto &[ms, r] : found)
       if (ms < last) {
         emit(*r);
         ++emitted;
       }
-    if (page.total) remaining = *page.total > emitted ? *page.total - emitted : 0;
     pos = {last, emitted == 0 ? kGroupStart : ""};
   }
 

@@ -100,7 +100,10 @@ bool holds(const Value &sent, const Value &returned) {
     if (read_only(m.name.GetString())) continue;
     auto it = returned.FindMember(m.name);
     if (it == returned.MemberEnd()) continue;
-    const std::string a = text_of(m.value), b = text_of(it->value);
+    std::string a = text_of(m.value);
+    if (m.value.IsArray())  // sent as HubSpot's `;` multi-select text
+      for (const auto &item : m.value.GetArray()) a += (a.empty() ? "" : ";") + text_of(item);
+    const std::string b = text_of(it->value);
     if (!(m.value.IsNull() && b.empty()) && lower(a) != lower(b)) return false;
   }
   return true;
