@@ -227,3 +227,13 @@ TEST_CASE("missing files and empty directories are problems") {
             "nope.yaml: no such file",
             dir.path().string() + ": the directory holds no *.yaml or *.yml file"});
 }
+
+TEST_CASE("tls names files that exist and needs both of them") {
+  CHECK(problems_of("tls: { cert: /nonexistent/cert.pem, key: /etc/passwd }\n") ==
+        std::vector<std::string>{"c.yaml:1:14: tls.cert: no such file /nonexistent/cert.pem"});
+  CHECK(problems_of("tls: { cert: /etc/passwd }\n") ==
+        std::vector<std::string>{R"(c.yaml:1:1: tls is missing the required key "key")"});
+  CHECK(problems_of("tls: { cert: /etc/passwd, key: /etc/passwd }\n").empty());
+  CHECK(problems_of("metrics_token: short\n") ==
+        std::vector<std::string>{"c.yaml:1:16: metrics_token must be at least 16 characters long"});
+}

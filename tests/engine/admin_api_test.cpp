@@ -189,6 +189,14 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
   }
   CHECK(documented == 16);
 
+  // With a metrics token configured, /metrics wants it (and only it).
+  admin::RouterContext guarded{engine, *db, "an-admin-token-of-32-characters!",
+                               "a-metrics-token-for-scrapers"};
+  CHECK(admin::route(call("GET", "/metrics", ""), guarded).status == 401);
+  CHECK(admin::route(call("GET", "/metrics"), guarded).status == 401);
+  CHECK(admin::route(call("GET", "/metrics", "a-metrics-token-for-scrapers"), guarded).status ==
+        200);
+
   admin::RouterContext closed{engine, *db, ""};
   CHECK(admin::route(call("GET", "/pipelines"), closed).status == 403);
   CHECK(admin::constant_time_equals("abc", "abc"));

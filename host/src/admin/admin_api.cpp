@@ -409,6 +409,22 @@ bool constant_time_equals(const std::string &a, const std::string &b) {
   return CRYPTO_memcmp(padded.data(), longer.data(), longer.size()) == 0 && a.size() == b.size();
 }
 
+namespace {
+
+bool bearer_matches(const net::HttpRequest &request, const std::string &token) {
+  const std::string auth = request.header("Authorization");
+  const std::string prefix = "Bearer ";
+  return auth.compare(0, prefix.size(), prefix) == 0 &&
+         constant_time_equals(auth.substr(prefix.size()), token);
+}
+
+net::HttpResponse unauthorized() {
+  return {
+      401, "application/json", {{"WWW-Authenticate", "Bearer"}}, "{\"error\":\"unauthorized\"}\n"};
+}
+
+}  // namespace
+
 net::HttpResponse route(const net::HttpRequest &request, RouterContext &ctx) {
   try {
     if (request.method == "GET" && request.path == "/healthz")
@@ -421,20 +437,17 @@ net::HttpResponse route(const net::HttpRequest &request, RouterContext &ctx) {
         return {503, "text/plain", {}, "store unreachable\n"};
       }
     }
-    if (request.method == "GET" && request.path == "/metrics") return metrics_response(ctx);
+    if (request.method == "GET" && request.path == "/metrics") {
+      if (!ctx.metrics_token.empty() && !bearer_matches(request, ctx.metrics_token))
+        return unauthorized();
+      return metrics_response(ctx);
+    }
     const auto parts = split_path(request.path);
     static const std::set<std::string> kAdminRoots = {"pipelines", "pause-all", "resume-all",
                                                       "events",    "runs",      "health"};
     if (!parts.empty() && kAdminRoots.count(parts[0])) {
       if (ctx.admin_token.empty()) return error(403, "the admin API is disabled: set admin_token");
-      const std::string auth = request.header("Authorization");
-      const std::string prefix = "Bearer ";
-      if (auth.compare(0, prefix.size(), prefix) != 0 ||
-          !constant_time_equals(auth.substr(prefix.size()), ctx.admin_token))
-        return {401,
-                "application/json",
-                {{"WWW-Authenticate", "Bearer"}},
-                "{\"error\":\"unauthorized\"}\n"};
+      if (!bearer_matches(request, ctx.admin_token)) return unauthorized();
       return admin(request, ctx, parts);
     }
     if (request.method != "POST") return {404, "text/plain", {}, "not found\n"};

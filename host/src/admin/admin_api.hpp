@@ -13,6 +13,7 @@ struct RouterContext {
   pipeline::Engine &engine;
   store::Store &store;
   std::string admin_token;  // empty: the admin API is disabled (health and webhooks still work)
+  std::string metrics_token = {};  // empty: GET /metrics is open
 };
 
 // Answers one request: GET /healthz, GET /readyz, the admin routes under a Bearer token, and

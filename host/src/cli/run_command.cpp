@@ -121,7 +121,10 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   net::ServerOptions server_options;
   server_options.listen = loaded.config->listen;
   server_options.max_body = loaded.config->max_body;
-  admin::RouterContext router{engine, *db, loaded.config->admin_token};
+  if (const auto &tls = loaded.config->tls)
+    server_options.tls = net::ServerOptions::Tls{tls->certificate, tls->key};
+  admin::RouterContext router{engine, *db, loaded.config->admin_token,
+                              loaded.config->metrics_token};
   net::HttpServer server(
       signals_io, http_handlers, server_options,
       [&](const net::HttpRequest &request) { return admin::route(request, router); });

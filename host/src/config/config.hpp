@@ -109,6 +109,13 @@ struct Config {
   Duration claim_lease{std::chrono::seconds(60)};
   Duration retention{std::chrono::hours(24 * 7)};
   uint64_t max_body = 1 << 20;  // the largest request body (webhook, admin API) accepted, bytes
+  // HTTPS on every listen address when set: PEM certificate chain and key files.
+  struct Tls {
+    std::string certificate;
+    std::string key;
+  };
+  std::optional<Tls> tls;
+  std::string metrics_token;  // secret; empty: GET /metrics needs no token
   std::map<std::string, ConnectionConfig> connections;
   std::map<std::string, PipelineConfig> pipelines;
 };

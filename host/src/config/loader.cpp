@@ -19,9 +19,10 @@ namespace {
 namespace fs = std::filesystem;
 using detail::location;
 
-const std::vector<std::string> kTopKeys = {"store",     "listen",   "admin_token",    "plugin_dir",
-                                           "log",       "workers",  "shutdown_grace", "claim_lease",
-                                           "retention", "max_body", "connections",    "pipelines"};
+const std::vector<std::string> kTopKeys = {
+    "store",   "listen",         "admin_token", "plugin_dir", "log",
+    "workers", "shutdown_grace", "claim_lease", "retention",  "max_body",
+    "tls",     "metrics_token",  "connections", "pipelines"};
 const std::vector<std::string> kLogFormats = {"text", "json"};
 const std::vector<std::string> kLogLevels = {"trace", "debug",    "info", "warn",
                                              "error", "critical", "off"};
@@ -415,6 +416,36 @@ class Loader {
         else
           config_.admin_token = *s;
       }
+    } else if (key == "metrics_token") {
+      if (auto s = string_value(e, true)) {
+        if (!s->empty() && s->size() < 16)
+          problem(e.value_mark(), "metrics_token must be at least 16 characters long");
+        else
+          config_.metrics_token = *s;
+      }
+    } else if (key == "tls") {
+      auto f = fields(e.value, e.key_mark(), e.ctx, {"cert", "key"});
+      const bool has_cert = require(f, "cert"), has_key = require(f, "key");
+      Config::Tls tls;
+      bool ok = has_cert && has_key;
+      for (const auto &[name, target] :
+           {std::pair<const char *, std::string *>{"cert", &tls.certificate}, {"key", &tls.key}}) {
+        const auto *v = f.get(name);
+        if (!v) continue;
+        auto s = string_value(*v);
+        if (!s) {
+          ok = false;
+          continue;
+        }
+        const fs::path file(*s);
+        *target = file.is_absolute() ? *s : (base_dir_ / file).lexically_normal().string();
+        std::error_code ec;
+        if (!fs::is_regular_file(*target, ec)) {
+          problem(v->value_mark(), std::string("tls.") + name + ": no such file " + *target);
+          ok = false;
+        }
+      }
+      if (ok) config_.tls = tls;
     } else if (key == "plugin_dir") {
       if (auto s = string_value(e)) {
         const fs::path dir(*s);
