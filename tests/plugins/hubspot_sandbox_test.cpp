@@ -74,7 +74,7 @@ TEST_CASE("poll pages through every contact in modification order") {
   CHECK(all == std::set<std::string>(seeded.begin(), seeded.end()));
 }
 
-TEST_CASE("poll reads past 10,000 search results by re-anchoring the filter") {
+TEST_CASE("poll reads past 10000 search results by re-anchoring the filter") {
   SandboxFixture f;
   const auto seeded = f.sandbox.seed_generated(kPortal, "contacts", 10'250);
   auto c = f.host.connect(f.settings(R"(,"page_size":200)"));
@@ -235,7 +235,7 @@ TEST_CASE("push delete archives by id and takes an already gone record as done")
   CHECK(f.sandbox.count(kPortal, "deals") == 0);
 }
 
-TEST_CASE("OAuth refreshes before the first call and again on a 401, and a restart reuses it") {
+TEST_CASE("OAuth refreshes before the first call and again on a 401 and a restart reuses it") {
   SandboxFixture f;
   f.sandbox.add_oauth_client("client-1", "client-secret", "refresh-1", kPortal);
   const std::string oauth = R"({"auth":{"client_id":"client-1","client_secret":"client-secret",)"
