@@ -308,6 +308,7 @@ void HubSpotSandbox::start() {
 
 void HubSpotSandbox::stop() {
   if (impl_->server) impl_->server->stop();
+  impl_->server.reset();
   impl_->webhooks.stop();
 }
 

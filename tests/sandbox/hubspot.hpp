@@ -15,7 +15,10 @@
 //   ... hubspot.records(101, "contacts"), hubspot.deliveries(), hubspot.stats() ...
 //
 // Every public function is thread-safe and may be called before or after start(). Objects are
-// "contacts", "companies", "deals" (also "0-1", "0-2", "0-3"). Portals are created on first use.
+// "contacts", "companies", "deals" (also "0-1", "0-2", "0-3"); an unknown object, or a seed or
+// write HubSpot would refuse (an invalid or duplicate contact email), throws
+// std::invalid_argument. Portals are created on first use. Faults apply to the API and OAuth
+// requests, never to the /_sandbox/ controls (hubspot_admin.cpp lists them).
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -114,9 +117,9 @@ class HubSpotSandbox {
   HubSpotSandbox(const HubSpotSandbox &) = delete;
   HubSpotSandbox &operator=(const HubSpotSandbox &) = delete;
 
-  void start();  // throws std::runtime_error when the address cannot be bound
-  void stop();
-  uint16_t port() const;
+  void start();                  // throws std::runtime_error when the address cannot be bound
+  void stop();                   // the state is kept; start() again serves it on a new server
+  uint16_t port() const;         // 0 when not serving
   std::string base_url() const;  // "http://127.0.0.1:<port>"
 
   // The whole API as a function (what the server calls for each request).

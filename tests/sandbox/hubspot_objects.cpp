@@ -1,6 +1,7 @@
 // The CRM v3 object endpoints of the HubSpot emulator: list, get, create, update, archive,
 // merge and the batch operations. Each runs with the state mutex held.
 #include <algorithm>
+#include <set>
 
 #include <rapidjson/error/en.h>
 
@@ -49,10 +50,21 @@ std::string string_member(const rapidjson::Value &object, const char *key) {
   return {};
 }
 
-Selection selection_of(const std::map<std::string, std::string> &query) {
+// `properties=a,b` and `properties=a&properties=b` alike, as HubSpot accepts both.
+Selection selection_of(std::string_view query) {
   Selection selection;
-  const auto properties = query.find("properties");
-  if (properties != query.end()) selection.requested = split_list(properties->second);
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    const auto eq = pair.find('=');
+    if (eq != std::string_view::npos && url_decode(pair.substr(0, eq)) == "properties") {
+      if (!selection.requested) selection.requested.emplace();
+      for (auto &name : split_list(url_decode(pair.substr(eq + 1))))
+        selection.requested->push_back(std::move(name));
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
   return selection;
 }
 
@@ -111,7 +123,7 @@ HttpResponse HubSpotSandbox::Impl::list(Portal &p, const ObjectType &type,
     from = *id;
   }
   const bool archived = query_value(query, "archived") == "true";
-  const auto selection = selection_of(query);
+  const auto selection = selection_of(request.query);
   auto &records = p.tables[type.plural].records;
   rapidjson::StringBuffer buffer;
   JsonWriter w(buffer);
@@ -153,7 +165,7 @@ HttpResponse HubSpotSandbox::Impl::get(Portal &p, const ObjectType &type, const 
   const auto *record =
       find(p, type, id, query_value(query, "idProperty"), query_value(query, "archived") == "true");
   if (!record) return error_response(not_found(id));
-  return record_response(200, type, *record, selection_of(query));
+  return record_response(200, type, *record, selection_of(request.query));
 }
 
 HttpResponse HubSpotSandbox::Impl::create(Portal &p, const ObjectType &type,
@@ -228,6 +240,16 @@ HttpResponse HubSpotSandbox::Impl::batch(Portal &p, const ObjectType &type,
     return error_response(validation_error(  // (guess) the wording
         "Too many inputs: " + std::to_string(inputs->value.Size()) + " given, at most " +
         std::to_string(kMaxBatchInputs) + " allowed"));
+
+  // HubSpot refuses a batch that names one record twice.
+  if (operation == "update" || operation == "upsert" || operation == "read") {
+    std::set<std::string> seen;
+    for (const auto &input : inputs->value.GetArray()) {
+      const auto id = string_member(input, "id");
+      if (!id.empty() && !seen.insert(lowercase(id)).second)
+        return error_response(validation_error("Duplicate IDs found in batch input: [" + id + "]"));
+    }
+  }
 
   Selection read_selection;
   if (const auto properties = body.FindMember("properties");

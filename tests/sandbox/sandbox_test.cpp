@@ -22,6 +22,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// With a length: RapidJSON's SIMD scan of NUL-terminated text reads past the allocation (ASan).
+void parse_json(rapidjson::Document &document, const std::string &text) {
+  document.Parse(text.data(), text.size());
+}
+
 constexpr int64_t kPortal = 101;
 constexpr const char *kToken = "pat-test";
 
@@ -51,7 +56,7 @@ struct Fixture {
     if (!token.empty()) headers.emplace_back("Authorization", "Bearer " + token);
     Reply reply;
     reply.raw = http_request(method, sandbox.base_url() + target, headers, body, 10s);
-    reply.json.Parse(reply.raw.body.c_str());
+    parse_json(reply.json, reply.raw.body);
     return reply;
   }
 };
@@ -208,6 +213,11 @@ TEST_CASE("get by id and by idProperty email returns HubSpot's record shape", "[
   REQUIRE(by_email.status() == 200);
   CHECK(by_email.str("id") == id);
   CHECK(by_email.json["properties"]["phone"].IsNull());
+  const auto repeated =
+      f.call("GET", "/crm/v3/objects/contacts/" + id + "?properties=phone&properties=firstname");
+  CHECK(repeated.json["properties"]["firstname"].GetString() == std::string("Ada"));
+  CHECK(repeated.json["properties"].HasMember("phone"));
+  CHECK_FALSE(repeated.json["properties"].HasMember("email"));
   const auto missing = f.call("GET", "/crm/v3/objects/contacts/999999");
   CHECK(missing.status() == 404);
   CHECK(missing.str("category") == "OBJECT_NOT_FOUND");
@@ -278,6 +288,13 @@ TEST_CASE("batch upsert answers 207 with per-input errors and new flags", "[sand
                             R"("properties":{"lastname":"N"}}]})");
   CHECK(clean.status() == 200);
   CHECK_FALSE(clean.json.HasMember("numErrors"));
+
+  const auto twice =
+      f.call("POST", "/crm/v3/objects/contacts/batch/upsert",
+             R"({"inputs":[{"id":"z@example.com","idProperty":"email","properties":{}},)"
+             R"({"id":"Z@example.com","idProperty":"email","properties":{}}]})");
+  CHECK(twice.status() == 400);
+  CHECK(f.sandbox.count(kPortal, "contacts") == 2);
 }
 
 TEST_CASE("batch read reports missing ids in errors with 207", "[sandbox]") {
@@ -482,7 +499,7 @@ TEST_CASE("OAuth refresh issues working tokens that expire into 401 EXPIRED_AUTH
         "grant_type=refresh_token&client_id=client-1&client_secret=secret-1&refresh_token=" +
             refresh_token,
         10s);
-    reply.json.Parse(reply.raw.body.c_str());
+    parse_json(reply.json, reply.raw.body);
     return reply;
   };
   const auto issued = refresh("refresh-1");
@@ -538,7 +555,7 @@ TEST_CASE("webhooks are batched and signed v1 v2 and v3 over the URI as sent", "
   REQUIRE(received.size() == 1);  // six events in one delivery
   const auto &request = received[0];
   rapidjson::Document events;
-  events.Parse(request.body.c_str());
+  parse_json(events, request.body);
   REQUIRE(events.IsArray());
   REQUIRE(events.Size() == 6);
   std::map<std::string, int> types;
@@ -601,7 +618,7 @@ TEST_CASE("webhook deliveries are retried on 500 with a growing attemptNumber", 
   REQUIRE(received.size() == 3);
   for (int i = 0; i < 3; ++i) {
     rapidjson::Document events;
-    events.Parse(received[static_cast<size_t>(i)].body.c_str());
+    parse_json(events, received[static_cast<size_t>(i)].body);
     CHECK(events[0]["attemptNumber"].GetInt() == i);
     CHECK(events[0]["subscriptionType"].GetString() == std::string("deal.creation"));
   }
@@ -662,7 +679,7 @@ TEST_CASE("merge archives the merged record and sends a merge event", "[sandbox]
   CHECK(f.call("GET", "/crm/v3/objects/contacts/" + b).status() == 404);
   REQUIRE(f.sandbox.wait_for_deliveries(1, 5s));
   rapidjson::Document events;
-  events.Parse(f.sandbox.deliveries()[0].body.c_str());
+  parse_json(events, f.sandbox.deliveries()[0].body);
   REQUIRE(events.Size() == 1);
   CHECK(events[0]["subscriptionType"].GetString() == std::string("contact.merge"));
   CHECK(events[0]["primaryObjectId"].GetInt64() == std::stoll(a));
@@ -759,7 +776,7 @@ TEST_CASE("crm-sandbox prints its bound port and exits 0 on SIGTERM", "[sandbox]
                                   {{"Authorization", "Bearer cli-token"}}, "", 5s);
   CHECK(reply.status == 200);
   rapidjson::Document json;
-  json.Parse(reply.body.c_str());
+  parse_json(json, reply.body);
   CHECK(json["results"].Size() == 4);
   kill(child, SIGTERM);
   int status = 0;
