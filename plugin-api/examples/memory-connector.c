@@ -35,6 +35,10 @@ struct crm_connector {
   char *webhook_secret;
   mem_record *records;
   size_t count, capacity;
+  /* (object, id) -> index + 1 in records, open addressing; records are never removed (a deletion
+   * is a flag), so the index only grows. Keeps webhooks and fetches O(1) at any size. */
+  size_t *slots;
+  size_t slot_count; /* a power of two, or 0 */
   unsigned long long last_seq, last_id;
   atomic_int cancel_requested;
 };
@@ -123,11 +127,44 @@ static void write_record(tj_buf *b, const mem_record *r) {
   tj_buf_str(b, "}");
 }
 
+static size_t hash_key(const char *object, const char *id) {
+  unsigned long long h = 1469598103934665603ull; /* FNV-1a */
+  for (; *object; ++object) h = (h ^ (unsigned char)*object) * 1099511628211ull;
+  h = (h ^ 0xff) * 1099511628211ull;
+  for (; *id; ++id) h = (h ^ (unsigned char)*id) * 1099511628211ull;
+  return (size_t)h;
+}
+
+static void index_put(crm_connector *c, size_t record) {
+  size_t at = hash_key(c->records[record].object, c->records[record].id) & (c->slot_count - 1);
+  while (c->slots[at]) at = (at + 1) & (c->slot_count - 1);
+  c->slots[at] = record + 1;
+}
+
+/* Makes room for one more record in the index; 0 when out of memory. */
+static int index_reserve(crm_connector *c) {
+  size_t i, *old = c->slots, old_count = c->slot_count;
+  if ((c->count + 1) * 2 <= c->slot_count) return 1;
+  c->slot_count = old_count ? old_count * 2 : 64;
+  c->slots = (size_t *)calloc(c->slot_count, sizeof *c->slots);
+  if (!c->slots) {
+    c->slots = old;
+    c->slot_count = old_count;
+    return 0;
+  }
+  for (i = 0; i < c->count; ++i) index_put(c, i);
+  free(old);
+  return 1;
+}
+
 static mem_record *find_by_id(crm_connector *c, const char *object, const char *id) {
-  size_t i;
-  for (i = 0; i < c->count; ++i)
-    if (strcmp(c->records[i].object, object) == 0 && strcmp(c->records[i].id, id) == 0)
-      return &c->records[i];
+  size_t at;
+  if (!c->slot_count) return NULL;
+  at = hash_key(object, id) & (c->slot_count - 1);
+  for (; c->slots[at]; at = (at + 1) & (c->slot_count - 1)) {
+    mem_record *r = &c->records[c->slots[at] - 1];
+    if (strcmp(r->object, object) == 0 && strcmp(r->id, id) == 0) return r;
+  }
   return NULL;
 }
 
@@ -203,6 +240,7 @@ static mem_record *insert_record(crm_connector *c, const char *object, const cha
                                  const char *data, size_t data_len) {
   mem_record *r;
   char generated[24];
+  if (!index_reserve(c)) return NULL;
   if (c->count == c->capacity) {
     size_t cap = c->capacity ? c->capacity * 2 : 16;
     mem_record *grown = (mem_record *)realloc(c->records, cap * sizeof *grown);
@@ -227,6 +265,7 @@ static mem_record *insert_record(crm_connector *c, const char *object, const cha
   }
   r->seq = ++c->last_seq;
   r->modified_ms = now_ms();
+  index_put(c, c->count);
   ++c->count;
   return r;
 }
@@ -286,6 +325,7 @@ static void memory_destroy(crm_connector *c) {
     free(c->records[i].data);
   }
   free(c->records);
+  free(c->slots);
   free(c->webhook_secret);
   free(c);
 }

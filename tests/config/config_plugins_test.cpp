@@ -93,14 +93,20 @@ TEST_CASE("settings are checked against the plugin's JSON Schema and every viola
 }
 
 TEST_CASE("unknown plugins") {
-  CHECK(
-      problems_of("connections:\n"
-                  "  hs: { plugin: hubspot }\n"
-                  "  mem: { plugin: memroy }\n",
-                  &registry()) ==
-      std::vector<std::string>{
-          R"(c.yaml:2:17: connection "hs" uses unknown plugin "hubspot" (loaded plugins: memory, old-layout))",
-          R"(c.yaml:3:18: connection "mem" uses unknown plugin "memroy" (did you mean "memory"?))"});
+  // The built plugin directory grows with each provider: the list is checked by its members.
+  const auto problems = problems_of(
+      "connections:\n"
+      "  hs: { plugin: acme-crm }\n"
+      "  mem: { plugin: memroy }\n",
+      &registry());
+  REQUIRE(problems.size() == 2);
+  CHECK_THAT(
+      problems[0],
+      Catch::StartsWith(
+          R"(c.yaml:2:17: connection "hs" uses unknown plugin "acme-crm" (loaded plugins: )") &&
+          Catch::Contains("memory") && Catch::EndsWith("old-layout)"));
+  CHECK(problems[1] ==
+        R"(c.yaml:3:18: connection "mem" uses unknown plugin "memroy" (did you mean "memory"?))");
   SECTION("with no plugins loaded") {
     crmhost::plugins::PluginRegistry empty;
     empty.load_directory("/nonexistent/crmhost/plugins");

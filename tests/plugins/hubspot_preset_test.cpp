@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include "config/config.hpp"
@@ -16,7 +18,9 @@ std::string preset_fields(const std::string &preset, const std::string &object) 
   crmhost::plugins::PluginRegistry registry;
   registry.load_directory(CRMHOST_PLUGIN_OUTPUT_DIR);
   REQUIRE(registry.find("hubspot"));
-  const auto dir = std::filesystem::temp_directory_path() / "hubspot-preset-test";
+  // One directory per process: ctest runs the cases of this file in parallel.
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("hubspot-preset-test-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const auto file = dir / "c.yaml";
   std::ofstream(file) << "connections:\n"
@@ -27,6 +31,7 @@ std::string preset_fields(const std::string &preset, const std::string &object) 
                       << object << " } }\n    sink: { push: { connection: hs, object: " << object
                       << " } }\n    map: { preset: " << preset << " }\n";
   auto result = crmhost::config::load({file.string()}, &registry);
+  std::filesystem::remove_all(dir);
   for (const auto &p : result.problems) UNSCOPED_INFO(p.to_string());
   REQUIRE(result.problems.empty());
   return result.config->pipelines.at("p").map.fields_json;

@@ -411,6 +411,40 @@ bool constant_time_equals(const std::string &a, const std::string &b) {
 
 namespace {
 
+const std::set<std::string> kAdminRoots = {"pipelines", "pause-all", "resume-all",
+                                           "events",    "runs",      "health"};
+
+bool is_webhook(const net::HttpRequest &request) {
+  if (request.method != "POST") return false;
+  const auto parts = split_path(request.path);
+  return parts.empty() || !kAdminRoots.count(parts[0]);
+}
+
+plugins::WebhookRequest webhook_of(const net::HttpRequest &request) {
+  plugins::WebhookRequest webhook;
+  webhook.method = request.method;
+  const std::string host = request.header("Host");
+  webhook.url = "http://" + (host.empty() ? std::string("localhost") : host) + request.target;
+  webhook.headers = request.headers;
+  webhook.body = request.body;
+  webhook.received_at_ms = request.received_at_ms;
+  return webhook;
+}
+
+net::HttpResponse webhook_response(const std::string &request_id, const std::string &path,
+                                   const pipeline::WebhookIngest &ingest) {
+  spdlog::log(ingest.http_status == 200 ? spdlog::level::debug : spdlog::level::warn,
+              "request {} POST {}: {} ({} new, {} duplicate)", request_id, path, ingest.http_status,
+              ingest.events, ingest.duplicates);
+  if (ingest.http_status == 200 && ingest.reply)
+    return {ingest.reply->status, "text/plain; charset=utf-8", ingest.reply->headers,
+            ingest.reply->body};
+  return {ingest.http_status,
+          "text/plain; charset=utf-8",
+          {},
+          ingest.http_status == 200 ? "ok\n" : ingest.body + "\n"};
+}
+
 bool bearer_matches(const net::HttpRequest &request, const std::string &token) {
   const std::string auth = request.header("Authorization");
   const std::string prefix = "Bearer ";
@@ -443,34 +477,30 @@ net::HttpResponse route(const net::HttpRequest &request, RouterContext &ctx) {
       return metrics_response(ctx);
     }
     const auto parts = split_path(request.path);
-    static const std::set<std::string> kAdminRoots = {"pipelines", "pause-all", "resume-all",
-                                                      "events",    "runs",      "health"};
     if (!parts.empty() && kAdminRoots.count(parts[0])) {
       if (ctx.admin_token.empty()) return error(403, "the admin API is disabled: set admin_token");
       if (!bearer_matches(request, ctx.admin_token)) return unauthorized();
       return admin(request, ctx, parts);
     }
     if (request.method != "POST") return {404, "text/plain", {}, "not found\n"};
-    plugins::WebhookRequest webhook;
-    webhook.method = request.method;
-    const std::string host = request.header("Host");
-    webhook.url = "http://" + (host.empty() ? std::string("localhost") : host) + request.target;
-    webhook.headers = request.headers;
-    webhook.body = request.body;
-    webhook.received_at_ms = request.received_at_ms;
-    const auto ingest = ctx.engine.ingest_webhook(request.path, webhook, request.request_id);
-    spdlog::log(ingest.http_status == 200 ? spdlog::level::debug : spdlog::level::warn,
-                "request {} POST {}: {} ({} new, {} duplicate)", request.request_id, request.path,
-                ingest.http_status, ingest.events, ingest.duplicates);
-    if (ingest.http_status == 200 && ingest.reply)
-      return {ingest.reply->status, "text/plain; charset=utf-8", ingest.reply->headers,
-              ingest.reply->body};
-    return {ingest.http_status,
-            "text/plain; charset=utf-8",
-            {},
-            ingest.http_status == 200 ? "ok\n" : ingest.body + "\n"};
+    return webhook_response(
+        request.request_id, request.path,
+        ctx.engine.ingest_webhook(request.path, webhook_of(request), request.request_id));
   } catch (const store::StoreError &e) {
     return {e.retryable() ? 503 : 500, "text/plain", {}, "store error\n"};
+  }
+}
+
+void route_async(const net::HttpRequest &request, RouterContext &ctx, net::Respond respond) {
+  if (!is_webhook(request)) return respond(route(request, ctx));
+  try {
+    ctx.engine.ingest_webhook_async(
+        request.path, webhook_of(request), request.request_id,
+        [respond, id = request.request_id, path = request.path](pipeline::WebhookIngest ingest) {
+          respond(webhook_response(id, path, ingest));
+        });
+  } catch (const store::StoreError &e) {
+    respond({e.retryable() ? 503 : 500, "text/plain", {}, "store error\n"});
   }
 }
 

@@ -19,6 +19,9 @@ struct RouterContext {
 // Answers one request: GET /healthz, GET /readyz, the admin routes under a Bearer token, and
 // POSTs to webhook paths. Never throws.
 net::HttpResponse route(const net::HttpRequest &request, RouterContext &context);
+// The same for the server's asynchronous handler: a webhook is answered when its events are
+// durable, without holding a thread meanwhile. Everything else answers at once.
+void route_async(const net::HttpRequest &request, RouterContext &context, net::Respond respond);
 
 // Compares in time independent of where the inputs differ.
 bool constant_time_equals(const std::string &a, const std::string &b);

@@ -125,9 +125,10 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
     server_options.tls = net::ServerOptions::Tls{tls->certificate, tls->key};
   admin::RouterContext router{engine, *db, loaded.config->admin_token,
                               loaded.config->metrics_token};
-  net::HttpServer server(
-      signals_io, http_handlers, server_options,
-      [&](const net::HttpRequest &request) { return admin::route(request, router); });
+  net::HttpServer server(signals_io, http_handlers, server_options,
+                         [&](const net::HttpRequest &request, net::Respond respond) {
+                           admin::route_async(request, router, std::move(respond));
+                         });
   try {
     server.start();
   } catch (const std::exception &e) {

@@ -47,13 +47,13 @@ std::string new_request_id() {
 
 struct HttpServer::State {
   ServerOptions options;
-  Handler handler;
+  AsyncHandler handler;
   asio::thread_pool &handlers;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::unique_ptr<asio::ssl::context> tls;  // set when every listener speaks TLS
   std::atomic<size_t> open{0};
   std::atomic<bool> stopping{false};
-  State(ServerOptions o, Handler h, asio::thread_pool &pool)
+  State(ServerOptions o, AsyncHandler h, asio::thread_pool &pool)
       : options(std::move(o)), handler(std::move(h)), handlers(pool) {}
 };
 
@@ -168,20 +168,23 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     const unsigned version = message.version();
     // The handler may block on a plugin or the store: run it off the io threads.
     asio::post(state_->handlers, [self = this->shared_from_this(), request, version] {
-      HttpResponse response;
+      auto answered = std::make_shared<std::atomic<bool>>(false);
+      Respond respond = [self, request, version, answered](HttpResponse response) {
+        if (answered->exchange(true)) return;  // one answer per request
+        asio::dispatch(self->stream_.get_executor(),
+                       [self, response = std::move(response), request, version]() mutable {
+                         if (response.close_without_response)
+                           return self->close(asio::error::connection_aborted);
+                         self->write(response, request->request_id, version);
+                       });
+      };
       try {
-        response = self->state_->handler(*request);
+        self->state_->handler(*request, respond);
       } catch (const std::exception &e) {
         spdlog::error("request {} {} {}: handler failed: {}", request->request_id, request->method,
                       request->path, e.what());
-        response = {500, "text/plain; charset=utf-8", {}, "internal error\n"};
+        respond({500, "text/plain; charset=utf-8", {}, "internal error\n"});
       }
-      asio::dispatch(self->stream_.get_executor(),
-                     [self, response = std::move(response), request, version]() mutable {
-                       if (response.close_without_response)
-                         return self->close(asio::error::connection_aborted);
-                       self->write(response, request->request_id, version);
-                     });
     });
   }
 
@@ -277,6 +280,14 @@ tcp::endpoint parse_endpoint(const std::string &address) {
 
 HttpServer::HttpServer(asio::io_context &io, asio::thread_pool &handlers, ServerOptions options,
                        Handler handler)
+    : HttpServer(io, handlers, std::move(options),
+                 AsyncHandler([handler = std::move(handler)](const HttpRequest &request,
+                                                             const Respond &respond) {
+                   respond(handler(request));
+                 })) {}
+
+HttpServer::HttpServer(asio::io_context &io, asio::thread_pool &handlers, ServerOptions options,
+                       AsyncHandler handler)
     : io_(io), state_(std::make_shared<State>(std::move(options), std::move(handler), handlers)) {
   if (const auto &tls = state_->options.tls) {
     auto context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);

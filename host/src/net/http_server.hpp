@@ -45,6 +45,10 @@ struct HttpResponse {
 };
 
 using Handler = std::function<HttpResponse(const HttpRequest &)>;
+// A handler that answers later: it calls `respond` exactly once, from any thread (say, when a
+// commit it waits for is durable), so no thread is held while it waits.
+using Respond = std::function<void(HttpResponse)>;
+using AsyncHandler = std::function<void(const HttpRequest &, Respond respond)>;
 
 struct ServerOptions {
   std::vector<std::string> listen = {"127.0.0.1:8080"};  // host:port; port 0 picks a free one
@@ -70,6 +74,8 @@ class HttpServer {
  public:
   HttpServer(boost::asio::io_context &io, boost::asio::thread_pool &handlers, ServerOptions options,
              Handler handler);
+  HttpServer(boost::asio::io_context &io, boost::asio::thread_pool &handlers, ServerOptions options,
+             AsyncHandler handler);
   ~HttpServer();
   // Binds every listen address (throws std::runtime_error naming the address on failure) and
   // starts accepting.

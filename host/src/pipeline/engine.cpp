@@ -1,5 +1,7 @@
 #include "pipeline/engine.hpp"
 
+#include <future>
+
 #include <condition_variable>
 #include <random>
 #include <sstream>
@@ -529,64 +531,83 @@ std::optional<int64_t> Engine::start_backfill(const std::string &pipeline, bool 
 WebhookIngest Engine::ingest_webhook(const std::string &path,
                                      const plugins::WebhookRequest &request,
                                      const std::string &request_id) {
+  std::promise<WebhookIngest> promise;
+  auto future = promise.get_future();
+  ingest_webhook_async(path, request, request_id,
+                       [&promise](WebhookIngest result) { promise.set_value(std::move(result)); });
+  return future.get();
+}
+
+void Engine::ingest_webhook_async(const std::string &path, const plugins::WebhookRequest &request,
+                                  const std::string &request_id,
+                                  std::function<void(WebhookIngest)> done) {
   std::shared_ptr<PipelineRunner> runner;
   {
     std::lock_guard lock(mutex_);
     for (const auto &[name, r] : runners_)
       if (r->config().webhook && r->config().webhook->path == path) runner = r;
   }
-  WebhookIngest result;
   if (!runner) {
+    WebhookIngest result;
     result.http_status = 404;
     result.body = "no pipeline receives webhooks at this path";
-    return result;
+    return done(std::move(result));
   }
-  result = ingest_with(*runner, request, request_id);
-  const char *outcome = result.http_status == 200   ? (result.events ? "stored" : "duplicate")
-                        : result.http_status == 401 ? "unauthorized"
-                        : result.http_status == 400 ? "invalid"
-                        : result.http_status == 503 ? "unavailable"
-                                                    : "error";
-  if (result.http_status == 200)
-    count_received(runner->config().name, "webhook", result.events, result.duplicates);
-  metrics::global().counter_add("crmhost_webhooks_received_total",
-                                "Webhook deliveries received, by outcome.",
-                                {{"pipeline", runner->config().name}, {"outcome", outcome}});
-  return result;
-}
+  auto finish = [runner, done = std::move(done)](WebhookIngest result) {
+    const char *outcome = result.http_status == 200   ? (result.events ? "stored" : "duplicate")
+                          : result.http_status == 401 ? "unauthorized"
+                          : result.http_status == 400 ? "invalid"
+                          : result.http_status == 503 ? "unavailable"
+                                                      : "error";
+    if (result.http_status == 200)
+      count_received(runner->config().name, "webhook", result.events, result.duplicates);
+    metrics::global().counter_add("crmhost_webhooks_received_total",
+                                  "Webhook deliveries received, by outcome.",
+                                  {{"pipeline", runner->config().name}, {"outcome", outcome}});
+    done(std::move(result));
+  };
 
-WebhookIngest Engine::ingest_with(PipelineRunner &runner_ref,
-                                  const plugins::WebhookRequest &request,
-                                  const std::string &request_id) {
-  PipelineRunner *runner = &runner_ref;
-  WebhookIngest result;
+  // Verification and parsing run here (a plugin call); the commit is awaited without a thread.
   const auto &pipeline = runner->config();
-  auto *source = runner->source();
-  auto parsed = source->connector->webhook(request);
+  auto parsed = runner->source()->connector->webhook(request);
   if (!parsed) {
     const auto &e = parsed.error();
+    WebhookIngest result;
     result.http_status = e.code == CRM_ERR_UNAUTHORIZED    ? 401
                          : e.code == CRM_ERR_INVALID_INPUT ? 400
                                                            : 500;
     result.body = e.code == CRM_ERR_UNAUTHORIZED ? "" : e.message;  // no detail for a bad signature
-    return result;
+    return finish(std::move(result));
   }
   std::vector<store::NewEvent> events;
   for (const auto &event : parsed->events)
     events.push_back(make_event(pipeline.name, store::EventSource::webhook,
                                 pipeline.webhook->connection, payload_from(event), request_id,
                                 event.event_id));
-  try {
-    for (const auto &outcome : store_->enqueue(events))
-      (outcome.duplicate ? result.duplicates : result.events)++;
-  } catch (const store::StoreError &e) {
-    result.http_status = 503;  // the provider will retry; nothing was acknowledged
-    result.body = "store unavailable";
-    return result;
-  }
-  result.reply = parsed->reply;
-  if (result.events) runner->wake();
-  return result;
+  store_->enqueue_async(
+      std::move(events), [runner, reply = parsed->reply, finish = std::move(finish)](
+                             std::exception_ptr error, store::EnqueueResult outcomes) mutable {
+        WebhookIngest result;
+        if (error) {
+          try {
+            std::rethrow_exception(error);
+          } catch (const store::StoreError &e) {
+            result.http_status = e.retryable() ? 503 : 500;  // 503: the provider will retry
+            result.body = e.retryable() ? "store unavailable" : "store error";
+          } catch (const std::exception &e) {
+            spdlog::error("pipeline {}: webhook enqueue failed: {}", runner->config().name,
+                          e.what());
+            result.http_status = 500;
+            result.body = "internal error";
+          }
+          return finish(std::move(result));  // nothing was acknowledged
+        }
+        for (const auto &outcome : outcomes)
+          (outcome.duplicate ? result.duplicates : result.events)++;
+        result.reply = std::move(reply);
+        if (result.events) runner->wake();
+        finish(std::move(result));
+      });
 }
 
 std::optional<Engine::PollTimes> Engine::poll_times(const std::string &pipeline) const {

@@ -91,6 +91,10 @@ class Engine {
   // in one transaction; only then is the answer a success.
   WebhookIngest ingest_webhook(const std::string &path, const plugins::WebhookRequest &request,
                                const std::string &request_id);
+  // The same without waiting for the commit: verification runs on the calling thread, and `done`
+  // runs once the events are durable (or not), possibly on a store thread: keep it quick.
+  void ingest_webhook_async(const std::string &path, const plugins::WebhookRequest &request,
+                            const std::string &request_id, std::function<void(WebhookIngest)> done);
 
   // Live poll timing of a polling pipeline, Unix ms (0: not yet); nullopt for others.
   struct PollTimes {
@@ -106,8 +110,6 @@ class Engine {
   std::shared_ptr<ConnectionHandle> connect(const config::ConnectionConfig &connection);
   std::shared_ptr<PipelineRunner> make_runner(const config::PipelineConfig &pipeline);
   std::shared_ptr<PipelineRunner> find_runner(const std::string &pipeline) const;
-  WebhookIngest ingest_with(PipelineRunner &runner, const plugins::WebhookRequest &request,
-                            const std::string &request_id);
   // Every minute: hand expired claims back to the queue; purge done events past retention.
   void schedule_maintenance(std::chrono::milliseconds delay);
 

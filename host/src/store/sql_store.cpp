@@ -147,6 +147,36 @@ EnqueueResult SqlStore::enqueue_in(SqlTx &tx, const std::vector<NewEvent> &event
   return out;
 }
 
+void SqlStore::write_tx_async(std::function<void(SqlTx &)> fn,
+                              std::function<void(std::exception_ptr)> done) {
+  std::exception_ptr error;
+  try {
+    write_tx(fn);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  done(error);
+}
+
+void SqlStore::enqueue_async(std::vector<NewEvent> events, EnqueueDone done) {
+  for (const NewEvent &e : events) {
+    if (e.pipeline.empty() || e.dedupe_key.empty()) {
+      done(std::make_exception_ptr(StoreError(StoreError::Kind::invalid_argument,
+                                              "an event needs a pipeline and a dedupe key")),
+           {});
+      return;
+    }
+  }
+  if (events.empty()) return done(nullptr, {});
+  auto shared_events = std::make_shared<std::vector<NewEvent>>(std::move(events));
+  auto out = std::make_shared<EnqueueResult>();
+  write_tx_async([this, shared_events,
+                  out](SqlTx &tx) { *out = enqueue_in(tx, *shared_events, to_unix_ms(now())); },
+                 [out, done = std::move(done)](std::exception_ptr error) {
+                   done(error, error ? EnqueueResult{} : std::move(*out));
+                 });
+}
+
 EnqueueResult SqlStore::enqueue(const std::vector<NewEvent> &events) {
   for (const NewEvent &e : events) {
     require(!e.pipeline.empty() && !e.dedupe_key.empty(),

@@ -30,6 +30,7 @@ class SqlStore : public Store {
   std::string backend_name() const override { return dialect_.name; }
 
   EnqueueResult enqueue(const std::vector<NewEvent> &events) override;
+  void enqueue_async(std::vector<NewEvent> events, EnqueueDone done) override;
   std::vector<Event> claim(const ClaimRequest &request) override;
   bool complete(EventId id, const std::string &claim_token) override;
   std::size_t complete_many(const std::vector<EventId> &ids,
@@ -96,6 +97,10 @@ class SqlStore : public Store {
   // (a backend retries on a fresh connection when the first one was found broken), so it must
   // assign its results rather than accumulate them.
   virtual void write_tx(const std::function<void(SqlTx &)> &fn) = 0;
+  // write_tx without waiting: `done` gets the outcome after the commit. By default it waits on
+  // the calling thread; a backend with a writer thread queues the job and returns at once.
+  virtual void write_tx_async(std::function<void(SqlTx &)> fn,
+                              std::function<void(std::exception_ptr)> done);
   virtual void read_tx(const std::function<void(SqlTx &)> &fn) = 0;
 
   // Called by the backend's constructor once connections work: refuses a too-new schema and

@@ -221,7 +221,7 @@ class SqliteStore final : public SqlStore {
 
  protected:
   void write_tx(const std::function<void(SqlTx &)> &fn) override {
-    WriteJob job{&fn, {}};
+    WriteJob job{&fn, {}, {}, {}};
     std::future<void> done = job.done.get_future();
     {
       std::lock_guard lock(mutex_);
@@ -230,6 +230,23 @@ class SqliteStore final : public SqlStore {
     }
     wakeup_.notify_one();
     done.get();  // rethrows the job's or the commit's error
+  }
+
+  void write_tx_async(std::function<void(SqlTx &)> fn,
+                      std::function<void(std::exception_ptr)> done) override {
+    auto *job = new WriteJob{nullptr, {}, std::move(done), std::move(fn)};
+    job->fn = &job->owned_fn;
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) {
+        auto cb = std::move(job->callback);
+        delete job;
+        return cb(std::make_exception_ptr(
+            StoreError(StoreError::Kind::unavailable, "SQLite store is closing")));
+      }
+      queue_.push_back(job);
+    }
+    wakeup_.notify_one();
   }
 
   void read_tx(const std::function<void(SqlTx &)> &fn) override {
@@ -255,9 +272,20 @@ class SqliteStore final : public SqlStore {
   // Bounds one transaction, so a flood of producers still sees regular commits.
   static constexpr std::size_t kMaxJobsPerCommit = 1000;
 
+  // A queued write: either a caller waits on `done`, or (async) `callback` gets the outcome and
+  // the job owns its function and itself.
   struct WriteJob {
     const std::function<void(SqlTx &)> *fn;
     std::promise<void> done;
+    std::function<void(std::exception_ptr)> callback;
+    std::function<void(SqlTx &)> owned_fn;
+
+    void finish(std::exception_ptr error) {
+      if (!callback) return error ? done.set_exception(error) : done.set_value();
+      auto cb = std::move(callback);
+      delete this;  // async jobs are heap-allocated and end here
+      cb(error);
+    }
   };
 
   template <typename Fn>
@@ -322,7 +350,7 @@ class SqliteStore final : public SqlStore {
     try {
       db.exec("BEGIN IMMEDIATE", {});
     } catch (...) {
-      for (WriteJob *job : batch) job->done.set_exception(std::current_exception());
+      for (WriteJob *job : batch) job->finish(std::current_exception());
       return;
     }
     std::vector<std::exception_ptr> errors;
@@ -357,15 +385,10 @@ class SqliteStore final : public SqlStore {
       } catch (const StoreError &e) {
         spdlog::warn("store: SQLite rollback after a failed commit: {}", e.what());
       }
-      for (WriteJob *job : batch) job->done.set_exception(error);
+      for (WriteJob *job : batch) job->finish(error);
       return;
     }
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (errors[i])
-        batch[i]->done.set_exception(errors[i]);
-      else
-        batch[i]->done.set_value();
-    }
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->finish(errors[i]);
   }
 
   void stop_writer() {

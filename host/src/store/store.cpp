@@ -106,6 +106,17 @@ std::string default_dedupe_key(const NewEvent &e) {
          sha256_hex(e.payload);
 }
 
+void Store::enqueue_async(std::vector<NewEvent> events, EnqueueDone done) {
+  EnqueueResult result;
+  std::exception_ptr error;
+  try {
+    result = enqueue(events);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  done(error, std::move(result));
+}
+
 std::unique_ptr<Store> open_store(const std::string &uri, const StoreOptions &options) {
   const StoreUri parsed = parse_store_uri(uri);
   std::unique_ptr<Store> store = parsed.backend == Backend::sqlite

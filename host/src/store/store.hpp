@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -266,6 +267,11 @@ class Store {
 
   // Events: the durable queue. Enqueue is atomic for the batch and returns after commit.
   virtual EnqueueResult enqueue(const std::vector<NewEvent> &events) = 0;
+  // The same, without blocking the caller: `done` runs once the batch committed (or failed: then
+  // with the error and nothing stored), possibly on a store thread, so it must be quick. Lets a
+  // webhook wait for its commit without holding a thread. The default runs enqueue inline.
+  using EnqueueDone = std::function<void(std::exception_ptr, EnqueueResult)>;
+  virtual void enqueue_async(std::vector<NewEvent> events, EnqueueDone done);
   virtual std::vector<Event> claim(const ClaimRequest &request) = 0;
   // Settling requires the token of the current claim; false means the claim was lost (expired and
   // taken over, or replayed) and nothing was changed.
