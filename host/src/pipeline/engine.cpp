@@ -120,7 +120,10 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
     if (pipeline_.poll) schedule_poll(Millis(0));
   }
 
+  // Asks for a processing run now. Wakes coalesce: one pending run serves every event enqueued
+  // before it starts, so a burst of webhooks does not re-arm the timer once per delivery.
   void wake() {
+    if (paused() || wake_pending_.exchange(true)) return;  // resume wakes again
     asio::post(strand_, [self = shared_from_this()] { self->schedule_process(Millis(0)); });
   }
 
@@ -187,6 +190,7 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
   }
 
   void run_process() {
+    wake_pending_ = false;  // events enqueued from here on need a wake of their own
     if (stopping_) return;
     if (paused()) return schedule_process(options_.idle_delay);
     if (!begin(processing_)) return;  // the running batch reschedules itself
@@ -278,6 +282,7 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
   std::atomic<int64_t> next_poll_ms_{0};  // when the next is due
 
  private:
+  std::atomic<bool> wake_pending_{false};
   config::PipelineConfig pipeline_;
   std::string fingerprint_;
   asio::io_context &io_;
