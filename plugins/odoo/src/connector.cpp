@@ -31,7 +31,7 @@ const std::map<std::string, std::vector<std::string>> &default_fields() {
   static const std::map<std::string, std::vector<std::string>> defaults = {
       {"contact",
        {"name", "email", "phone", "mobile", "street", "city", "zip", "country_id", "parent_id",
-        "create_date"}},
+        "function", "create_date"}},
       {"company",
        {"name", "email", "phone", "website", "street", "city", "zip", "country_id", "create_date"}},
       {"deal",
@@ -421,8 +421,70 @@ Value OdooConnector::record_json(const Target &t, const Value &r, Alloc &alloc) 
     if (v.IsFalse() && !boolean) v.SetNull();
     data.AddMember(Value(m.name, alloc), v, alloc);
   }
+  // Helpers the presets map from, as the mapping language cannot split text (see README).
+  if (t.partner_kind() && t.info->is_company == 0) {
+    const std::string name = get_string(r, "name");
+    const auto space = name.find_last_of(' ');
+    const std::string first = space == std::string::npos ? name : name.substr(0, space);
+    const std::string last = space == std::string::npos ? "" : name.substr(space + 1);
+    if (!first.empty()) data.AddMember("_first_name", Value(first.c_str(), alloc), alloc);
+    if (!last.empty()) data.AddMember("_last_name", Value(last.c_str(), alloc), alloc);
+  }
+  if (t.partner_kind() && t.info->is_company == 1) {
+    std::string domain = get_string(r, "website");
+    if (auto scheme = domain.find("://"); scheme != std::string::npos)
+      domain = domain.substr(scheme + 3);
+    if (domain.rfind("www.", 0) == 0) domain = domain.substr(4);
+    domain = domain.substr(0, domain.find_first_of("/?#"));
+    std::transform(domain.begin(), domain.end(), domain.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (!domain.empty()) data.AddMember("_domain", Value(domain.c_str(), alloc), alloc);
+  }
   out.AddMember("data", data, alloc);
   return out;
+}
+
+void OdooConnector::add_country_codes(Value &records, Alloc &alloc) {
+  auto country_of = [](const Value &record) -> std::optional<int64_t> {
+    auto data = record.FindMember("data");
+    if (data == record.MemberEnd() || !data->value.IsObject()) return std::nullopt;
+    auto c = data->value.FindMember("country_id");
+    if (c == data->value.MemberEnd() || !c->value.IsArray() || c->value.Empty() ||
+        !c->value[0].IsInt64())
+      return std::nullopt;
+    return c->value[0].GetInt64();
+  };
+  std::set<int64_t> wanted;
+  for (const auto &r : records.GetArray())
+    if (auto id = country_of(r); id && !country_codes_.count(*id)) wanted.insert(*id);
+  if (!wanted.empty() && !country_codes_refused_) {
+    rapidjson::Document args(rapidjson::kObjectType);
+    auto &a = args.GetAllocator();
+    Value domain(rapidjson::kArrayType), term(rapidjson::kArrayType), list(rapidjson::kArrayType),
+        fields(rapidjson::kArrayType);
+    for (int64_t id : wanted) list.PushBack(id, a);
+    term.PushBack("id", a).PushBack("in", a).PushBack(list, a);
+    domain.PushBack(term, a);
+    fields.PushBack("code", a);
+    args.AddMember("domain", domain, a);
+    args.AddMember("fields", fields, a);
+    Reply reply = rpc("res.country", "search_read", args, true);
+    if (reply.fault) {
+      // Codes are a convenience: a user who may not read countries still syncs the rest.
+      country_codes_refused_ = true;
+      log(CRM_LOG_WARN, "res.country is not readable (" + reply.fault->name +
+                            "); records carry no _country_code");
+    } else if (reply.result.IsArray()) {
+      for (const auto &c : reply.result.GetArray())
+        if (c.IsObject() && c.HasMember("id") && c["id"].IsInt64())
+          country_codes_[c["id"].GetInt64()] = get_string(c, "code");
+    }
+  }
+  for (auto &r : records.GetArray())
+    if (auto id = country_of(r))
+      if (auto code = country_codes_.find(*id);
+          code != country_codes_.end() && !code->second.empty())
+        r["data"].AddMember("_country_code", Value(code->second.c_str(), alloc), alloc);
 }
 
 std::vector<int64_t> OdooConnector::search_ids(const Target &t) {
@@ -571,6 +633,7 @@ crm_status OdooConnector::fetch(const Value &request, rapidjson::Document &resul
         records.PushBack(record, alloc);
       }
   }
+  add_country_codes(records, alloc);
   for (const auto &id : ids)
     if (!found.count(id)) missing.PushBack(Value(id.c_str(), alloc), alloc);
   result.AddMember("records", records, alloc);

@@ -78,6 +78,8 @@ class OdooConnector : public sdk::Connector {
   // ('active','in',[true,false]) and, for partners, the is_company term.
   void base_domain(const Target &t, Value &domain, Alloc &alloc) const;
   Value record_json(const Target &t, const Value &r, Alloc &alloc) const;
+  // Adds _country_code to records whose country_id is set (res.country codes, cached).
+  void add_country_codes(Value &records, Alloc &alloc);
   std::vector<int64_t> search_ids(const Target &t);
 
   // Field types of a model (fields_get), for false -> null and many2one writes.
@@ -114,7 +116,9 @@ class OdooConnector : public sdk::Connector {
   uint64_t next_request_id_ = 1;
   std::map<std::string, std::map<std::string, FieldType>> field_types_;  // by model
   std::map<std::string, int64_t> many2one_ids_;                          // "relation\nvalue" -> id
-  std::map<std::string, IdMemo> id_memos_;                               // by object
+  std::map<int64_t, std::string> country_codes_;  // res.country id -> ISO code
+  bool country_codes_refused_ = false;
+  std::map<std::string, IdMemo> id_memos_;  // by object
 };
 
 }  // namespace crmhost::odoo

@@ -167,6 +167,7 @@ crm_status OdooConnector::poll(const Value &request, rapidjson::Document &result
     last_s = *when;
     last_id = *id;
   }
+  add_country_codes(records, alloc);
   note_seen(t, id_memo(t, pos.token), ids);
 
   const bool full = page.Size() >= limit;

@@ -111,6 +111,16 @@ std::string OdooConnector::to_vals(const Target &t, const Value &data, Value &va
     }
     vals.AddMember(Value(name.c_str(), alloc), out, alloc);
   }
+  // The name parts of the contact presets (README) make the one name Odoo keeps.
+  const std::string first = get_text(data, "_first_name"), last = get_text(data, "_last_name");
+  if (vals.HasMember("_first_name")) vals.RemoveMember("_first_name");
+  if (vals.HasMember("_last_name")) vals.RemoveMember("_last_name");
+  if (vals.HasMember("_domain")) vals.RemoveMember("_domain");
+  if (vals.HasMember("_country_code")) vals.RemoveMember("_country_code");
+  if (!vals.HasMember("name") && (!first.empty() || !last.empty())) {
+    const std::string name = first.empty() ? last : last.empty() ? first : first + " " + last;
+    vals.AddMember("name", Value(name.c_str(), alloc), alloc);
+  }
   // A partner created here is of the object's kind.
   if (t.partner_kind() && !vals.HasMember("is_company"))
     vals.AddMember("is_company", t.info->is_company == 1, alloc);
