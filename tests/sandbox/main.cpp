@@ -1,5 +1,5 @@
 // crm-sandbox: local, stateful emulators of the CRM providers' APIs for tests, demos and
-// benchmarks. Each provider listens on its own address; today HubSpot.
+// benchmarks. Each provider listens on its own address: HubSpot, Odoo, or both in one process.
 #include <pthread.h>
 
 #include <algorithm>
@@ -12,11 +12,13 @@
 #include <vector>
 
 #include "sandbox/hubspot.hpp"
+#include "sandbox/odoo.hpp"
 #include "util/logging.hpp"
 
 namespace {
 
-constexpr const char *kUsage = R"(usage: crm-sandbox --hubspot HOST:PORT [options]
+constexpr const char *kUsage =
+    R"(usage: crm-sandbox [--hubspot HOST:PORT] [--odoo HOST:PORT] [options]
 
 Serves until SIGINT or SIGTERM, then exits 0. Port 0 picks a free port; each emulator prints
 its bound address on stdout as one line, e.g. "hubspot 127.0.0.1:41234".
@@ -47,6 +49,22 @@ HubSpot (API at http://HOST:PORT, sandbox controls under /_sandbox/, see hubspot
   --hubspot-webhook-batch-ms MS         events gathered per delivery (default 100)
   --hubspot-webhook-retry-ms MS         retry n waits n x MS (default 200)
   --hubspot-webhook-max-attempts N      (default 10)
+
+Odoo (JSON-RPC at /jsonrpc, JSON-2 at /json/2/, controls under /_sandbox/odoo/, see
+odoo_admin.cpp):
+  --odoo HOST:PORT                      listen address
+  --odoo-db NAME                        a database (repeatable; default "crm"); users and seeds
+                                        go to the first one
+  --odoo-user LOGIN:PASSWORD[:APIKEY]   a user of the first database (repeatable). Without one,
+                                        admin:admin with a random API key, printed on stdout.
+  --odoo-seed-partners N                generated companies and contacts (one transaction)
+  --odoo-seed-leads N                   generated crm.lead rows
+  --odoo-webhook-url URL                http:// target of an automation rule on res.partner and
+                                        crm.lead (create, write, unlink)
+  --odoo-webhook-secret-header NAME:VALUE
+                                        the shared secret header those POSTs carry
+  --odoo-webhook-fields F1,F2           fields added to the payload (default name,email)
+  --odoo-version V                      version()'s server_version (default 19.0)
 
 Fault injection (every emulator; shares are 0..1):
   --fault-429 P  --fault-5xx P  --fault-latency-ms MS  --fault-drop P  --fault-malformed P
@@ -106,6 +124,13 @@ int main(int argc, char **argv) {
   std::vector<std::pair<std::string, std::string>> subscriptions;
   std::map<std::string, size_t> seeds;
   crmsandbox::HubSpotWebhookSettings webhooks;
+  std::optional<std::string> odoo_listen;
+  crmsandbox::OdooOptions odoo_options;
+  std::vector<std::string> odoo_dbs;
+  std::vector<crmsandbox::OdooUser> odoo_users;
+  size_t odoo_partners = 0, odoo_leads = 0;
+  std::string odoo_webhook_url, odoo_secret_name, odoo_secret_value;
+  std::vector<std::string> odoo_webhook_fields = {"name", "email"};
 
   std::vector<std::string> args(argv + 1, argv + argc);
   for (size_t i = 0; i < args.size(); ++i) {
@@ -168,6 +193,34 @@ int main(int argc, char **argv) {
       webhooks.retry_backoff = std::chrono::milliseconds(integer(flag, value));
     } else if (flag == "--hubspot-webhook-max-attempts") {
       webhooks.max_attempts = static_cast<int>(std::max<int64_t>(1, integer(flag, value)));
+    } else if (flag == "--odoo") {
+      odoo_listen = value;
+    } else if (flag == "--odoo-db") {
+      if (value.empty()) usage_error("--odoo-db NAME");
+      odoo_dbs.push_back(value);
+    } else if (flag == "--odoo-user") {
+      const auto parts = split(value, ':');
+      if (parts.size() < 2 || parts.size() > 3 || parts[0].empty())
+        usage_error("--odoo-user LOGIN:PASSWORD[:APIKEY]");
+      crmsandbox::OdooUser user{parts[0], parts[1], {}, false};
+      if (parts.size() == 3 && !parts[2].empty()) user.api_keys.push_back(parts[2]);
+      odoo_users.push_back(user);
+    } else if (flag == "--odoo-seed-partners") {
+      odoo_partners = static_cast<size_t>(integer(flag, value));
+    } else if (flag == "--odoo-seed-leads") {
+      odoo_leads = static_cast<size_t>(integer(flag, value));
+    } else if (flag == "--odoo-webhook-url") {
+      odoo_webhook_url = value;
+    } else if (flag == "--odoo-webhook-secret-header") {
+      const auto colon = value.find(':');
+      if (colon == std::string::npos || colon == 0)
+        usage_error("--odoo-webhook-secret-header NAME:VALUE");
+      odoo_secret_name = value.substr(0, colon);
+      odoo_secret_value = value.substr(colon + 1);
+    } else if (flag == "--odoo-webhook-fields") {
+      odoo_webhook_fields = split(value, ',');
+    } else if (flag == "--odoo-version") {
+      odoo_options.server_version = value;
     } else if (flag == "--fault-429") {
       options.faults.p429 = share(flag, value);
     } else if (flag == "--fault-5xx") {
@@ -184,7 +237,10 @@ int main(int argc, char **argv) {
       usage_error("unknown option " + flag);
     }
   }
-  if (!hubspot_listen) usage_error("name at least one emulator, e.g. --hubspot 127.0.0.1:0");
+  if (!hubspot_listen && !odoo_listen)
+    usage_error("name at least one emulator, e.g. --hubspot 127.0.0.1:0 or --odoo 127.0.0.1:0");
+  odoo_options.faults = options.faults;  // the fault flags apply to every emulator
+  odoo_options.seed = options.seed;
 
   // Signals are taken by sigwait below: block them before any thread starts.
   sigset_t signals;
@@ -193,30 +249,65 @@ int main(int argc, char **argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  options.listen = *hubspot_listen;
-  crmsandbox::HubSpotSandbox hubspot(options);
-  const bool default_token = tokens.empty() && oauth_clients.empty();
-  if (default_token) tokens.emplace_back("sandbox-token", 62515);
-  for (const auto &[token, portal] : tokens) hubspot.add_token(token, portal);
-  for (const auto &c : oauth_clients) hubspot.add_oauth_client(c[0], c[1], c[2], std::stoll(c[3]));
-  const int64_t seed_portal =
-      !tokens.empty() ? tokens.front().second : std::stoll(oauth_clients.front()[3]);
-  try {
-    for (const auto &[object, n] : seeds) hubspot.seed_generated(seed_portal, object, n);
-    hubspot.set_webhook_settings(webhooks);
-    for (const auto &[type, property] : subscriptions) hubspot.subscribe(type, property);
-    hubspot.start();
-  } catch (const std::exception &e) {
-    std::cerr << "crm-sandbox: " << e.what() << "\n";
-    return 1;
+  std::optional<crmsandbox::HubSpotSandbox> hubspot;
+  std::optional<crmsandbox::OdooSandbox> odoo;
+  if (hubspot_listen) {
+    options.listen = *hubspot_listen;
+    hubspot.emplace(options);
+    const bool default_token = tokens.empty() && oauth_clients.empty();
+    if (default_token) tokens.emplace_back("sandbox-token", 62515);
+    for (const auto &[token, portal] : tokens) hubspot->add_token(token, portal);
+    for (const auto &c : oauth_clients)
+      hubspot->add_oauth_client(c[0], c[1], c[2], std::stoll(c[3]));
+    const int64_t seed_portal =
+        !tokens.empty() ? tokens.front().second : std::stoll(oauth_clients.front()[3]);
+    try {
+      for (const auto &[object, n] : seeds) hubspot->seed_generated(seed_portal, object, n);
+      hubspot->set_webhook_settings(webhooks);
+      for (const auto &[type, property] : subscriptions) hubspot->subscribe(type, property);
+      hubspot->start();
+    } catch (const std::exception &e) {
+      std::cerr << "crm-sandbox: " << e.what() << "\n";
+      return 1;
+    }
+    const auto colon = hubspot_listen->rfind(':');
+    std::cout << "hubspot " << hubspot_listen->substr(0, colon) << ":" << hubspot->port() << "\n";
+    if (default_token) std::cout << "hubspot token sandbox-token portal 62515\n";
   }
-  const auto colon = hubspot_listen->rfind(':');
-  std::cout << "hubspot " << hubspot_listen->substr(0, colon) << ":" << hubspot.port() << "\n";
-  if (default_token) std::cout << "hubspot token sandbox-token portal 62515\n";
+  if (odoo_listen) {
+    odoo_options.listen = *odoo_listen;
+    odoo.emplace(odoo_options);
+    if (odoo_dbs.empty()) odoo_dbs.push_back("crm");
+    const bool default_user = odoo_users.empty();
+    if (default_user) odoo_users.push_back({"admin", "admin", {crmsandbox::random_hex(20)}, false});
+    try {
+      for (const auto &db : odoo_dbs) odoo->add_database(db);
+      for (const auto &user : odoo_users) odoo->add_user(odoo_dbs.front(), user);
+      odoo->seed_partners(odoo_dbs.front(), odoo_partners);
+      odoo->seed_leads(odoo_dbs.front(), odoo_leads);
+      if (!odoo_webhook_url.empty())
+        for (const auto *model : {"res.partner", "crm.lead"})
+          odoo->add_webhook({.model = model,
+                             .url = odoo_webhook_url,
+                             .header_name = odoo_secret_name,
+                             .header_value = odoo_secret_value,
+                             .fields = odoo_webhook_fields});
+      odoo->start();
+    } catch (const std::exception &e) {
+      std::cerr << "crm-sandbox: " << e.what() << "\n";
+      return 1;
+    }
+    const auto colon = odoo_listen->rfind(':');
+    std::cout << "odoo " << odoo_listen->substr(0, colon) << ":" << odoo->port() << "\n";
+    if (default_user)
+      std::cout << "odoo db " << odoo_dbs.front() << " login admin password admin api-key "
+                << odoo_users.front().api_keys.front() << "\n";
+  }
   std::cout << std::flush;
 
   int received = 0;
   sigwait(&signals, &received);
-  hubspot.stop();
+  if (hubspot) hubspot->stop();
+  if (odoo) odoo->stop();
   return 0;
 }

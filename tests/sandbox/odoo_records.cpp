@@ -574,6 +574,14 @@ void OdooSandbox::Impl::collect_webhooks(Database &db, const ModelDef &model, in
     for (const auto &[key, json] : members)
       body += (body.size() > 1 ? ", " : "") + text(key) + ": " + json;
     body += "}";
+    // RapidJSON writes \u00EB, Python \u00eb.
+    for (size_t i = 0; i + 1 < body.size(); ++i) {
+      if (body[i] != '\\') continue;
+      if (body[i + 1] == 'u')
+        for (size_t k = i + 2; k < std::min(body.size(), i + 6); ++k)
+          body[k] = static_cast<char>(std::tolower(static_cast<unsigned char>(body[k])));
+      ++i;
+    }
     OdooDelivery delivery;
     delivery.rule_id = rule.id;
     delivery.database = db.name;

@@ -96,7 +96,7 @@ OdooValues values_of(const ModelDef &model, const rapidjson::Value &object) {
 
 // Binds positional args and kwargs to the method's parameters as Python would.
 Params bind_params(const std::string &method, const rapidjson::Value *args,
-            const rapidjson::Value *kwargs) {
+                   const rapidjson::Value *kwargs) {
   const auto &names = kSignatures.at(method);
   Params out;
   if (args && !args->IsNull()) {
