@@ -26,6 +26,12 @@ TEST_CASE("an invalid description names the offending member", "[description]") 
        "unknown capability \"teleport\""},
       {R"({"name":"x","objects":[],"capabilities":[],"max_batch":0})", "max_batch"},
       {R"({"name":"x","objects":[],"capabilities":[],"settings_schema":"no"})", "settings_schema"},
+      {R"({"name":"x","objects":[],"capabilities":[],"rate_limits":[]})", "\"rate_limits\""},
+      {R"({"name":"x","objects":[],"capabilities":[],"rate_limits":{"search":{"requests":4}}})",
+       "\"rate_limits\".\"search\""},
+      {R"({"name":"x","objects":[],"capabilities":[],
+           "rate_limits":{"default":{"requests":0,"per_ms":10}}})",
+       "\"rate_limits\".\"default\""},
   };
   for (const auto &[json, expected] : cases) {
     std::string error;
@@ -33,4 +39,20 @@ TEST_CASE("an invalid description names the offending member", "[description]") 
     CHECK_FALSE(parse_description(json, error));
     CHECK_THAT(error, Catch::Contains(expected));
   }
+}
+
+TEST_CASE("a plugin's rate limits are read by bucket", "[description]") {
+  std::string error;
+  auto d = parse_description(
+      R"({"name":"x","objects":[],"capabilities":[],"rate_limits":{
+          "default":{"requests":100,"per_ms":10000},"search":{"requests":4,"per_ms":1000,"burst":2}}})",
+      error);
+  REQUIRE(d);
+  REQUIRE(d->rate_limits.size() == 2);
+  CHECK(d->rate_limits[0].first == "default");
+  CHECK(d->rate_limits[0].second.requests == 100);
+  CHECK(d->rate_limits[0].second.per_ms == 10000);
+  CHECK(d->rate_limits[0].second.burst == 0);
+  CHECK(d->rate_limits[1].first == "search");
+  CHECK(d->rate_limits[1].second.burst == 2);
 }

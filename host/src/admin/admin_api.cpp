@@ -420,11 +420,11 @@ bool is_webhook(const net::HttpRequest &request) {
   return parts.empty() || !kAdminRoots.count(parts[0]);
 }
 
-plugins::WebhookRequest webhook_of(const net::HttpRequest &request) {
+plugins::WebhookRequest webhook_of(const net::HttpRequest &request, const std::string &scheme) {
   plugins::WebhookRequest webhook;
   webhook.method = request.method;
   const std::string host = request.header("Host");
-  webhook.url = "http://" + (host.empty() ? std::string("localhost") : host) + request.target;
+  webhook.url = scheme + "://" + (host.empty() ? std::string("localhost") : host) + request.target;
   webhook.headers = request.headers;
   webhook.body = request.body;
   webhook.received_at_ms = request.received_at_ms;
@@ -483,9 +483,9 @@ net::HttpResponse route(const net::HttpRequest &request, RouterContext &ctx) {
       return admin(request, ctx, parts);
     }
     if (request.method != "POST") return {404, "text/plain", {}, "not found\n"};
-    return webhook_response(
-        request.request_id, request.path,
-        ctx.engine.ingest_webhook(request.path, webhook_of(request), request.request_id));
+    return webhook_response(request.request_id, request.path,
+                            ctx.engine.ingest_webhook(request.path, webhook_of(request, ctx.scheme),
+                                                      request.request_id));
   } catch (const store::StoreError &e) {
     return {e.retryable() ? 503 : 500, "text/plain", {}, "store error\n"};
   }
@@ -495,7 +495,7 @@ void route_async(const net::HttpRequest &request, RouterContext &ctx, net::Respo
   if (!is_webhook(request)) return respond(route(request, ctx));
   try {
     ctx.engine.ingest_webhook_async(
-        request.path, webhook_of(request), request.request_id,
+        request.path, webhook_of(request, ctx.scheme), request.request_id,
         [respond, id = request.request_id, path = request.path](pipeline::WebhookIngest ingest) {
           respond(webhook_response(id, path, ingest));
         });

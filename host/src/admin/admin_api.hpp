@@ -14,6 +14,9 @@ struct RouterContext {
   store::Store &store;
   std::string admin_token;  // empty: the admin API is disabled (health and webhooks still work)
   std::string metrics_token = {};  // empty: GET /metrics is open
+  // How webhook URLs are given to plugins (they sign scheme://host/path?query): "https" when
+  // the listeners speak TLS. Behind a TLS proxy, configure the plugin's public base URL.
+  std::string scheme = "http";
 };
 
 // Answers one request: GET /healthz, GET /readyz, the admin routes under a Bearer token, and

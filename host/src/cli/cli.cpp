@@ -57,6 +57,25 @@ int print_command_help(const std::string &command, std::ostream &out, std::ostre
 
 }  // namespace
 
+std::map<std::string, net::RateSpec> outbound_rate_limits(const config::Config &config,
+                                                          const plugins::PluginRegistry &registry) {
+  std::map<std::string, net::RateSpec> limits;
+  for (const auto &[name, connection] : config.connections) {
+    if (auto plugin = registry.find(connection.plugin))
+      for (const auto &[bucket, limit] : plugin->description().rate_limits) {
+        const net::RateSpec spec{limit.requests, std::chrono::milliseconds(limit.per_ms),
+                                 limit.burst};
+        limits[bucket == "default" ? name : name + "/" + bucket] = spec;
+      }
+    if (connection.rate_limit)  // the operator's setting wins over the plugin's default
+      limits[name] = {
+          connection.rate_limit->requests,
+          std::chrono::duration_cast<std::chrono::milliseconds>(connection.rate_limit->per),
+          connection.rate_limit->burst};
+  }
+  return limits;
+}
+
 std::string default_plugin_dir() {
   if (const char *dir = std::getenv("CRMHOST_PLUGIN_DIR"); dir && *dir) return dir;
   return CRMHOST_DEFAULT_PLUGIN_DIR;

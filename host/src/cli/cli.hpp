@@ -1,8 +1,13 @@
 #pragma once
 // The crmhost command line. main() only forwards here, so every command is testable.
 #include <iosfwd>
+#include <map>
 #include <string>
 #include <vector>
+
+#include "config/config.hpp"
+#include "net/rate_limiter.hpp"
+#include "plugins/plugin_registry.hpp"
 
 namespace crmhost::cli {
 
@@ -29,5 +34,10 @@ int backfill_command(const std::vector<std::string> &args, std::ostream &out, st
 
 // The plugin directory when none is given: $CRMHOST_PLUGIN_DIR, else the installed default.
 std::string default_plugin_dir();
+
+// The outbound rate limits of every connection: its configured `rate_limit`, else the default
+// its plugin declares, plus the plugin's named buckets (say, a provider's separate search limit).
+std::map<std::string, net::RateSpec> outbound_rate_limits(const config::Config &config,
+                                                          const plugins::PluginRegistry &registry);
 
 }  // namespace crmhost::cli

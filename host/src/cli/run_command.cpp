@@ -99,10 +99,7 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   services->state = std::make_shared<pipeline::StoreStateBackend>(db);
   try {  // crm.http.v1, with each connection's configured rate limit (burst = requests)
     net::ClientOptions http_options;
-    for (const auto &[name, connection] : loaded.config->connections)
-      if (connection.rate_limit)
-        http_options.rate_limits[name] = {connection.rate_limit->requests,
-                                          connection.rate_limit->per, 0};
+    http_options.rate_limits = outbound_rate_limits(*loaded.config, *registry);
     services->http = std::make_shared<net::HttpClient>(std::move(http_options));
   } catch (const std::exception &e) {
     err << "crmhost run: outbound HTTP: " << e.what() << "\n";
@@ -123,8 +120,8 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   server_options.max_body = loaded.config->max_body;
   if (const auto &tls = loaded.config->tls)
     server_options.tls = net::ServerOptions::Tls{tls->certificate, tls->key};
-  admin::RouterContext router{engine, *db, loaded.config->admin_token,
-                              loaded.config->metrics_token};
+  admin::RouterContext router{engine, *db, loaded.config->admin_token, loaded.config->metrics_token,
+                              loaded.config->tls ? "https" : "http"};
   net::HttpServer server(signals_io, http_handlers, server_options,
                          [&](const net::HttpRequest &request, net::Respond respond) {
                            admin::route_async(request, router, std::move(respond));

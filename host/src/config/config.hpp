@@ -34,6 +34,7 @@ struct Problem {
 struct RateLimit {
   uint32_t requests = 0;
   Duration per{0};
+  uint32_t burst = 0;  // 0: the same as requests
 };
 
 struct ConnectionConfig {

@@ -575,12 +575,14 @@ class Loader {
       }
     }
     if (auto *e = f.get("rate_limit")) {
-      auto r = fields(e->value, e->key_mark(), e->ctx, {"requests", "per"});
+      auto r = fields(e->value, e->key_mark(), e->ctx, {"requests", "per", "burst"});
       const bool has_requests = require(r, "requests"), has_per = require(r, "per");
       if (r.ok && has_requests && has_per) {
         auto requests = uint_value(*r.get("requests"), 1, 1'000'000);
         auto per = duration_value(*r.get("per"), Duration{1});
-        if (requests && per) c.rate_limit = RateLimit{*requests, *per};
+        std::optional<uint32_t> burst = 0;
+        if (auto *b = r.get("burst")) burst = uint_value(*b, 1, 1'000'000);
+        if (requests && per && burst) c.rate_limit = RateLimit{*requests, *per, *burst};
       }
     }
     connection_extra_[name] = std::move(extra);

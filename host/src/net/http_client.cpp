@@ -250,7 +250,9 @@ struct HttpClient::Impl {
     std::lock_guard lock(mutex);
     auto &slot = limiters[connection + "/" + bucket];
     if (!slot) {
-      auto it = options.rate_limits.find(connection);
+      auto it = bucket.empty() ? options.rate_limits.end()
+                               : options.rate_limits.find(connection + "/" + bucket);
+      if (it == options.rate_limits.end()) it = options.rate_limits.find(connection);
       slot =
           std::make_shared<RateLimiter>(it == options.rate_limits.end() ? RateSpec{} : it->second);
     }

@@ -35,7 +35,9 @@ struct ClientOptions {
   // "http://host:port" for https URLs; unset: HTTPS_PROXY / https_proxy, with NO_PROXY honoured.
   std::optional<std::string> https_proxy;
   std::optional<std::string> no_proxy;
-  std::map<std::string, RateSpec> rate_limits;  // by connection name
+  // By connection name (its default bucket), or "<connection>/<bucket>" for a plugin's named
+  // bucket; a named bucket without its own entry gets the connection's budget, separately.
+  std::map<std::string, RateSpec> rate_limits;
   // Test hook: each backoff delay chosen before a retry.
   std::function<void(const std::string &connection, std::chrono::milliseconds)> on_backoff;
 };

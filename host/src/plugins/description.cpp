@@ -104,6 +104,31 @@ std::optional<PluginDescription> parse_description(std::string_view text, std::s
     }
     d.settings_schema_json = json::to_string(schema->value);
   }
+  if (auto limits = doc.FindMember("rate_limits"); limits != doc.MemberEnd()) {
+    if (!limits->value.IsObject()) {
+      error = "\"rate_limits\" must be an object of bucket names to {requests, per_ms, burst}";
+      return std::nullopt;
+    }
+    for (auto it = limits->value.MemberBegin(); it != limits->value.MemberEnd(); ++it) {
+      const std::string bucket(it->name.GetString(), it->name.GetStringLength());
+      const auto &v = it->value;
+      auto positive = [&v](const char *key, bool required) -> std::optional<uint32_t> {
+        auto m = v.FindMember(key);
+        if (m == v.MemberEnd()) return required ? std::nullopt : std::optional<uint32_t>(0);
+        if (!m->value.IsUint() || m->value.GetUint() == 0) return std::nullopt;
+        return m->value.GetUint();
+      };
+      const auto requests = v.IsObject() ? positive("requests", true) : std::nullopt;
+      const auto per_ms = v.IsObject() ? positive("per_ms", true) : std::nullopt;
+      const auto burst = v.IsObject() ? positive("burst", false) : std::nullopt;
+      if (bucket.empty() || !requests || !per_ms || !burst) {
+        error = "\"rate_limits\"." + json::quote(bucket) +
+                " must be {requests, per_ms[, burst]} with positive integers";
+        return std::nullopt;
+      }
+      d.rate_limits.push_back({bucket, {*requests, *per_ms, *burst}});
+    }
+  }
   return d;
 }
 

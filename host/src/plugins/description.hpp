@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace crmhost::plugins {
@@ -20,7 +21,15 @@ struct PluginDescription {
   std::vector<std::string> push_modes;    // "upsert", "create", "update", "delete"
   uint32_t max_batch = 1;
   std::string settings_schema_json;  // a JSON Schema; "{}" when the plugin gives none
-  std::string raw_json;              // the whole description as the plugin sent it
+  // The provider's documented limits, by rate-limit bucket ("default" is the connection's own):
+  // what the host applies when the connection's configuration sets none.
+  struct RateLimit {
+    uint32_t requests = 0;
+    uint32_t per_ms = 0;
+    uint32_t burst = 0;  // 0: the same as requests
+  };
+  std::vector<std::pair<std::string, RateLimit>> rate_limits;
+  std::string raw_json;  // the whole description as the plugin sent it
 
   bool has_capability(std::string_view capability) const;
   bool has_object(std::string_view object) const;

@@ -126,6 +126,8 @@ std::string HubSpotConnector::describe() {
   "capabilities":["check","poll","fetch","push","webhook","cancel"],
   "push_modes":["upsert","create","update","delete"],
   "max_batch":100,
+  "rate_limits":{"default":{"requests":100,"per_ms":10000},
+                 "search":{"requests":4,"per_ms":1000}},
   "settings_schema":{
     "type":"object",
     "additionalProperties":false,

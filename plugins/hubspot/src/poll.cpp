@@ -57,8 +57,9 @@ HubSpotConnector::SearchPage HubSpotConnector::search(const ObjectInfo &object, 
   body.AddMember("properties", properties, a);
   body.AddMember("limit", limit, a);
   SearchPage page;
+  // Search has its own, smaller limit at HubSpot: its own bucket (see describe's rate_limits).
   page.doc = api_json("POST", std::string("/crm/v3/objects/") + object.path + "/search",
-                      sdk::to_json(body), CRM_HTTP_IDEMPOTENT);
+                      sdk::to_json(body), CRM_HTTP_IDEMPOTENT, "search");
   if (page.doc.HasMember("total") && page.doc["total"].IsUint64())
     page.total = page.doc["total"].GetUint64();
   if (page.doc.HasMember("results") && page.doc["results"].IsArray())

@@ -279,7 +279,7 @@ void HubSpotConnector::resolve_by_property(const ObjectInfo &object, const std::
   body.AddMember("limit", 200, a);
   const rapidjson::Document found =
       api_json("POST", std::string("/crm/v3/objects/") + object.path + "/search",
-               sdk::to_json(body), CRM_HTTP_IDEMPOTENT);
+               sdk::to_json(body), CRM_HTTP_IDEMPOTENT, "search");
   // The oldest record holding a value wins when several do.
   std::map<std::string, std::string> id_by_value;
   if (found.HasMember("results") && found["results"].IsArray())
