@@ -20,7 +20,15 @@ const char kKey[] = "key-1";
 
 struct SandboxFixture {
   crmsandbox::OdooSandbox sandbox;
-  crmhost::test::LoadedOdoo host{std::make_shared<crmhost::net::HttpClient>()};
+  crmhost::test::LoadedOdoo host{std::make_shared<crmhost::net::HttpClient>(quick_retries())};
+
+  // The host still retries 429 and 5xx, but briefly: the fault tests answer every try with one.
+  static crmhost::net::ClientOptions quick_retries() {
+    crmhost::net::ClientOptions options;
+    options.backoff_base = std::chrono::milliseconds(20);
+    options.backoff_cap = std::chrono::milliseconds(100);
+    return options;
+  }
 
   SandboxFixture() {
     sandbox.add_user(kDb, {"admin", "admin-password", {kKey}});
