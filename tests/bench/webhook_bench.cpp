@@ -2,7 +2,11 @@
 // deliveries to a crmhost router (Beast server -> memory plugin's webhook verification -> SQLite
 // commit -> 200). Reports webhooks/s and latency percentiles, first at full speed, then at a
 // fixed offered rate.
-//   webhook_bench [--seconds N] [--clients N] [--rate R] [--fixture-dir DIR] [--dir DIR]
+//   webhook_bench [--seconds N] [--clients N] [--rate R] [--pipeline N] [--fixture-dir DIR]
+//                 [--dir DIR]
+// --pipeline N adds a phase where each connection writes N requests at once (HTTP/1.1
+// pipelining): it shows the server's own capacity with the generator's per-request system calls
+// amortised. Providers do not pipeline; the headline figures are the unpipelined phases.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -41,12 +45,13 @@ struct Result {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(boost::asio::io_context &io, int index, Clock::time_point until,
-             std::chrono::nanoseconds interval, Result &result)
+             std::chrono::nanoseconds interval, int depth, Result &result)
       : socket_(io),
         timer_(io),
         index_(index),
         until_(until),
         interval_(interval),
+        depth_(depth),
         result_(result) {}
 
   void start(uint16_t port) {
@@ -78,19 +83,31 @@ class Connection : public std::enable_shared_from_this<Connection> {
     static const std::string body_head = R"([{"object":"contact","id":")";
     static const std::string body_tail =
         R"(","data":{"email":"u@example.com","pad":")" + std::string(900, 'x') + "\"}}]";
-    const size_t body_size = body_head.size() + std::strlen(id) + body_tail.size();
-    wire_ =
-        "POST /hooks/bench HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Memory-Secret: s3cret-s3cret\r\n"
-        "Content-Type: application/json\r\nContent-Length: " +
-        std::to_string(body_size) + "\r\n\r\n" + body_head + id + body_tail;
-    boost::asio::async_write(
-        socket_, boost::asio::buffer(wire_),
-        [self = shared_from_this()](boost::system::error_code ec, size_t) {
-          if (ec) return self->fail();
-          self->res_ = {};
-          http::async_read(self->socket_, self->buffer_, self->res_,
-                           [self](boost::system::error_code e, size_t) { self->on_response(e); });
-        });
+    wire_.clear();
+    // depth > 1: HTTP/1.1 pipelining, `depth` requests per write (see --pipeline).
+    for (int i = 0; i < depth_; ++i) {
+      if (i)
+        std::snprintf(id, sizeof id, "c%07d-%010llu", index_,
+                      static_cast<unsigned long long>(n_++));
+      const size_t body_size = body_head.size() + std::strlen(id) + body_tail.size();
+      wire_ +=
+          "POST /hooks/bench HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Memory-Secret: s3cret-s3cret\r\n"
+          "Content-Type: application/json\r\nContent-Length: " +
+          std::to_string(body_size) + "\r\n\r\n" + body_head + id + body_tail;
+    }
+    awaiting_ = depth_;
+    boost::asio::async_write(socket_, boost::asio::buffer(wire_),
+                             [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                               if (ec) return self->fail();
+                               self->read();
+                             });
+  }
+
+  void read() {
+    res_ = {};
+    http::async_read(
+        socket_, buffer_, res_,
+        [self = shared_from_this()](boost::system::error_code e, size_t) { self->on_response(e); });
   }
 
   void on_response(boost::system::error_code ec) {
@@ -98,6 +115,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     result_.latencies_ms.push_back(
         std::chrono::duration<double, std::milli>(Clock::now() - started_).count());
     (res_.result_int() == 200 ? result_.ok : result_.failed)++;
+    if (--awaiting_ > 0) return read();
     send();
   }
 
@@ -112,10 +130,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t n_ = 0;
   Clock::time_point until_, next_, started_;
   std::chrono::nanoseconds interval_;
+  int depth_;
+  int awaiting_ = 0;
   Result &result_;
 };
 
-void run_phase(const char *name, uint16_t port, int clients, double seconds, double rate) {
+void run_phase(const char *name, uint16_t port, int clients, double seconds, double rate,
+               int depth = 1) {
   const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                         std::chrono::duration<double>(seconds));
   const auto interval = rate > 0
@@ -127,7 +148,7 @@ void run_phase(const char *name, uint16_t port, int clients, double seconds, dou
   boost::asio::io_context io;
   const auto started = Clock::now();
   for (int i = 0; i < clients; ++i)
-    std::make_shared<Connection>(io, phase * 100000 + i, until, interval, all)->start(port);
+    std::make_shared<Connection>(io, phase * 100000 + i, until, interval, depth, all)->start(port);
   io.run();
   const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
   std::sort(all.latencies_ms.begin(), all.latencies_ms.end());
@@ -146,6 +167,7 @@ void run_phase(const char *name, uint16_t port, int clients, double seconds, dou
 int main(int argc, char **argv) {
   double seconds = 5, rate = 5000;
   int clients = 32;
+  int pipeline = 1;
   std::string fixture_dir = CRMHOST_FIXTURE_DIR;
   std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("webhook-bench-" + std::to_string(::getpid()));
@@ -155,6 +177,8 @@ int main(int argc, char **argv) {
       seconds = std::stod(argv[i + 1]);
     else if (a == "--clients")
       clients = std::stoi(argv[i + 1]);
+    else if (a == "--pipeline")
+      pipeline = std::stoi(argv[i + 1]);
     else if (a == "--rate")
       rate = std::stod(argv[i + 1]);
     else if (a == "--fixture-dir")
@@ -206,6 +230,11 @@ int main(int argc, char **argv) {
       "-------:|\n");
   run_phase("full speed", port, clients, seconds, 0);
   run_phase("fixed rate", port, clients, seconds, rate);
+  if (pipeline > 1) {
+    char name[48];
+    std::snprintf(name, sizeof name, "pipelined %d", pipeline);
+    run_phase(name, port, clients, seconds, 0, pipeline);
+  }
 
   server.stop();
   io.stop();
