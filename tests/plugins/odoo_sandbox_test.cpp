@@ -385,3 +385,19 @@ TEST_CASE("an automation-rule delivery from the sandbox verifies and names the r
   REQUIRE_FALSE(refused);
   CHECK(refused.error().code == CRM_ERR_UNAUTHORIZED);
 }
+
+TEST_CASE("an answer cut short is a retryable transport failure") {
+  for (const char *protocol : kProtocols) {
+    SandboxFixture f;
+    f.sandbox.seed_partners(kDb, 10);
+    auto c = f.host.connect(f.settings(protocol));
+    REQUIRE(c->check());
+    crmsandbox::FaultConfig faults;
+    faults.malformed = 1.0;
+    f.sandbox.set_faults(faults);
+    auto page = c->poll({"contact", std::nullopt, 10});
+    REQUIRE_FALSE(page);
+    CHECK(page.error().code == CRM_ERR_TRANSPORT);
+    CHECK(page.error().retryable);
+  }
+}

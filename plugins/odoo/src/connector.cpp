@@ -254,6 +254,11 @@ OdooConnector::Reply OdooConnector::rpc(const std::string &model, const std::str
     if (!reply.result.HasParseError() && reply.result.IsObject())
       f = fault_of(reply.result, response.status);
     f.http_status = response.status;
+    // A 2xx body cut short is a transport failure (retryable), not Odoo's verdict.
+    if (response.status >= 200 && response.status <= 299) {
+      f.http_status = 0;
+      f.message = "a truncated or non-JSON answer";
+    }
     if (f.message.empty()) f.message = "HTTP " + std::to_string(response.status);
     reply.fault = f;
     return reply;
@@ -306,8 +311,12 @@ OdooConnector::Reply OdooConnector::rpc(const std::string &model, const std::str
     f = e.HasMember("data") && e["data"].IsObject() ? fault_of(e["data"], response.status)
                                                     : fault_of(e, response.status);
     if (f.message.empty()) f.message = get_string(e, "message");
+    f.http_status = response.status;
+  } else {
+    // No JSON-RPC error object: a proxy's status, or a 200 body cut short (transport).
+    f.http_status = response.status == 200 ? 0 : response.status;
+    if (response.status == 200) f.message = "a truncated or non-JSON answer";
   }
-  f.http_status = response.status;
   if (f.message.empty()) f.message = "HTTP " + std::to_string(response.status);
   // A revoked key shows as AccessDenied here: authenticate afresh next time.
   if (classify_fault(f).status == CRM_ERR_UNAUTHORIZED &&
@@ -320,7 +329,9 @@ OdooConnector::Reply OdooConnector::rpc(const std::string &model, const std::str
 void OdooConnector::fail(const Fault &f, const std::string &what) {
   const Classified c = classify_fault(f);
   std::string text = what + ": Odoo answered ";
-  text += f.name.empty() ? "HTTP " + std::to_string(f.http_status) : f.name;
+  text += !f.name.empty()      ? f.name
+          : f.http_status == 0 ? std::string("with no usable body")
+                               : "HTTP " + std::to_string(f.http_status);
   if (!f.message.empty() && f.message != "HTTP " + std::to_string(f.http_status))
     text += " (" + f.message + ")";
   if (c.status == CRM_ERR_UNAUTHORIZED && c.code == "unauthorized")
@@ -377,7 +388,7 @@ int64_t OdooConnector::uid() {
     f = e.HasMember("data") && e["data"].IsObject() ? fault_of(e["data"], response.status)
                                                     : fault_of(e, response.status);
   }
-  f.http_status = response.status;
+  f.http_status = f.name.empty() && response.status == 200 ? 0 : response.status;
   fail(f, "common.authenticate");
 }
 

@@ -153,19 +153,23 @@ crm_status OdooConnector::poll(const Value &request, rapidjson::Document &result
   std::vector<int64_t> ids;
   int64_t last_s = 0, last_id = 0;
   for (const auto &r : page.GetArray()) {
-    const auto id = r.IsObject() && r.HasMember("id") && r["id"].IsInt64()
-                        ? std::optional<int64_t>(r["id"].GetInt64())
-                        : std::nullopt;
-    const auto when = r.IsObject() && r.HasMember("write_date") && r["write_date"].IsString()
-                          ? parse_odoo_time(r["write_date"].GetString())
-                          : std::nullopt;
-    if (!id || !when)
+    // Plain values rather than optionals: GCC -O2 misreads optionals here (maybe-uninitialized).
+    int64_t id = 0, when = 0;
+    bool readable = r.IsObject() && r.HasMember("id") && r["id"].IsInt64() &&
+                    r.HasMember("write_date") && r["write_date"].IsString();
+    if (readable) {
+      id = r["id"].GetInt64();
+      const auto parsed = parse_odoo_time(r["write_date"].GetString());
+      readable = parsed.has_value();
+      when = parsed.value_or(0);
+    }
+    if (!readable)
       throw Error(CRM_ERR_REMOTE, "poll: an Odoo " + t.model + " record lacks id or write_date", 0,
                   0, 1);
     records.PushBack(record_json(t, r, alloc), alloc);
-    ids.push_back(*id);
-    last_s = *when;
-    last_id = *id;
+    ids.push_back(id);
+    last_s = when;
+    last_id = id;
   }
   add_country_codes(records, alloc);
   note_seen(t, id_memo(t, pos.token), ids);
