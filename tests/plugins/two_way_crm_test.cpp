@@ -1,0 +1,586 @@
+// HubSpot <-> Odoo both ways through the engine, end to end: the HubSpot and Odoo sandboxes on
+// loopback, hubspot.so and odoo.so over the host's real HTTP client, a SQLite store, and a
+// configuration loaded from YAML. Records are seeded in HubSpot and copied to Odoo, then edited on
+// both sides at once (some the same record on both sides) while both sandboxes inject 429s, 5xx
+// and dropped connections. Asserted: both sides converge (one partner per contact and the other
+// way round, equal field values, each edit where the policy puts it), nothing loops, nothing is
+// dead-lettered.
+//
+// The pipelines map fields explicitly: a pipeline names at most one preset, and one preset maps
+// a provider to the canonical model (docs/mapping.md: chaining HubSpot -> canonical -> Odoo is not
+// built), so the two directions are written here as each other's inverse, as echo suppression
+// expects. Odoo keeps one `name`; the plugin's `_first_name`/`_last_name` helpers split and join
+// it.
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <unistd.h>
+#include <catch2/catch.hpp>
+
+#include "config/config.hpp"
+#include "net/http_client.hpp"
+#include "pipeline/engine.hpp"
+#include "plugins/plugin_registry.hpp"
+#include "sandbox/hubspot.hpp"
+#include "sandbox/odoo.hpp"
+#include "store/store.hpp"
+#include "util/metrics.hpp"
+#include "util/time.hpp"
+
+using namespace std::chrono_literals;
+using crmhost::store::EventStatus;
+
+namespace {
+
+constexpr int64_t kPortal = 101;
+const char kDb[] = "crm";
+const char kHubSpotToken[] = "pat-two-way-test";
+const char kOdooKey[] = "odoo-key-two-way";
+const char kToOdoo[] = "contacts-hubspot-to-odoo";
+const char kToHubSpot[] = "contacts-odoo-to-hubspot";
+constexpr auto kPollEvery = 1s;  // the loader's shortest poll interval
+
+using Clock = std::chrono::steady_clock;
+
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string text(const crmsandbox::OdooValues &values, const std::string &field) {
+  auto it = values.find(field);
+  if (it == values.end()) return "";
+  if (const auto *s = std::get_if<std::string>(&it->second)) return *s;
+  return "";
+}
+
+std::string property(const crmsandbox::Properties &p, const std::string &name) {
+  auto it = p.find(name);
+  return it == p.end() ? "" : it->second;
+}
+
+// Odoo's "YYYY-MM-DD HH:MM:SS" (UTC) as Unix ms; 0 when it is not one.
+int64_t odoo_time_ms(const std::string &odoo_time) {
+  std::string iso = odoo_time;
+  if (iso.size() > 10) iso[10] = 'T';
+  return crmhost::timeutil::parse_iso8601_ms(iso + "Z").value_or(0);
+}
+
+// One contact as both sides should hold it.
+struct Expected {
+  std::string name;  // HubSpot "firstname lastname", Odoo `name`
+  std::string city;
+  std::string title;  // HubSpot jobtitle, Odoo function
+};
+
+// What a side holds for one email.
+struct Seen {
+  int count = 0;
+  std::string id;
+  Expected values;
+  std::string stamp;  // HubSpot updated_ms / Odoo write_date: changes when the record is written
+};
+
+struct World {
+  std::filesystem::path dir;
+  crmsandbox::HubSpotSandbox hubspot{hubspot_options()};
+  crmsandbox::OdooSandbox odoo{odoo_options()};
+  std::shared_ptr<crmhost::plugins::HostServices> services =
+      std::make_shared<crmhost::plugins::HostServices>();
+  std::shared_ptr<crmhost::plugins::PluginRegistry> registry;
+  std::shared_ptr<crmhost::store::Store> db;
+  std::unique_ptr<crmhost::pipeline::Engine> engine;
+
+  static crmsandbox::HubSpotOptions hubspot_options() {
+    crmsandbox::HubSpotOptions o;
+    o.seed = 20'260'101;  // the faults each request draws: fixed
+    // The test is about faults it injects, not HubSpot's own limits.
+    o.rate_limits.per_window = 1'000'000;
+    o.rate_limits.search_per_second = 1'000'000;
+    o.rate_limits.daily = 100'000'000;
+    return o;
+  }
+  static crmsandbox::OdooOptions odoo_options() {
+    crmsandbox::OdooOptions o;
+    o.seed = 20'260'102;
+    return o;
+  }
+  // The host still retries 429, 5xx and dropped connections, but quickly.
+  static crmhost::net::ClientOptions http_options() {
+    crmhost::net::ClientOptions o;
+    o.backoff_base = 20ms;
+    o.backoff_cap = 100ms;
+    o.default_timeout = 15s;
+    return o;
+  }
+
+  World() {
+    dir = std::filesystem::temp_directory_path() /
+          ("crmhost-crm-two-way-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    hubspot.add_token(kHubSpotToken, kPortal);
+    hubspot.start();
+    odoo.add_user(kDb, {"admin", "admin-password", {kOdooKey}});
+    odoo.start();
+    services->http = std::make_shared<crmhost::net::HttpClient>(http_options());
+    registry = std::make_shared<crmhost::plugins::PluginRegistry>(services);
+    const std::filesystem::path plugins(CRMHOST_PLUGIN_OUTPUT_DIR);
+    registry->load_file(plugins / "hubspot.so");
+    registry->load_file(plugins / "odoo.so");
+    for (const auto &refusal : registry->refusals()) FAIL(refusal.to_string());
+  }
+
+  ~World() {
+    if (engine) engine->stop();
+    engine.reset();
+    db.reset();
+    hubspot.stop();
+    odoo.stop();
+    std::filesystem::remove_all(dir);
+  }
+
+  void write_file(const std::string &name, const std::string &content) const {
+    std::ofstream out(dir / name);
+    out << content;
+  }
+
+  crmhost::config::Config load_config() {
+    write_file("hubspot-token", kHubSpotToken);
+    write_file("odoo-key", kOdooKey);
+    const std::string every = std::to_string(kPollEvery.count()) + "s";
+    std::ostringstream yaml;
+    yaml << "store: \"sqlite://" << (dir / "state.db").string() << "\"\n"
+         << "shutdown_grace: 5s\nclaim_lease: 30s\n"
+         << "connections:\n"
+         << "  hubspot:\n    plugin: hubspot\n    settings:\n"
+         << "      base_url: \"" << hubspot.base_url() << "\"\n"
+         << "      auth: { token: \"${file:" << (dir / "hubspot-token").string() << "}\" }\n"
+         << "      lookback_seconds: 5\n"
+         << "  odoo:\n    plugin: odoo\n    settings:\n"
+         << "      url: \"" << odoo.base_url() << "\"\n"
+         << "      database: " << kDb << "\n      login: admin\n"
+         << "      api_key: \"${file:" << (dir / "odoo-key").string() << "}\"\n"
+         << "      lookback_seconds: 5\n"
+         << "pipelines:\n"
+         << "  " << kToOdoo << ":\n"
+         << "    source: { poll: { connection: hubspot, object: contact, every: " << every
+         << ", jitter: 100ms } }\n"
+         << "    map:\n      fields:\n"
+         << "        email: { from: email, transform: [trim, lower], required: true }\n"
+         << "        _first_name: { from: firstname, transform: [trim] }\n"
+         << "        _last_name: { from: lastname, transform: [trim] }\n"
+         << "        function: jobtitle\n"
+         << "        city: city\n"
+         << "    sink: { push: { connection: odoo, object: contact, match_on: email, "
+            "conflict: newest_wins } }\n"
+         << "    retry: { attempts: 12, backoff: 50ms..400ms }\n"
+         << "  " << kToHubSpot << ":\n"
+         << "    source: { poll: { connection: odoo, object: contact, every: " << every
+         << ", jitter: 100ms } }\n"
+         << "    map:\n      fields:\n"
+         << "        email: { from: email, transform: [trim, lower], required: true }\n"
+         << "        firstname: { from: _first_name, transform: [trim] }\n"
+         << "        lastname: { from: _last_name, transform: [trim] }\n"
+         << "        jobtitle: function\n"
+         << "        city: city\n"
+         << "    sink: { push: { connection: hubspot, object: contact, match_on: email, "
+            "conflict: newest_wins } }\n"
+         << "    retry: { attempts: 12, backoff: 50ms..400ms }\n";
+    write_file("crmhost.yaml", yaml.str());
+    auto loaded = crmhost::config::load({dir / "crmhost.yaml"}, registry.get());
+    for (const auto &problem : loaded.problems) FAIL(problem.to_string());
+    REQUIRE(loaded.config);
+    return *loaded.config;
+  }
+
+  void start() {
+    auto config = load_config();
+    db = crmhost::store::open_store(config.store);
+    crmhost::pipeline::EngineOptions options;
+    options.idle_delay = 50ms;
+    engine = std::make_unique<crmhost::pipeline::Engine>(config, registry, db, options);
+    engine->start();
+  }
+
+  int64_t count(const std::string &pipeline, std::initializer_list<EventStatus> statuses) {
+    int64_t n = 0;
+    for (const auto &c : db->count_by_status(pipeline))
+      for (auto s : statuses)
+        if (c.status == s) n += c.count;
+    return n;
+  }
+  int64_t unsettled() {
+    int64_t n = 0;
+    for (const char *p : {kToOdoo, kToHubSpot})
+      n += count(p, {EventStatus::pending, EventStatus::in_flight, EventStatus::failed});
+    return n;
+  }
+  int64_t events() {
+    int64_t n = 0;
+    for (const char *p : {kToOdoo, kToHubSpot})
+      n += count(p, {EventStatus::pending, EventStatus::in_flight, EventStatus::failed,
+                     EventStatus::done, EventStatus::dead});
+    return n;
+  }
+  size_t poll_runs(const std::string &pipeline) {
+    size_t n = 0;
+    for (const auto &run : db->list_sync_runs(pipeline, 1000))
+      n += run.kind == crmhost::store::SyncRunKind::poll &&
+           run.status != crmhost::store::SyncRunStatus::running;
+    return n;
+  }
+
+  // Quiescent: nothing pending, in flight or failed, and no new event, while each of
+  // `pipelines` finished at least two more polls (which would have found any change not yet
+  // synced).
+  bool wait_quiescent(std::chrono::seconds limit,
+                      std::vector<std::string> pipelines = {kToOdoo, kToHubSpot}) {
+    const auto deadline = Clock::now() + limit;
+    auto runs = [&] {
+      std::vector<size_t> out;
+      for (const auto &p : pipelines) out.push_back(poll_runs(p));
+      return out;
+    };
+    auto events_then = events();
+    auto runs_then = runs();
+    while (Clock::now() < deadline) {
+      std::this_thread::sleep_for(100ms);
+      const auto events_now = events();
+      const auto runs_now = runs();
+      if (unsettled() != 0 || events_now != events_then) {
+        events_then = events_now;
+        runs_then = runs_now;
+        continue;
+      }
+      bool enough = true;
+      for (size_t i = 0; i < runs_now.size(); ++i) enough &= runs_now[i] >= runs_then[i] + 2;
+      if (enough) return true;
+    }
+    return false;
+  }
+
+  std::map<std::string, Seen> hubspot_side() const {
+    std::map<std::string, Seen> out;
+    for (const auto &r : hubspot.records(kPortal, "contacts")) {
+      auto &s = out[property(r.properties, "email")];
+      ++s.count;
+      s.id = r.id;
+      s.values = {property(r.properties, "firstname") + " " + property(r.properties, "lastname"),
+                  property(r.properties, "city"), property(r.properties, "jobtitle")};
+      s.stamp = std::to_string(r.updated_ms);
+    }
+    return out;
+  }
+  std::map<std::string, Seen> odoo_side() const {
+    std::map<std::string, Seen> out;
+    for (const auto &r : odoo.records(kDb, "res.partner")) {
+      auto company = r.values.find("is_company");
+      if (company != r.values.end() && std::get_if<bool>(&company->second) &&
+          std::get<bool>(company->second))
+        continue;
+      auto &s = out[text(r.values, "email")];
+      ++s.count;
+      s.id = std::to_string(r.id);
+      s.values = {text(r.values, "name"), text(r.values, "city"), text(r.values, "function")};
+      s.stamp = text(r.values, "write_date");
+    }
+    return out;
+  }
+};
+
+std::string email_of(int i) {
+  return "person" + std::to_string(i) + "@example.com";
+}
+
+std::string describe(const Expected &e) {
+  return "{name \"" + e.name + "\", city \"" + e.city + "\", title \"" + e.title + "\"}";
+}
+
+bool operator==(const Expected &a, const Expected &b) {
+  return a.name == b.name && a.city == b.city && a.title == b.title;
+}
+
+}  // namespace
+
+TEST_CASE("concurrent edits on both sides with faults converge without loops or duplicates") {
+  World w;
+  constexpr int kSeeded = 50;
+  std::map<std::string, Expected> expected;  // by email
+  {
+    std::vector<crmsandbox::HubSpotSeed> seeds;
+    for (int i = 0; i < kSeeded; ++i) {
+      const std::string n = std::to_string(i);
+      seeds.push_back({{{"email", email_of(i)},
+                        {"firstname", "First" + n},
+                        {"lastname", "Last" + n},
+                        {"city", "City " + n},
+                        {"jobtitle", "Title " + n}}});
+      expected[email_of(i)] = {"First" + n + " Last" + n, "City " + n, "Title " + n};
+    }
+    w.hubspot.seed(kPortal, "contacts", seeds);
+  }
+  // Faults from the first request on: the backfill runs through them too.
+  const crmsandbox::FaultConfig faults{0.04, 0.05, 0, 0.03, 0};  // 429, 5xx, -, dropped, -
+  w.hubspot.set_faults(faults);
+  w.odoo.set_faults(faults);
+  w.start();
+
+  // The first polls copy every contact to Odoo.
+  INFO("backfill");
+  const auto backfill_deadline = Clock::now() + 30s;
+  while (Clock::now() < backfill_deadline && w.odoo_side().size() < kSeeded)
+    std::this_thread::sleep_for(100ms);
+  REQUIRE(w.wait_quiescent(30s));
+  auto odoo = w.odoo_side();
+  REQUIRE(odoo.size() == kSeeded);
+  std::map<std::string, std::string> odoo_ids, hubspot_ids;
+  for (const auto &[email, seen] : odoo) odoo_ids[email] = seen.id;
+  for (const auto &[email, seen] : w.hubspot_side()) hubspot_ids[email] = seen.id;
+
+  // Concurrent edits: 0-9 only in HubSpot, 10-19 only in Odoo, 20-29 the same record on both
+  // sides at nearly the same time; a new contact on each side.
+  struct BothSides {
+    Expected hubspot, odoo;
+    int64_t hubspot_ms = 0, odoo_ms = 0;  // the edits' modification times as each side stamps them
+  };
+  std::map<std::string, BothSides> both;
+  for (int i = 20; i < 30; ++i) {
+    const std::string n = std::to_string(i);
+    both[email_of(i)] = {{"First" + n + " Last" + n, "HubSpot city " + n, "HubSpot title " + n},
+                         {"First" + n + " Last" + n, "Odoo city " + n, "Odoo title " + n}};
+  }
+  const std::string new_in_hubspot = "new.hubspot@example.com",
+                    new_in_odoo = "new.odoo@example.com";
+  // Catch2's assertions are not thread-safe: the users note what went wrong, checked after.
+  std::vector<std::string> hubspot_errors, odoo_errors;
+  std::atomic<int> hubspot_done{0};  // the HubSpot user's progress through records 0-29
+  std::thread hubspot_user([&] {
+    try {
+      for (int i = 0; i < 30; ++i) {
+        if (i >= 10 && i < 20) continue;
+        const std::string n = std::to_string(i), email = email_of(i);
+        const auto id = hubspot_ids.at(email);
+        if (i < 10) {
+          if (!w.hubspot.update_record(
+                  kPortal, "contacts", id,
+                  {{"city", "Edited in HubSpot " + n}, {"lastname", "Hs" + n}}))
+            hubspot_errors.push_back("no contact " + id);
+        } else {
+          auto &b = both.at(email);
+          if (!w.hubspot.update_record(kPortal, "contacts", id,
+                                       {{"city", b.hubspot.city}, {"jobtitle", b.hubspot.title}}))
+            hubspot_errors.push_back("no contact " + id);
+          if (auto r = w.hubspot.record(kPortal, "contacts", id)) b.hubspot_ms = r->updated_ms;
+        }
+        hubspot_done = i + 1;
+        std::this_thread::sleep_for(30ms);
+      }
+      w.hubspot.create_record(kPortal, "contacts",
+                              {{"email", new_in_hubspot},
+                               {"firstname", "Nova"},
+                               {"lastname", "Hub"},
+                               {"city", "Boston"},
+                               {"jobtitle", "Founder"}});
+    } catch (const std::exception &e) {
+      hubspot_errors.push_back(e.what());
+    }
+  });
+  std::thread odoo_user([&] {
+    try {
+      auto edit_both = [&](int i) {
+        const std::string email = email_of(i);
+        const int64_t id = std::stoll(odoo_ids.at(email));
+        auto &b = both.at(email);
+        w.odoo.write(kDb, "res.partner", {id}, {{"city", b.odoo.city}, {"function", b.odoo.title}});
+        if (auto r = w.odoo.record(kDb, "res.partner", id))
+          b.odoo_ms = odoo_time_ms(text(r->values, "write_date"));
+      };
+      for (int i = 10; i < 20; ++i) {
+        const std::string n = std::to_string(i);
+        w.odoo.write(kDb, "res.partner", {std::stoll(odoo_ids.at(email_of(i)))},
+                     {{"function", "Edited in Odoo " + n}, {"name", "First" + n + " Od" + n}});
+        std::this_thread::sleep_for(30ms);
+      }
+      // 20-24 alongside HubSpot's edits of them: Odoo's write_date (whole seconds) is mostly the
+      // older one.
+      for (int i = 20; i < 25; ++i) {
+        edit_both(i);
+        std::this_thread::sleep_for(30ms);
+      }
+      // 25-29 just after HubSpot's, in the next second: Odoo's are the newer ones.
+      while (hubspot_done.load() < 30) std::this_thread::sleep_for(1ms);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1005 - wall_ms() % 1000));
+      for (int i = 25; i < 30; ++i) edit_both(i);
+      w.odoo.create(kDb, "res.partner",
+                    crmsandbox::OdooValues{{"name", std::string("Nadia Odoo")},
+                                           {"email", new_in_odoo},
+                                           {"city", std::string("Ghent")},
+                                           {"function", std::string("Buyer")}});
+    } catch (const std::exception &e) {
+      odoo_errors.push_back(e.what());
+    }
+  });
+  hubspot_user.join();
+  odoo_user.join();
+  CHECK(hubspot_errors.empty());
+  CHECK(odoo_errors.empty());
+  for (int i = 0; i < 10; ++i) {
+    const std::string n = std::to_string(i);
+    expected[email_of(i)] = {"First" + n + " Hs" + n, "Edited in HubSpot " + n, "Title " + n};
+  }
+  for (int i = 10; i < 20; ++i) {
+    const std::string n = std::to_string(i);
+    expected[email_of(i)] = {"First" + n + " Od" + n, "City " + n, "Edited in Odoo " + n};
+  }
+  expected[new_in_hubspot] = {"Nova Hub", "Boston", "Founder"};
+  expected[new_in_odoo] = {"Nadia Odoo", "Ghent", "Buyer"};
+  // Records edited on both sides: newest_wins should keep the edit with the later modification
+  // time, but which one survives depends on which pipeline runs first (see the known-bug test
+  // below): asserted here is that both sides hold the same one of the two edits, whole.
+  for (const auto &[email, b] : both)
+    expected[email] = b.hubspot_ms > b.odoo_ms ? b.hubspot : b.odoo;
+
+  INFO("after the edits");
+  REQUIRE(w.wait_quiescent(45s));
+
+  const auto hubspot = w.hubspot_side();
+  odoo = w.odoo_side();
+  // No duplicates: one record per email on each side, the same emails on both.
+  CHECK(hubspot.size() == expected.size());
+  CHECK(odoo.size() == expected.size());
+  int newest_kept = 0;  // records edited on both sides that kept the newer edit
+  for (const auto &[email, want] : expected) {
+    auto h = hubspot.find(email);
+    auto o = odoo.find(email);
+    REQUIRE(h != hubspot.end());
+    REQUIRE(o != odoo.end());
+    CHECK(h->second.count == 1);
+    CHECK(o->second.count == 1);
+    std::string why;
+    if (auto b = both.find(email); b != both.end())
+      why = " (both sides edited: HubSpot at " + std::to_string(b->second.hubspot_ms) +
+            ", Odoo at " + std::to_string(b->second.odoo_ms) + ")";
+    INFO(email << why);
+    INFO("HubSpot " << describe(h->second.values) << " Odoo " << describe(o->second.values)
+                    << " expected " << describe(want));
+    CHECK(h->second.values == o->second.values);  // converged
+    if (auto b = both.find(email); b != both.end()) {
+      const bool one_of_the_edits =
+          h->second.values == b->second.hubspot || h->second.values == b->second.odoo;
+      CHECK(one_of_the_edits);
+      newest_kept += h->second.values == want;
+    } else {
+      CHECK(h->second.values == want);  // the one edit, or the seeded values
+    }
+  }
+
+  UNSCOPED_INFO("records edited on both sides that kept the newer edit: " << newest_kept << " of "
+                                                                          << both.size());
+
+  // Nothing dead-lettered.
+  const auto dead = w.db->list_events({std::nullopt, EventStatus::dead, 0, 100});
+  for (const auto &e : dead)
+    UNSCOPED_INFO("dead: " << e.pipeline << " " << e.record_id << " " << e.last_error);
+  CHECK(dead.empty());
+
+  // The faults were really injected on both sides.
+  const auto hs = w.hubspot.stats();
+  const auto od = w.odoo.stats();
+  CHECK(hs.injected_429 + hs.injected_5xx + hs.dropped > 0);
+  CHECK(od.injected_429 + od.injected_5xx + od.dropped > 0);
+
+  // Echoes were recognised and stopped: after two more polls of each pipeline no event is
+  // added and neither side is written again.
+  CHECK(crmhost::metrics::global().counter_sum("crmhost_events_total", {{"outcome", "echo"}}) > 0);
+  const auto events_before = w.events();
+  const auto runs_odoo = w.poll_runs(kToOdoo), runs_hubspot = w.poll_runs(kToHubSpot);
+  const auto deadline = Clock::now() + 10s;
+  while (Clock::now() < deadline &&
+         (w.poll_runs(kToOdoo) < runs_odoo + 2 || w.poll_runs(kToHubSpot) < runs_hubspot + 2))
+    std::this_thread::sleep_for(100ms);
+  CHECK(w.poll_runs(kToOdoo) >= runs_odoo + 2);
+  CHECK(w.poll_runs(kToHubSpot) >= runs_hubspot + 2);
+  CHECK(w.events() == events_before);
+  CHECK(w.unsettled() == 0);
+  const auto hubspot_after = w.hubspot_side();
+  const auto odoo_after = w.odoo_side();
+  for (const auto &[email, seen] : hubspot) {
+    INFO(email);
+    CHECK(hubspot_after.at(email).stamp == seen.stamp);
+    CHECK(odoo_after.at(email).stamp == odoo.at(email).stamp);
+  }
+  if (std::getenv("TWO_WAY_DEBUG")) {
+    for (const auto &e : w.db->list_events({std::nullopt, std::nullopt, 0, 100000}))
+      std::fprintf(stderr, "event %lld %s %s %s %s %s\n", static_cast<long long>(e.id),
+                   e.pipeline.c_str(), e.record_id.c_str(),
+                   std::string(crmhost::store::to_string(e.status)).c_str(), e.last_error.c_str(),
+                   e.payload.c_str());
+    for (const auto &c : w.db->list_conflicts(std::nullopt, false))
+      std::fprintf(stderr, "conflict %s %s %s\n", c.pipeline.c_str(), c.source_id.c_str(),
+                   c.detail.c_str());
+  }
+  for (const auto &c : w.db->list_conflicts(std::nullopt, false))
+    UNSCOPED_INFO("conflict: " << c.pipeline << " " << c.source_id << " -> " << c.target_id << " "
+                               << c.detail);
+}
+
+// KNOWN BUG (marked [!shouldfail]: it passes while the bug is there and fails once it is fixed,
+// then drop the tag). newest_wins compares an event's modification time only with the newest time
+// *seen* for the target record (entity_links.target_modified_at, raised when the other direction
+// has read a change). A change made in the target that the other direction has not read yet is
+// not known, so an older edit from the source overwrites a newer one in the target, and the
+// overwritten edit is never read (its record now holds the pushed content, which comes back as
+// an echo). Both sides converge, to the older edit. Here the pipelines are paused to fix the
+// order that a poll interval produces by chance: the main test above sees it in about half of
+// its runs for records edited on both sides within a second.
+TEST_CASE("newest_wins keeps the newer edit when the older one is read first (known bug)",
+          "[!shouldfail]") {
+  World w;
+  const auto seeded = w.hubspot.seed(kPortal, "contacts",
+                                     {{{{"email", email_of(1)},
+                                        {"firstname", "Ada"},
+                                        {"lastname", "Lovelace"},
+                                        {"city", "London"},
+                                        {"jobtitle", "Analyst"}}}});
+  w.start();
+  REQUIRE(w.wait_quiescent(30s));
+  const auto odoo_before = w.odoo_side();
+  REQUIRE(odoo_before.size() == 1);
+  const int64_t odoo_id = std::stoll(odoo_before.at(email_of(1)).id);
+
+  // Neither pipeline looks while the users edit: an edit in Odoo, then one in HubSpot in a later
+  // second (Odoo's write_date has whole seconds), so HubSpot's is the newer.
+  w.engine->pause(kToOdoo);
+  w.engine->pause(kToHubSpot);
+  w.odoo.write(kDb, "res.partner", {odoo_id}, {{"city", std::string("Odoo city")}});
+  const auto odoo_ms =
+      odoo_time_ms(text(w.odoo.record(kDb, "res.partner", odoo_id)->values, "write_date"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1005 - wall_ms() % 1000));
+  REQUIRE(w.hubspot.update_record(kPortal, "contacts", seeded[0], {{"city", "HubSpot city"}}));
+  const auto hubspot_ms = w.hubspot.record(kPortal, "contacts", seeded[0])->updated_ms;
+  REQUIRE(hubspot_ms > odoo_ms);
+
+  // Odoo -> HubSpot reads its (older) edit first, then HubSpot -> Odoo runs.
+  w.engine->resume(kToHubSpot);
+  REQUIRE(w.wait_quiescent(20s, {kToHubSpot}));
+  w.engine->resume(kToOdoo);
+  REQUIRE(w.wait_quiescent(20s));
+
+  const auto hubspot = w.hubspot_side().at(email_of(1)).values;
+  const auto odoo = w.odoo_side().at(email_of(1)).values;
+  INFO("HubSpot " << describe(hubspot) << " Odoo " << describe(odoo));
+  CHECK(hubspot == odoo);
+  CHECK(hubspot.city == "HubSpot city");  // fails: both hold "Odoo city"
+}
