@@ -417,10 +417,13 @@ TEST_CASE("odoo write_date is shared by every record of one transaction", "[sand
   const auto created = f.kw("res.partner", "create", "[" + vals + "]");
   REQUIRE(created.result().Size() == 50);
   f.sandbox.freeze_clock("");
-  // A C++ batch in one transaction, and a second RPC in the same frozen second, tie as well.
+  // A C++ batch in one transaction shares its stamp too.
   auto tx = f.sandbox.begin_transaction("crm");
   for (int i = 0; i < 5; ++i) tx.create("res.partner", {{"name", "T" + std::to_string(i)}});
   tx.commit();
+  for (const auto &r : f.sandbox.records("crm", "res.partner"))
+    if (std::get<std::string>(r.values.at("name"))[0] == 'T')
+      CHECK(std::get<std::string>(r.values.at("write_date")) == tx.stamp());
   const auto rows =
       f.kw("res.partner", "search_read", R"([[["name","=like","P%"]]])",
            R"({"fields":["write_date","create_date"],"order":"write_date asc, id asc"})");
