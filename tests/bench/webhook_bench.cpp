@@ -200,7 +200,7 @@ int main(int argc, char **argv) {
       {"dst", {"dst", "memory-sdk", R"({"webhook_secret":"s3cret-s3cret"})", std::nullopt, {}}}};
   config::PipelineConfig p;
   p.name = "bench";
-  p.webhook = config::WebhookSource{"src", "/hooks/bench", {}};
+  p.webhook = config::WebhookSource{"src", "/hooks/bench", {}, {}};
   p.sink = config::PushSink{"dst", "contact", "upsert", std::string("email"), "source_wins", {}};
   c.pipelines = {{p.name, p}};
   pipeline::Engine engine(c, registry, db);

@@ -96,7 +96,7 @@ const std::vector<Case> kCases = {
      "    sink:\n"
      "      push: { connection: hubspot-main, object: contact }\n",
      {R"(c.yaml:8:27: pipeline "a" names unknown connection "hubspot-mian" (did you mean "hubspot-main"?))",
-      R"(c.yaml:11:50: webhook path "/hooks/hubspot/" is already used by pipeline "a" (c.yaml:6:50))"}},
+      R"(c.yaml:11:50: webhook path "/hooks/hubspot/" is already used by pipeline "a" for the same object "contact" (c.yaml:6:50); set source.webhook.object to tell them apart)"}},
     {"enumerations, ranges and relations between values",
      "connections:\n"
      "  mem: { plugin: memory }\n"
@@ -236,4 +236,26 @@ TEST_CASE("tls names files that exist and needs both of them") {
   CHECK(problems_of("tls: { cert: /etc/passwd, key: /etc/passwd }\n").empty());
   CHECK(problems_of("metrics_token: short\n") ==
         std::vector<std::string>{"c.yaml:1:16: metrics_token must be at least 16 characters long"});
+}
+
+TEST_CASE("a webhook path is shared only by pipelines of one connection with distinct objects") {
+  const std::string head =
+      "connections:\n"
+      "  hs: { plugin: memory }\n"
+      "  other: { plugin: memory }\n"
+      "pipelines:\n"
+      "  contacts:\n"
+      "    source: { webhook: { connection: hs, path: /hooks/hs } }\n"
+      "    sink: { push: { connection: other, object: contact } }\n";
+  CHECK(problems_of(
+            head + "  companies:\n"
+                   "    source: { webhook: { connection: hs, path: /hooks/hs, object: company } }\n"
+                   "    sink: { push: { connection: other, object: company } }\n")
+            .empty());
+  CHECK(
+      problems_of(head + "  theirs:\n"
+                         "    source: { webhook: { connection: other, path: /hooks/hs } }\n"
+                         "    sink: { push: { connection: hs, object: deal } }\n") ==
+      std::vector<std::string>{
+          R"(c.yaml:9:51: webhook path "/hooks/hs" is already used by pipeline "contacts" of another connection (c.yaml:6:48))"});
 }

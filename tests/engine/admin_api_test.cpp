@@ -50,7 +50,7 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
       {"dst", {"dst", "memory-sdk", R"({"webhook_secret":"s3cret-s3cret"})", std::nullopt, {}}}};
   config::PipelineConfig p;
   p.name = "contacts";
-  p.webhook = config::WebhookSource{"src", "/hooks/memory", {}};
+  p.webhook = config::WebhookSource{"src", "/hooks/memory", {}, {}};
   p.sink = config::PushSink{"dst", "contact", "upsert", std::string("email"), "source_wins", {}};
   c.pipelines = {{p.name, p}};
   pipeline::Engine engine(c, registry, db);

@@ -74,7 +74,7 @@ config::Config make_config(int seeded, const std::string &sink_extra = "", bool 
   if (poll) {
     p.poll = config::PollSource{"src", "contact", 1h, 1ms, 7, {}};
   } else {
-    p.webhook = config::WebhookSource{"src", "/hooks/memory", {}};
+    p.webhook = config::WebhookSource{"src", "/hooks/memory", {}, {}};
   }
   p.sink = config::PushSink{"dst", "contact", "upsert", std::string("email"), "source_wins", {}};
   p.retry = config::RetryPolicy{5, 5ms, 20ms};
@@ -230,6 +230,35 @@ TEST_CASE("webhook deliveries are verified and deduplicated and answered by stat
   CHECK(forged.body.empty());
   CHECK(engine.ingest_webhook("/hooks/memory", delivery("{oops"), "r4").http_status == 400);
   CHECK(engine.ingest_webhook("/hooks/nowhere", delivery(body), "r5").http_status == 404);
+  engine.stop();
+}
+
+TEST_CASE("pipelines sharing a webhook path each take the events of their object", "[engine]") {
+  // HubSpot, for one, sends every subscription of an app to one URL.
+  Harness h;
+  auto c = make_config(0, "", false);
+  auto companies = c.pipelines.at("contacts");
+  companies.name = "companies";
+  companies.sink.object = "company";
+  companies.sink.match_on = std::nullopt;
+  c.pipelines.emplace("companies", companies);
+  pipeline::Engine engine(c, h.registry, h.db);
+  engine.start();
+  engine.pause_all();  // keep the events where the test can count them
+  auto ingest = engine.ingest_webhook(
+      "/hooks/memory",
+      delivery(R"([{"object":"contact","id":"p1","data":{"email":"p1@example.com"}},)"
+               R"({"object":"company","id":"k1","data":{"name":"Acme"}},)"
+               R"({"object":"deal","id":"d1","data":{"name":"Big"}}])"),
+      "req-shared");
+  CHECK(ingest.http_status == 200);
+  CHECK(ingest.events == 2);  // the deal: no pipeline on this path takes deals
+  auto contacts = h.db->list_events({std::string("contacts"), std::nullopt, 0, 10});
+  auto company_events = h.db->list_events({std::string("companies"), std::nullopt, 0, 10});
+  REQUIRE(contacts.size() == 1);
+  REQUIRE(company_events.size() == 1);
+  CHECK(contacts[0].object == "contact");
+  CHECK(company_events[0].object == "company");
   engine.stop();
 }
 

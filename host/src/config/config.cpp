@@ -32,6 +32,12 @@ std::optional<uint64_t> read_number(std::string_view text, size_t &pos, uint64_t
 
 }  // namespace
 
+std::string webhook_object(const PipelineConfig &pipeline) {
+  if (pipeline.webhook && !pipeline.webhook->object.empty()) return pipeline.webhook->object;
+  if (pipeline.poll) return pipeline.poll->object;
+  return pipeline.sink.object;
+}
+
 std::optional<Duration> parse_duration(std::string_view text) {
   // Units in the only order they may appear ("1h30m", never "30m1h"), each at most once.
   struct Unit {

@@ -47,7 +47,8 @@ struct ConnectionConfig {
 
 struct WebhookSource {
   std::string connection;
-  std::string path;  // "/hooks/hubspot"; unique across pipelines
+  std::string path;    // "/hooks/hubspot"; shared only by pipelines of one connection
+  std::string object;  // the events this pipeline takes from deliveries; see webhook_object()
   SourceLocation where;
 };
 
@@ -141,6 +142,11 @@ std::string plugin_dir_of(const std::vector<std::filesystem::path> &paths);
 
 // Parses "500ms", "15s", "15m", "2h", "1d", or "1m30s"; nullopt when malformed.
 std::optional<Duration> parse_duration(std::string_view text);
+
+// The object whose webhook events a pipeline takes: `webhook.object`, else the poll's object,
+// else the sink's. A delivery's events of other objects go to the other pipelines on the same
+// path (providers such as HubSpot send every subscription to one URL), or are dropped.
+std::string webhook_object(const PipelineConfig &pipeline);
 // Parses "512", "64KiB", "1MiB", "1GiB", "10kB", "5MB"; nullopt when malformed.
 std::optional<uint64_t> parse_size(std::string_view text);
 

@@ -660,8 +660,10 @@ class Loader {
     if (auto *w = f.get("webhook")) {
       WebhookSource webhook;
       webhook.where = location(file_, w->key_mark());
-      auto wf = fields(w->value, w->key_mark(), w->ctx, {"connection", "path"});
+      auto wf = fields(w->value, w->key_mark(), w->ctx, {"connection", "path", "object"});
       extra.webhook = reference(wf, webhook.connection);
+      if (auto *oe = wf.get("object"))
+        if (auto s = string_value(*oe)) webhook.object = *s;
       if (require(wf, "path")) {
         const Entry &pe = *wf.get("path");
         if (auto s = string_value(pe)) {
@@ -933,7 +935,7 @@ class Loader {
   void cross_check() {
     std::vector<std::string> names;
     for (const auto &[name, c] : config_.connections) names.push_back(name);
-    std::map<std::string, const PipelineConfig *> paths;
+    std::multimap<std::string, const PipelineConfig *> paths;
     for (const auto *p : pipelines_in_file_order()) {
       const auto &extra = pipeline_extra_.at(p->name);
       for (const auto *ref : {&extra.webhook, &extra.poll, &extra.push}) {
@@ -943,12 +945,22 @@ class Loader {
                                            detail::did_you_mean((*ref)->connection, names));
       }
       if (extra.normalized_path.empty()) continue;
-      auto [it, fresh] = paths.emplace(extra.normalized_path, p);
-      if (!fresh) {
-        problem(extra.path_at, "webhook path " + q(p->webhook->path) +
-                                   " is already used by pipeline " + q(it->second->name) + " (" +
-                                   format(pipeline_extra_.at(it->second->name).path_at) + ")");
+      // A path may serve several pipelines of one connection, each taking its own object.
+      auto [first, last] = paths.equal_range(extra.normalized_path);
+      for (auto it = first; it != last; ++it) {
+        const PipelineConfig &other = *it->second;
+        const std::string where = " (" + format(pipeline_extra_.at(other.name).path_at) + ")";
+        if (other.webhook->connection != p->webhook->connection)
+          problem(extra.path_at, "webhook path " + q(p->webhook->path) +
+                                     " is already used by pipeline " + q(other.name) +
+                                     " of another connection" + where);
+        else if (webhook_object(other) == webhook_object(*p))
+          problem(extra.path_at, "webhook path " + q(p->webhook->path) +
+                                     " is already used by pipeline " + q(other.name) +
+                                     " for the same object " + q(webhook_object(*p)) + where +
+                                     "; set source.webhook.object to tell them apart");
       }
+      paths.emplace(extra.normalized_path, p);
     }
   }
 

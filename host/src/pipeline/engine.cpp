@@ -546,35 +546,35 @@ WebhookIngest Engine::ingest_webhook(const std::string &path,
 void Engine::ingest_webhook_async(const std::string &path, const plugins::WebhookRequest &request,
                                   const std::string &request_id,
                                   std::function<void(WebhookIngest)> done) {
-  std::shared_ptr<PipelineRunner> runner;
+  // Every pipeline on this path (one connection; each takes its own object). runners_ is a map
+  // by name, so the first is the same on every delivery.
+  std::vector<std::shared_ptr<PipelineRunner>> runners;
   {
     std::lock_guard lock(mutex_);
     for (const auto &[name, r] : runners_)
-      if (r->config().webhook && r->config().webhook->path == path) runner = r;
+      if (r->config().webhook && r->config().webhook->path == path) runners.push_back(r);
   }
-  if (!runner) {
+  if (runners.empty()) {
     WebhookIngest result;
     result.http_status = 404;
     result.body = "no pipeline receives webhooks at this path";
     return done(std::move(result));
   }
-  auto finish = [runner, done = std::move(done)](WebhookIngest result) {
+  auto verifier = runners.front();
+  auto finish = [verifier, done = std::move(done)](WebhookIngest result) {
     const char *outcome = result.http_status == 200   ? (result.events ? "stored" : "duplicate")
                           : result.http_status == 401 ? "unauthorized"
                           : result.http_status == 400 ? "invalid"
                           : result.http_status == 503 ? "unavailable"
                                                       : "error";
-    if (result.http_status == 200)
-      count_received(runner->config().name, "webhook", result.events, result.duplicates);
     metrics::global().counter_add("crmhost_webhooks_received_total",
                                   "Webhook deliveries received, by outcome.",
-                                  {{"pipeline", runner->config().name}, {"outcome", outcome}});
+                                  {{"pipeline", verifier->config().name}, {"outcome", outcome}});
     done(std::move(result));
   };
 
   // Verification and parsing run here (a plugin call); the commit is awaited without a thread.
-  const auto &pipeline = runner->config();
-  auto parsed = runner->source()->connector->webhook(request);
+  auto parsed = verifier->source()->connector->webhook(request);
   if (!parsed) {
     const auto &e = parsed.error();
     WebhookIngest result;
@@ -584,14 +584,30 @@ void Engine::ingest_webhook_async(const std::string &path, const plugins::Webhoo
     result.body = e.code == CRM_ERR_UNAUTHORIZED ? "" : e.message;  // no detail for a bad signature
     return finish(std::move(result));
   }
+  // Each event goes to the pipeline of its object; one delivery is one transaction all the same.
   std::vector<store::NewEvent> events;
-  for (const auto &event : parsed->events)
-    events.push_back(make_event(pipeline.name, store::EventSource::webhook,
-                                pipeline.webhook->connection, payload_from(event), request_id,
-                                event.event_id));
+  std::vector<PipelineRunner *> owners;  // per event
+  size_t ignored = 0;
+  for (const auto &event : parsed->events) {
+    PipelineRunner *owner = nullptr;
+    for (const auto &r : runners)
+      if (config::webhook_object(r->config()) == event.object) owner = r.get();
+    if (!owner) {
+      ++ignored;  // a subscription no pipeline here takes
+      continue;
+    }
+    events.push_back(make_event(owner->config().name, store::EventSource::webhook,
+                                owner->config().webhook->connection, payload_from(event),
+                                request_id, event.event_id));
+    owners.push_back(owner);
+  }
+  if (ignored)
+    spdlog::debug("request {} POST {}: {} event(s) of objects no pipeline on this path takes",
+                  request_id, path, ignored);
   store_->enqueue_async(
-      std::move(events), [runner, reply = parsed->reply, finish = std::move(finish)](
-                             std::exception_ptr error, store::EnqueueResult outcomes) mutable {
+      std::move(events),
+      [runners, owners = std::move(owners), reply = parsed->reply, finish = std::move(finish)](
+          std::exception_ptr error, store::EnqueueResult outcomes) mutable {
         WebhookIngest result;
         if (error) {
           try {
@@ -600,17 +616,24 @@ void Engine::ingest_webhook_async(const std::string &path, const plugins::Webhoo
             result.http_status = e.retryable() ? 503 : 500;  // 503: the provider will retry
             result.body = e.retryable() ? "store unavailable" : "store error";
           } catch (const std::exception &e) {
-            spdlog::error("pipeline {}: webhook enqueue failed: {}", runner->config().name,
-                          e.what());
+            spdlog::error("webhook enqueue for pipeline {} failed: {}",
+                          runners.front()->config().name, e.what());
             result.http_status = 500;
             result.body = "internal error";
           }
           return finish(std::move(result));  // nothing was acknowledged
         }
-        for (const auto &outcome : outcomes)
-          (outcome.duplicate ? result.duplicates : result.events)++;
+        std::map<PipelineRunner *, std::pair<size_t, size_t>> per_pipeline;  // new, duplicate
+        for (size_t i = 0; i < outcomes.size() && i < owners.size(); ++i) {
+          auto &counts = per_pipeline[owners[i]];
+          (outcomes[i].duplicate ? counts.second : counts.first)++;
+          (outcomes[i].duplicate ? result.duplicates : result.events)++;
+        }
+        for (const auto &[owner, counts] : per_pipeline) {
+          count_received(owner->config().name, "webhook", counts.first, counts.second);
+          if (counts.first) owner->wake();
+        }
         result.reply = std::move(reply);
-        if (result.events) runner->wake();
         finish(std::move(result));
       });
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "mapping/mapping.hpp"
 #include "pipeline/backoff.hpp"
@@ -103,7 +104,7 @@ void Processor::settle_failure(Item &item, const std::string &error, bool retrya
 }
 
 // Parses payloads, fetches records that came as ids only, maps, and looks up links.
-void Processor::prepare(std::vector<Item> &items) {
+void Processor::prepare(std::vector<Item> &items, BatchStats &stats) {
   const auto &p = deps_.pipeline;
   std::map<std::string, std::vector<Item *>> to_fetch;  // by object
   for (auto &item : items) {
@@ -111,22 +112,25 @@ void Processor::prepare(std::vector<Item> &items) {
     if (item.payload.event == "upsert" && !item.payload.data_json)
       to_fetch[item.payload.object].push_back(&item);
   }
-  BatchStats ignored;
   for (auto &[object, group] : to_fetch) {
     if (!deps_.source) {
       for (Item *item : group)
         settle_failure(*item,
                        "the event names a record without its fields and the source cannot fetch",
-                       false, {}, ignored);
+                       false, {}, stats);
       continue;
     }
+    // One id once: a delivery often names a record several times (HubSpot sends a creation and
+    // a change per property), and providers refuse a batch read with duplicate ids.
     std::vector<std::string> ids;
-    for (Item *item : group) ids.push_back(item->payload.id);
+    std::set<std::string> seen;
+    for (Item *item : group)
+      if (seen.insert(item->payload.id).second) ids.push_back(item->payload.id);
     auto fetched = deps_.source->fetch(object, ids);
     if (!fetched) {
       for (Item *item : group)
         settle_failure(*item, "fetch: " + fetched.error().describe(), fetched.error().retryable,
-                       store::Millis(fetched.error().retry_after_ms), ignored);
+                       store::Millis(fetched.error().retry_after_ms), stats);
       continue;
     }
     for (Item *item : group) {
@@ -147,7 +151,7 @@ void Processor::prepare(std::vector<Item> &items) {
     if (item.payload.event == "delete") continue;
     auto mapped = deps_.map(*item.payload.data_json);
     if (!mapped) {
-      settle_failure(item, "map: " + mapped.error().message, false, {}, ignored);
+      settle_failure(item, "map: " + mapped.error().message, false, {}, stats);
       continue;
     }
     item.mapped = std::move(*mapped);
@@ -365,7 +369,7 @@ BatchStats Processor::process_batch() {
     }
     item.payload = std::move(*payload);
   }
-  prepare(items);
+  prepare(items, stats);
 
   std::vector<store::EventId> unchanged;
   std::vector<Item *> upserts, deletes;

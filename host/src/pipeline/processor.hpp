@@ -63,7 +63,7 @@ class Processor {
  private:
   struct Item;
   BatchStats process_batch();
-  void prepare(std::vector<Item> &items);
+  void prepare(std::vector<Item> &items, BatchStats &stats);
   bool is_echo(Item &item);
   void fill_empty(std::vector<Item *> &items, BatchStats &stats);
   void record_stale(Item &item, int64_t target_ms);
