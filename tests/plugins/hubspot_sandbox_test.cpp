@@ -5,7 +5,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "hubspot_support.hpp"
+#include "plugin_support.hpp"
 #include "net/http_client.hpp"
 #include "sandbox/hubspot.hpp"
 

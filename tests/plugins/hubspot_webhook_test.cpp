@@ -1,7 +1,7 @@
 // Webhooks through the loaded hubspot.so: each signature version, refusals, every event type.
 #include <catch2/catch.hpp>
 
-#include "hubspot_support.hpp"
+#include "plugin_support.hpp"
 #include "signature.hpp"
 
 using crmhost::plugins::WebhookRequest;

@@ -4,7 +4,7 @@
 
 #include "common.hpp"
 #include "crmhost/plugin.hpp"
-#include "odoo_support.hpp"
+#include "plugin_support.hpp"
 
 namespace od = crmhost::odoo;
 using crmhost::plugins::WebhookRequest;

@@ -7,7 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "net/http_client.hpp"
-#include "odoo_support.hpp"
+#include "plugin_support.hpp"
 #include "sandbox/odoo.hpp"
 
 using crmhost::plugins::PushInput;

@@ -1,6 +1,6 @@
 #pragma once
-// Loading odoo.so into a test host: a fake clock, in-memory state and, for the sandbox tests,
-// the host's real HTTP client behind crm.http.v1.
+// Loading a provider plugin (hubspot.so, odoo.so) into a test host: a fake clock, in-memory state
+// and, for the sandbox tests, the host's real HTTP client behind crm.http.v1.
 #include <atomic>
 #include <filesystem>
 #include <memory>
@@ -13,13 +13,16 @@
 
 namespace crmhost::test {
 
-struct LoadedOdoo {
+struct LoadedPlugin {
   std::shared_ptr<std::atomic<int64_t>> now = std::make_shared<std::atomic<int64_t>>(0);
   std::shared_ptr<plugins::HostServices> services = std::make_shared<plugins::HostServices>();
   std::shared_ptr<plugins::PluginLibrary> library;
+  std::string default_connection;
 
-  // now_ms 0 keeps the system clock; anything else freezes the host clock there.
-  explicit LoadedOdoo(std::shared_ptr<plugins::OutboundHttp> http = nullptr) {
+  // `id` names <id>.so in the build's plugin directory and the default connection name. A `now`
+  // of 0 keeps the system clock; anything else freezes the host clock there.
+  LoadedPlugin(const std::string &id, std::shared_ptr<plugins::OutboundHttp> http)
+      : default_connection(id) {
     auto clock = now;
     services->clock = [clock] {
       const int64_t fixed = clock->load();
@@ -29,18 +32,29 @@ struct LoadedOdoo {
                          .count();
     };
     services->http = std::move(http);
-    auto loaded = plugins::load_plugin(std::filesystem::path(CRMHOST_PLUGIN_OUTPUT_DIR) / "odoo.so",
-                                       services);
+    auto loaded = plugins::load_plugin(
+        std::filesystem::path(CRMHOST_PLUGIN_OUTPUT_DIR) / (id + ".so"), services);
     if (auto *refusal = std::get_if<plugins::LoadRefusal>(&loaded)) FAIL(refusal->to_string());
     library = std::get<std::shared_ptr<plugins::PluginLibrary>>(loaded);
   }
 
   std::unique_ptr<plugins::Connector> connect(const std::string &settings,
-                                              const std::string &connection = "odoo") {
-    auto created = library->create_connector(connection, settings);
+                                              const std::string &connection = "") {
+    auto created =
+        library->create_connector(connection.empty() ? default_connection : connection, settings);
     if (!created) FAIL("create failed: " << created.error().describe());
     return std::move(created.value());
   }
+};
+
+struct LoadedHubSpot : LoadedPlugin {
+  explicit LoadedHubSpot(std::shared_ptr<plugins::OutboundHttp> http = nullptr)
+      : LoadedPlugin("hubspot", std::move(http)) {}
+};
+
+struct LoadedOdoo : LoadedPlugin {
+  explicit LoadedOdoo(std::shared_ptr<plugins::OutboundHttp> http = nullptr)
+      : LoadedPlugin("odoo", std::move(http)) {}
 };
 
 }  // namespace crmhost::test
