@@ -52,3 +52,22 @@ TEST_CASE("SDK negotiation answers the highest common version or refuses another
   v = CRM_MAKE_VERSION(2, 0, 0);
   CHECK(Glue::negotiate(&v) == CRM_ERR_INCOMPATIBLE);
 }
+
+TEST_CASE("the SDK's calendar helpers agree with each other and with known dates", "[sdk]") {
+  using namespace crmhost::sdk;
+  CHECK(days_from_civil(1970, 1, 1) == 0);
+  CHECK(days_from_civil(2000, 3, 1) == 11017);
+  CHECK(format_utc(0) == "1970-01-01T00:00:00.000Z");
+  CHECK(format_utc(1572406217883) == "2019-10-30T03:30:17.883Z");
+  CHECK(format_utc(-1) == "1969-12-31T23:59:59.999Z");
+  CHECK(format_utc(1769903998000, false) == "2026-01-31 23:59:58");
+  for (int64_t day = -800000; day <= 800000; day += 997) {  // ~4400 years either side of 1970
+    const CivilDate date = civil_from_days(day);
+    CHECK(days_from_civil(date.year, date.month, date.day) == day);
+  }
+  rapidjson::Document doc;
+  doc.Parse(R"({"s":"x","n":1,"a":["p",2,"q"]})");
+  CHECK(get_string(doc, "s") == "x");
+  CHECK(get_string(doc, "n").empty());
+  CHECK(string_list(doc["a"]) == std::vector<std::string>{"p", "q"});
+}

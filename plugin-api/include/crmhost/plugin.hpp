@@ -20,6 +20,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <optional>
@@ -85,6 +87,72 @@ inline rapidjson::Document parse_json(std::string_view text, const char *what) {
                                            rapidjson::GetParseError_En(doc.GetParseError()));
   }
   return doc;
+}
+
+// The member `key` of `object` when it is a string; "" otherwise.
+inline std::string get_string(const rapidjson::Value &object, const char *key) {
+  auto it = object.IsObject() ? object.FindMember(key) : object.MemberEnd();
+  return it != object.MemberEnd() && it->value.IsString()
+             ? std::string(it->value.GetString(), it->value.GetStringLength())
+             : std::string();
+}
+
+// The strings of an array (other items skipped); empty for anything but an array.
+inline std::vector<std::string> string_list(const rapidjson::Value &array) {
+  std::vector<std::string> out;
+  if (array.IsArray())
+    for (const auto &item : array.GetArray())
+      if (item.IsString()) out.emplace_back(item.GetString(), item.GetStringLength());
+  return out;
+}
+
+// Calendar arithmetic on the proleptic Gregorian calendar (Howard Hinnant's algorithms), which
+// providers' timestamps need and <chrono> of C++17 lacks.
+struct CivilDate {
+  int64_t year;
+  unsigned month, day;
+};
+inline int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+inline CivilDate civil_from_days(int64_t days) {
+  const int64_t z = days + 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const unsigned doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
+  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
+  return {static_cast<int64_t>(yoe) + era * 400 + (m <= 2), m, d};
+}
+
+// Unix milliseconds as "YYYY-MM-DDTHH:MM:SS.mmmZ", or with `separator` ' ' and without the
+// milliseconds and zone ("YYYY-MM-DD HH:MM:SS", as Odoo writes UTC).
+inline std::string format_utc(int64_t unix_ms, bool iso = true) {
+  int64_t days = unix_ms / 86400000, rem = unix_ms % 86400000;
+  if (rem < 0) {
+    rem += 86400000;
+    --days;
+  }
+  const CivilDate date = civil_from_days(days);
+  char buf[48];
+  if (iso)
+    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
+                  static_cast<long long>(date.year), date.month, date.day,
+                  static_cast<long long>(rem / 3600000), static_cast<long long>(rem / 60000 % 60),
+                  static_cast<long long>(rem / 1000 % 60), static_cast<long long>(rem % 1000));
+  else
+    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02u %02lld:%02lld:%02lld",
+                  static_cast<long long>(date.year), date.month, date.day,
+                  static_cast<long long>(rem / 3600000), static_cast<long long>(rem / 60000 % 60),
+                  static_cast<long long>(rem / 1000 % 60));
+  return buf;
 }
 
 namespace detail {

@@ -29,16 +29,6 @@ std::optional<int64_t> to_int(std::string_view s) {
   return v;
 }
 
-// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
-
 }  // namespace
 
 const ObjectInfo *find_object(std::string_view name) {
@@ -88,32 +78,13 @@ std::optional<int64_t> parse_time_ms(std::string_view t) {
       return std::nullopt;
     }
   }
-  const int64_t days = days_from_civil(*y, static_cast<unsigned>(*mo), static_cast<unsigned>(*d));
+  const int64_t days =
+      sdk::days_from_civil(*y, static_cast<unsigned>(*mo), static_cast<unsigned>(*d));
   return ((days * 24 + *h) * 60 + *mi) * 60000 + *s * 1000 + millis - offset_ms;
 }
 
 std::string format_iso_ms(int64_t unix_ms) {
-  int64_t days = unix_ms / 86400000, rem = unix_ms % 86400000;
-  if (rem < 0) {
-    rem += 86400000;
-    --days;
-  }
-  // civil_from_days
-  const int64_t z = days + 719468;
-  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const unsigned doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-  const int64_t y = static_cast<int64_t>(yoe) + era * 400 + (m <= 2);
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
-                static_cast<long long>(y), m, d, static_cast<long long>(rem / 3600000),
-                static_cast<long long>(rem / 60000 % 60), static_cast<long long>(rem / 1000 % 60),
-                static_cast<long long>(rem % 1000));
-  return buf;
+  return sdk::format_utc(unix_ms);
 }
 
 int compare_ids(std::string_view a, std::string_view b) {

@@ -51,10 +51,7 @@ std::string text_of(const Value &v) {
   return "";
 }
 
-std::string get_string(const Value &v, const char *key) {
-  auto it = v.IsObject() ? v.FindMember(key) : v.MemberEnd();
-  return it != v.MemberEnd() ? text_of(it->value) : std::string();
-}
+using sdk::get_string;
 
 // Properties HubSpot computes itself; writing them is refused, so they are left out.
 bool read_only(std::string_view name) {

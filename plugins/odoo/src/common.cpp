@@ -25,38 +25,6 @@ std::optional<int64_t> to_int(std::string_view s) {
   return v;
 }
 
-// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
-
-std::string format_time(int64_t unix_s, const char *pattern) {
-  int64_t days = unix_s / 86400, rem = unix_s % 86400;
-  if (rem < 0) {
-    rem += 86400;
-    --days;
-  }
-  const int64_t z = days + 719468;
-  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const unsigned doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-  const int64_t y = static_cast<int64_t>(yoe) + era * 400 + (m <= 2);
-  char buf[48];
-  std::snprintf(buf, sizeof buf, pattern, static_cast<long long>(y), m, d,
-                static_cast<long long>(rem / 3600), static_cast<long long>(rem / 60 % 60),
-                static_cast<long long>(rem % 60));
-  return buf;
-}
-
 void put_varint(std::string &out, uint64_t v) {
   while (v >= 0x80) {
     out.push_back(static_cast<char>((v & 0x7F) | 0x80));
@@ -105,16 +73,19 @@ std::optional<int64_t> parse_odoo_time(std::string_view t) {
     rest.remove_prefix(n);
   }
   if (!rest.empty() && rest != "Z" && rest != "+00:00") return std::nullopt;
-  const int64_t days = days_from_civil(*y, static_cast<unsigned>(*mo), static_cast<unsigned>(*d));
+  const int64_t days =
+      sdk::days_from_civil(*y, static_cast<unsigned>(*mo), static_cast<unsigned>(*d));
   return ((days * 24 + *h) * 60 + *mi) * 60 + *s;
 }
 
 std::string format_odoo_time(int64_t unix_s) {
-  return format_time(unix_s, "%04lld-%02u-%02u %02lld:%02lld:%02lld");
+  return sdk::format_utc(unix_s * 1000, false);
 }
 
 std::string format_iso(int64_t unix_s) {
-  return format_time(unix_s, "%04lld-%02u-%02uT%02lld:%02lld:%02lldZ");
+  std::string text = sdk::format_utc(unix_s * 1000, false);
+  text[10] = 'T';
+  return text + "Z";
 }
 
 std::string encode_cursor(const Cursor &c) {

@@ -10,20 +10,9 @@ using sdk::Error;
 
 namespace {
 
-std::string get_string(const Value &v, const char *key) {
-  auto it = v.IsObject() ? v.FindMember(key) : v.MemberEnd();
-  return it != v.MemberEnd() && it->value.IsString()
-             ? std::string(it->value.GetString(), it->value.GetStringLength())
-             : std::string();
-}
+using sdk::get_string;
 
-std::vector<std::string> string_list(const Value &v) {
-  std::vector<std::string> out;
-  if (v.IsArray())
-    for (const auto &item : v.GetArray())
-      if (item.IsString()) out.emplace_back(item.GetString(), item.GetStringLength());
-  return out;
-}
+using sdk::string_list;
 
 // What each object reads unless `fields` says otherwise: the fields the presets map (the fact
 // sheet's; e.g. `function` or `country_code` can be added per connection).
