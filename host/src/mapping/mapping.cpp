@@ -266,7 +266,8 @@ void set_number(Value &v, double d) {
 }
 
 void set_string(Value &v, std::string_view s, Alloc &alloc) {
-  v.SetString(s.data(), static_cast<rapidjson::SizeType>(s.size()), alloc);
+  // RapidJSON asserts on a null pointer even for an empty string.
+  v.SetString(s.empty() ? "" : s.data(), static_cast<rapidjson::SizeType>(s.size()), alloc);
 }
 
 // ASCII only, on purpose: bytes of UTF-8 sequences pass unchanged whatever the locale.
@@ -395,7 +396,7 @@ std::optional<std::string> apply_step(const Step &s, Value &v, Alloc &alloc) {
         const auto b = in.find_first_not_of(" \t\r\n");
         const auto e = in.find_last_not_of(" \t\r\n");
         if (b == 0 && e + 1 == in.size()) return std::nullopt;
-        set_string(v, b == std::string_view::npos ? std::string_view() : in.substr(b, e - b + 1),
+        set_string(v, b == std::string_view::npos ? std::string_view("") : in.substr(b, e - b + 1),
                    alloc);
         return std::nullopt;
       }
