@@ -5,8 +5,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "plugin_support.hpp"
 #include "net/http_client.hpp"
+#include "plugin_support.hpp"
 #include "sandbox/hubspot.hpp"
 
 using crmhost::plugins::PollPage;
