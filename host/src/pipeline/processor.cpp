@@ -184,7 +184,15 @@ bool Processor::is_echo(Item &item) {
       item.link = std::move(own);
     }
     auto round_trip = reverse.map(item.mapped);
-    if (round_trip && store::sha256_hex(*round_trip) == link->last_payload_hash) {
+    // What the reverse pipeline wrote here came from the counterpart record as it was when that
+    // pipeline read it. If this pipeline has pushed to the counterpart since, the counterpart no
+    // longer holds it, and dropping the copy as an echo would leave the two sides swapped (both
+    // sides edited at once, each pipeline pushing before reading the other's edit): then it is a
+    // change like any other, and newest_wins decides as usual.
+    const bool overwritten_since = item.link && item.link->last_pushed_at && link->last_pushed_at &&
+                                   *item.link->last_pushed_at > *link->last_pushed_at;
+    if (round_trip && store::sha256_hex(*round_trip) == link->last_payload_hash &&
+        !overwritten_since) {
       echo = true;
       continue;
     }
@@ -392,9 +400,9 @@ BatchStats Processor::process_batch() {
         // The target already holds this content (it came from there): remember it as written,
         // so that a later change back to the previous content is not taken for a repeat.
         if (item.link && !same_as_last) {
+          // last_pushed_at stays: it marks this pipeline's last real write (see is_echo).
           store::EntityLink own = *item.link;
           own.last_payload_hash = item.hash;
-          own.last_pushed_at = store::now_ms();
           try {
             deps_.store.upsert_link(own);
           } catch (const store::StoreError &e) {
