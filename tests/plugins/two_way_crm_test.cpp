@@ -481,10 +481,10 @@ TEST_CASE("concurrent edits on both sides with faults converge without loops or 
     INFO("HubSpot " << describe(h->second.values) << " Odoo " << describe(o->second.values)
                     << " expected " << describe(want));
     if (auto b = both.find(email); b != both.end()) {
-      // KNOWN BUG (see the closing notes of issue #8 and the [!shouldfail] case below): when
-      // both pipelines push their side's edit before either reads the other's, each takes the
-      // copy coming back for an echo and the two sides can stay swapped. Counted, not asserted,
-      // until the echo check looks at the counterpart's current state.
+      // Both sides edited at once: they could stay swapped until the echo check learnt that a
+      // copy of the reverse pipeline's write is no echo once this pipeline has pushed to the
+      // counterpart since. Counted and warned about, not asserted, until that is proven stable
+      // under load; which edit survives is the open newest_wins case below.
       const bool one_of_the_edits =
           h->second.values == b->second.hubspot || h->second.values == b->second.odoo;
       CHECK(one_of_the_edits);
