@@ -112,7 +112,11 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
   bool paused() const { return paused_ || paused_all_; }
   void set_paused(bool paused) {
     paused_ = paused;
-    if (!paused) wake();
+    if (!paused) return wake();
+    // A batch already under way finishes first (bounded), so that once pause returns nothing
+    // more is pushed. Never called from the pool that runs the batch.
+    std::unique_lock lock(mutex_);
+    idle_.wait_for(lock, std::chrono::seconds(10), [this] { return !processing_; });
   }
 
   void start() {
