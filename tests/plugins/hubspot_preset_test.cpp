@@ -1,50 +1,16 @@
 // The presets shipped beside hubspot.so load through a configuration, compile, and map a HubSpot
 // record to the canonical model and back.
-#include <filesystem>
-#include <fstream>
-
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 
-#include "config/config.hpp"
-#include "mapping/mapping.hpp"
-#include "plugins/plugin_registry.hpp"
+#include "plugin_support.hpp"
 
 namespace {
 
-// The compiled fields of a pipeline naming `preset`, through config::load and the registry.
-std::string preset_fields(const std::string &preset, const std::string &object) {
-  crmhost::plugins::PluginRegistry registry;
-  registry.load_directory(CRMHOST_PLUGIN_OUTPUT_DIR);
-  REQUIRE(registry.find("hubspot"));
-  // One directory per process: ctest runs the cases of this file in parallel.
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("hubspot-preset-test-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  const auto file = dir / "c.yaml";
-  std::ofstream(file) << "connections:\n"
-                         "  hs: { plugin: hubspot, settings: { access_token: pat-test } }\n"
-                         "pipelines:\n"
-                         "  p:\n"
-                         "    source: { poll: { connection: hs, object: "
-                      << object << " } }\n    sink: { push: { connection: hs, object: " << object
-                      << " } }\n    map: { preset: " << preset << " }\n";
-  auto result = crmhost::config::load({file.string()}, &registry);
-  std::filesystem::remove_all(dir);
-  for (const auto &p : result.problems) UNSCOPED_INFO(p.to_string());
-  REQUIRE(result.problems.empty());
-  return result.config->pipelines.at("p").map.fields_json;
-}
-
 std::string apply(const std::string &preset, const std::string &object, const std::string &record) {
-  std::vector<crmhost::mapping::CompileProblem> problems;
-  auto mapping = crmhost::mapping::Mapping::compile(preset_fields(preset, object), {}, problems);
-  REQUIRE(problems.empty());
-  auto mapped = mapping.apply(record);
-  INFO(mapped.error);
-  REQUIRE(mapped.ok);
-  return mapped.json;
+  return crmhost::test::apply_preset(
+      crmhost::test::load_preset_pipeline(
+          "{ plugin: hubspot, settings: { access_token: pat-test } }", preset, object),
+      record);
 }
 
 }  // namespace

@@ -1,58 +1,23 @@
 // The presets shipped beside odoo.so load through a configuration, compile, and map an Odoo
 // record to the canonical model and back; the settings schema refuses unknown keys.
-#include <filesystem>
-#include <fstream>
-
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 
-#include "config/config.hpp"
-#include "mapping/mapping.hpp"
-#include "plugins/plugin_registry.hpp"
+#include "plugin_support.hpp"
 
 namespace {
 
-const char kConnection[] =
-    "  od: { plugin: odoo, settings: { url: 'https://acme.odoo.com', database: acme, "
+const std::string kConnection =
+    "{ plugin: odoo, settings: { url: 'https://acme.odoo.com', database: acme, "
     "username: sync@acme.example, api_key: k-1";
 
-// Loads a configuration of one odoo pipeline through config::load and the registry.
+// One odoo pipeline through config::load and the registry.
 crmhost::config::LoadResult load(const std::string &preset, const std::string &object,
                                  const std::string &extra_settings = "") {
-  crmhost::plugins::PluginRegistry registry;
-  registry.load_directory(CRMHOST_PLUGIN_OUTPUT_DIR);
-  REQUIRE(registry.find("odoo"));
-  // One directory per process: ctest runs the cases of this file in parallel.
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("odoo-preset-test-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  const auto file = dir / "c.yaml";
-  std::ofstream(file) << "connections:\n"
-                      << kConnection << extra_settings << " } }\n"
-                      << "pipelines:\n  p:\n    source: { poll: { connection: od, object: "
-                      << object << " } }\n    sink: { push: { connection: od, object: " << object
-                      << " } }\n    map: { preset: " << preset << " }\n";
-  auto result = crmhost::config::load({file.string()}, &registry);
-  std::filesystem::remove_all(dir);
-  return result;
-}
-
-std::string preset_fields(const std::string &preset, const std::string &object) {
-  auto result = load(preset, object);
-  for (const auto &p : result.problems) UNSCOPED_INFO(p.to_string());
-  REQUIRE(result.problems.empty());
-  return result.config->pipelines.at("p").map.fields_json;
+  return crmhost::test::load_preset_pipeline(kConnection + extra_settings + " } }", preset, object);
 }
 
 std::string apply(const std::string &preset, const std::string &object, const std::string &record) {
-  std::vector<crmhost::mapping::CompileProblem> problems;
-  auto mapping = crmhost::mapping::Mapping::compile(preset_fields(preset, object), {}, problems);
-  REQUIRE(problems.empty());
-  auto mapped = mapping.apply(record);
-  INFO(mapped.error);
-  REQUIRE(mapped.ok);
-  return mapped.json;
+  return crmhost::test::apply_preset(load(preset, object), record);
 }
 
 }  // namespace

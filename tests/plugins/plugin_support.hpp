@@ -3,13 +3,19 @@
 // and, for the sandbox tests, the host's real HTTP client behind crm.http.v1.
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
+#include "config/config.hpp"
+#include "mapping/mapping.hpp"
 #include "plugins/connector.hpp"
 #include "plugins/plugin_library.hpp"
+#include "plugins/plugin_registry.hpp"
 
 namespace crmhost::test {
 
@@ -56,5 +62,40 @@ struct LoadedOdoo : LoadedPlugin {
   explicit LoadedOdoo(std::shared_ptr<plugins::OutboundHttp> http = nullptr)
       : LoadedPlugin("odoo", std::move(http)) {}
 };
+
+// Loads, through config::load and the built plugins, one pipeline of connection `c` (given as a
+// YAML flow mapping, e.g. "{ plugin: hubspot, settings: {...} }") whose map names `preset`.
+inline config::LoadResult load_preset_pipeline(const std::string &connection,
+                                               const std::string &preset,
+                                               const std::string &object) {
+  plugins::PluginRegistry registry;
+  registry.load_directory(CRMHOST_PLUGIN_OUTPUT_DIR);
+  // One directory per process: ctest runs the cases of a file in parallel.
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("preset-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto file = dir / "c.yaml";
+  std::ofstream(file) << "connections:\n  c: " << connection
+                      << "\npipelines:\n  p:\n    source: { poll: { connection: c, object: "
+                      << object << " } }\n    sink: { push: { connection: c, object: " << object
+                      << " } }\n    map: { preset: " << preset << " }\n";
+  auto result = config::load({file.string()}, &registry);
+  std::filesystem::remove_all(dir);
+  return result;
+}
+
+// Maps `record` through the fields such a pipeline compiled; the mapped JSON.
+inline std::string apply_preset(const config::LoadResult &loaded, const std::string &record) {
+  for (const auto &p : loaded.problems) UNSCOPED_INFO(p.to_string());
+  REQUIRE(loaded.problems.empty());
+  std::vector<mapping::CompileProblem> problems;
+  auto compiled =
+      mapping::Mapping::compile(loaded.config->pipelines.at("p").map.fields_json, {}, problems);
+  REQUIRE(problems.empty());
+  auto mapped = compiled.apply(record);
+  INFO(mapped.error);
+  REQUIRE(mapped.ok);
+  return mapped.json;
+}
 
 }  // namespace crmhost::test
