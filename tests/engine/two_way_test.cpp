@@ -252,6 +252,57 @@ TEST_CASE("newest_wins skips a stale update and records it as a conflict", "[eng
   engine.stop();
 }
 
+TEST_CASE("newest_wins reads the target before writing: a newer edit there is not overwritten",
+          "[engine][two-way]") {
+  // One direction only: nothing else reads B, so only the read before the write can know of B's
+  // edit.
+  TwoWayHarness h;
+  auto config = two_memories(
+      R"([{"object":"contact","id":"a1","data":{"email":"ada@example.com","name":"Ada"}}])",
+      {make_pipeline("a-to-b", "a", "b", "contact", kAtoB, "newest_wins", "email")});
+  pipeline::Engine engine(config, h.registry, h.db);
+  engine.start();
+  poll_and_settle(engine, *h.db, "a-to-b");
+  const std::string b1 = records(engine, "b")[0].id;
+
+  // A is edited, then B, later: B's edit is the newer one and must stay.
+  std::this_thread::sleep_for(5ms);
+  update(engine, "a", "contact", "a1", R"({"name":"Ada, edited in A"})");
+  std::this_thread::sleep_for(5ms);
+  update(engine, "b", "contact", b1, R"({"full_name":"Ada, edited in B"})");
+  const auto b_edited = timeutil::parse_iso8601_ms(*records(engine, "b")[0].modified_at);
+  REQUIRE(b_edited);
+  poll_and_settle(engine, *h.db, "a-to-b");
+  CHECK(field(records(engine, "b")[0], "full_name") == "Ada, edited in B");
+  auto conflicts = h.db->list_conflicts(std::string("a-to-b"));
+  REQUIRE(conflicts.size() == 1);
+  CHECK_THAT(conflicts[0].detail, Catch::Contains("stale update") &&
+                                      Catch::Contains(timeutil::format_iso8601_ms(*b_edited)));
+
+  // A newer edit in A is written.
+  std::this_thread::sleep_for(5ms);
+  update(engine, "a", "contact", "a1", R"({"name":"Ada Lovelace"})");
+  poll_and_settle(engine, *h.db, "a-to-b");
+  CHECK(field(records(engine, "b")[0], "full_name") == "Ada Lovelace");
+  const auto ours = timeutil::parse_iso8601_ms(*records(engine, "b")[0].modified_at);
+  REQUIRE(ours);
+
+  // B's modification time is now this pipeline's own write, later than any edit in A made while
+  // it was under way: such an edit is not taken for older than B's.
+  pipeline::EventPayload during;
+  during.object = "contact";
+  during.id = "a1";
+  during.modified_at = timeutil::format_iso8601_ms(*ours - 1);
+  during.data_json = R"({"email":"ada@example.com","name":"Augusta Ada King"})";
+  h.db->enqueue(
+      {pipeline::make_event("a-to-b", store::EventSource::webhook, "a", during, "during")});
+  engine.wake("a-to-b");
+  REQUIRE(eventually(
+      [&] { return field(records(engine, "b")[0], "full_name") == "Augusta Ada King"; }));
+  CHECK(h.db->list_conflicts(std::string("a-to-b")).size() == 1);
+  engine.stop();
+}
+
 TEST_CASE("fill_empty writes only fields empty in the target and never overwrites",
           "[engine][two-way]") {
   TwoWayHarness h;

@@ -143,6 +143,7 @@ void Processor::prepare(std::vector<Item> &items, BatchStats &stats) {
         continue;
       }
       item->payload.data_json = found->data_json;
+      if (found->modified_at) item->payload.modified_at = found->modified_at;
     }
   }
   for (auto &item : items) {
@@ -219,40 +220,95 @@ void Processor::record_stale(Item &item, int64_t target_ms) {
   deps_.store.record_conflict(conflict);
 }
 
+// The current records of the linked targets among `items`, by target id: what the conflict
+// policies that look at the target before writing compare with. When the read fails, those items
+// are settled as failures (retried later) and nothing is returned.
+std::optional<std::map<std::string, plugins::Record>> Processor::fetch_targets(
+    const std::vector<Item *> &linked, const char *policy, BatchStats &stats) {
+  std::vector<std::string> ids;
+  std::set<std::string> seen;
+  for (Item *item : linked)
+    if (seen.insert(item->link->target_id).second) ids.push_back(item->link->target_id);
+  auto fetched = deps_.sink.fetch(deps_.pipeline.sink.object, ids);
+  if (!fetched) {
+    for (Item *item : linked)
+      settle_failure(*item,
+                     std::string("fetch target for ") + policy + ": " + fetched.error().describe(),
+                     fetched.error().retryable, store::Millis(fetched.error().retry_after_ms),
+                     stats);
+    return std::nullopt;
+  }
+  std::map<std::string, plugins::Record> targets;
+  for (auto &record : fetched->records) targets.emplace(record.id, std::move(record));
+  return targets;
+}
+
+namespace {
+void drop_settled(std::vector<Processor::Item *> &items) {
+  items.erase(std::remove_if(items.begin(), items.end(), [](auto *i) { return i->settled; }),
+              items.end());
+}
+}  // namespace
+
 // fill_empty on linked records: fetch the targets and keep only the fields empty there.
 void Processor::fill_empty(std::vector<Item *> &items, BatchStats &stats) {
   std::vector<Item *> linked;
   for (Item *item : items)
     if (item->link) linked.push_back(item);
   if (linked.empty()) return;
-  const auto &sink = deps_.pipeline.sink;
-  std::vector<std::string> ids;
-  for (Item *item : linked) ids.push_back(item->link->target_id);
-  auto fetched = deps_.sink.fetch(sink.object, ids);
-  if (!fetched) {
-    for (Item *item : linked)
-      settle_failure(*item, "fetch target for fill_empty: " + fetched.error().describe(),
-                     fetched.error().retryable, store::Millis(fetched.error().retry_after_ms),
-                     stats);
-    return;
-  }
+  auto targets = fetch_targets(linked, "fill_empty", stats);
   std::vector<store::EventId> nothing_to_fill;
-  for (Item *item : linked) {
-    auto found =
-        std::find_if(fetched->records.begin(), fetched->records.end(),
-                     [&](const plugins::Record &r) { return r.id == item->link->target_id; });
-    if (found == fetched->records.end()) continue;  // gone at the target: write it all
-    item->mapped = only_empty_fields(item->mapped, found->data_json);
-    if (item->mapped == "{}") {
-      nothing_to_fill.push_back(item->event.id);
-      item->settled = true;
+  if (targets) {
+    for (Item *item : linked) {
+      auto found = targets->find(item->link->target_id);
+      if (found == targets->end()) continue;  // gone at the target: write it all
+      item->mapped = only_empty_fields(item->mapped, found->second.data_json);
+      if (item->mapped == "{}") {
+        nothing_to_fill.push_back(item->event.id);
+        item->settled = true;
+      }
     }
   }
   if (!nothing_to_fill.empty())
     stats.unchanged +=
         deps_.store.complete_many(nothing_to_fill, linked.front()->event.claim_token);
-  items.erase(std::remove_if(items.begin(), items.end(), [](Item *i) { return i->settled; }),
-              items.end());
+  drop_settled(items);
+}
+
+// newest_wins on linked records: read each target just before writing it. An edit made there by
+// anyone but this pipeline since its last write, and newer than the source's, wins: the source's
+// is a stale update (a conflict), and the reverse pipeline carries the target's edit back. Without
+// this read, an edit that the reverse direction had not read yet would be overwritten and lost
+// (the link's target_modified_at only knows the changes already read).
+void Processor::keep_newer_targets(std::vector<Item *> &items, BatchStats &stats) {
+  std::vector<Item *> linked;
+  for (Item *item : items)
+    if (item->link && item->modified_ms) linked.push_back(item);
+  if (linked.empty()) return;
+  auto targets = fetch_targets(linked, "newest_wins", stats);
+  std::vector<store::EventId> stale;
+  if (targets) {
+    for (Item *item : linked) {
+      auto found = targets->find(item->link->target_id);
+      if (found == targets->end() || !found->second.modified_at) continue;
+      const auto target_ms = timeutil::parse_iso8601_ms(*found->second.modified_at);
+      if (!target_ms) continue;
+      // Modified no later than this pipeline's last write returned: that write (or an edit it
+      // overwrote). Its source time is in target_modified_at, already compared. This relies on
+      // the provider's clock agreeing with the host's.
+      const auto &pushed = item->link->last_pushed_at;
+      if (pushed && *target_ms <= store::to_unix_ms(*pushed)) continue;
+      if (*item->modified_ms >= *target_ms) continue;
+      deps_.store.note_target_modified(deps_.pipeline.name, deps_.pipeline.sink.connection,
+                                       item->link->target_id, store::from_unix_ms(*target_ms));
+      record_stale(*item, *target_ms);
+      ++stats.stale;
+      stale.push_back(item->event.id);
+      item->settled = true;
+    }
+  }
+  if (!stale.empty()) deps_.store.complete_many(stale, linked.front()->event.claim_token);
+  drop_settled(items);
 }
 
 void Processor::push_group(std::vector<Item *> &group, BatchStats &stats) {
@@ -431,6 +487,7 @@ BatchStats Processor::process_batch() {
   }
 
   if (p.sink.conflict == "fill_empty") fill_empty(upserts, stats);
+  if (p.sink.conflict == "newest_wins") keep_newer_targets(upserts, stats);
 
   const size_t max_batch = std::max<uint32_t>(deps_.sink_max_batch, 1);
   for (auto *list : {&upserts, &deletes}) {

@@ -5,6 +5,8 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -60,12 +62,17 @@ class Processor {
   // Claims and processes one batch; returns what happened. Store errors propagate.
   BatchStats run_once();
 
+ public:
+  struct Item;  // one claimed event on its way through a batch
+
  private:
-  struct Item;
   BatchStats process_batch();
   void prepare(std::vector<Item> &items, BatchStats &stats);
   bool is_echo(Item &item);
+  std::optional<std::map<std::string, plugins::Record>> fetch_targets(
+      const std::vector<Item *> &linked, const char *policy, BatchStats &stats);
   void fill_empty(std::vector<Item *> &items, BatchStats &stats);
+  void keep_newer_targets(std::vector<Item *> &items, BatchStats &stats);
   void record_stale(Item &item, int64_t target_ms);
   void push_group(std::vector<Item *> &group, BatchStats &stats);
   void settle_failure(Item &item, const std::string &error, bool retryable,
