@@ -596,6 +596,7 @@ TEST_CASE("newest_wins keeps the newer edit when the older one is read first") {
   // Odoo's edit was refused as a stale update, recorded as a conflict.
   bool stale_recorded = false;
   for (const auto &c : w.db->list_conflicts(std::nullopt, false))
-    stale_recorded |= c.pipeline == kToHubSpot && c.detail.find("stale update") != std::string::npos;
+    stale_recorded |=
+        c.pipeline == kToHubSpot && c.detail.find("stale update") != std::string::npos;
   CHECK(stale_recorded);
 }

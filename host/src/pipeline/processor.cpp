@@ -232,10 +232,9 @@ std::optional<std::map<std::string, plugins::Record>> Processor::fetch_targets(
   auto fetched = deps_.sink.fetch(deps_.pipeline.sink.object, ids);
   if (!fetched) {
     for (Item *item : linked)
-      settle_failure(*item,
-                     std::string("fetch target for ") + policy + ": " + fetched.error().describe(),
-                     fetched.error().retryable, store::Millis(fetched.error().retry_after_ms),
-                     stats);
+      settle_failure(
+          *item, std::string("fetch target for ") + policy + ": " + fetched.error().describe(),
+          fetched.error().retryable, store::Millis(fetched.error().retry_after_ms), stats);
     return std::nullopt;
   }
   std::map<std::string, plugins::Record> targets;
