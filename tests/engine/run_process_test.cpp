@@ -52,7 +52,8 @@ uint16_t free_port() {
 // One HTTP/1.1 exchange on a fresh loopback connection; returns status and body.
 std::pair<int, std::string> http_call(uint16_t port, const std::string &method,
                                       const std::string &target, const std::string &body = "",
-                                      const std::string &secret = "s3cret-s3cret") {
+                                      const std::string &secret = "s3cret-s3cret",
+                                      const std::string &bearer = "") {
   boost::asio::io_context io;
   boost::asio::ip::tcp::socket socket(io);
   socket.connect({boost::asio::ip::make_address("127.0.0.1"), port});
@@ -60,6 +61,7 @@ std::pair<int, std::string> http_call(uint16_t port, const std::string &method,
       boost::beast::http::string_to_verb(method), target, 11};
   request.set(boost::beast::http::field::host, "127.0.0.1");
   request.set("X-Memory-Secret", secret);
+  if (!bearer.empty()) request.set(boost::beast::http::field::authorization, "Bearer " + bearer);
   request.body() = body;
   request.prepare_payload();
   boost::beast::http::write(socket, request);
@@ -92,13 +94,15 @@ struct RunningHost {
 
   uint16_t port = free_port();
 
-  void write_config(int seeded, const std::string &pipelines, int push_delay_ms = 0) {
+  // `top`: more top-level settings.
+  void write_config(int seeded, const std::string &pipelines, int push_delay_ms = 0,
+                    const std::string &top = "") {
     std::ofstream out(config);
     out << "store: sqlite://" << db_path.string() << "\n"
         << "listen: 127.0.0.1:" << port << "\n"
         << "plugin_dir: " << CRMHOST_FIXTURE_DIR << "\n"
         << "log: { level: info }\n"
-        << "shutdown_grace: 10s\n"
+        << top << "shutdown_grace: 10s\n"
         << "connections:\n"
         << "  src:\n    plugin: memory\n    settings:\n      webhook_secret: s3cret-s3cret\n"
         << (seeded ? "      seed:\n" + seed(seeded) : std::string())
@@ -226,6 +230,41 @@ TEST_CASE("SIGHUP with a broken config keeps the running one and a valid one add
                                   Catch::Contains("configuration reloaded"));
   // The unchanged pipeline was not restarted.
   CHECK_THAT(host.log_text(), !Catch::Contains("pipeline first stopped for reload"));
+  CHECK(host.stop_with(SIGTERM) == 0);
+}
+
+TEST_CASE("SIGHUP applies new admin and metrics tokens at once", "[run]") {
+  RunningHost host("sighup-tokens");
+  const std::string first = "first-admin-token-0123", second = "second-admin-token-4567";
+  host.write_config(0, pipeline_yaml("first", "dst"), 0, "admin_token: " + first + "\n");
+  host.start();
+  const auto status = [&](const std::string &target, const std::string &bearer) {
+    try {
+      return http_call(host.port, "GET", target, "", "", bearer).first;
+    } catch (const std::exception &) {
+      return 0;  // not listening yet
+    }
+  };
+  REQUIRE(eventually([&] { return status("/pipelines", first) == 200; }));
+  CHECK(status("/pipelines", second) == 401);
+  CHECK(status("/metrics", "") == 200);
+
+  host.write_config(
+      0, pipeline_yaml("first", "dst"), 0,
+      "admin_token: " + second + "\nmetrics_token: metrics-token-abcdef0123\nmax_body: 2MB\n");
+  ::kill(host.pid, SIGHUP);
+  REQUIRE(eventually([&] { return status("/pipelines", second) == 200; }));
+  CHECK(status("/pipelines", first) == 401);
+  CHECK(status("/metrics", "") == 401);
+  CHECK(status("/metrics", "metrics-token-abcdef0123") == 200);
+  REQUIRE(eventually(
+      [&] { return host.log_text().find("configuration reloaded") != std::string::npos; }));
+  const auto log = host.log_text();
+  CHECK_THAT(log, Catch::Contains("max_body changed; it takes effect at the next start"));
+  CHECK_THAT(log, !Catch::Contains("listen changed"));
+  // Secrets stay out of the log.
+  CHECK_THAT(log, !Catch::Contains(first) && !Catch::Contains(second) &&
+                      !Catch::Contains("metrics-token-abcdef0123"));
   CHECK(host.stop_with(SIGTERM) == 0);
 }
 

@@ -366,6 +366,29 @@ TEST_CASE("client: the configured token bucket keeps calls within budget", "[net
   CHECK(client.metrics().rate_limit_wait_seconds > 0.3);
 }
 
+TEST_CASE("client: new rate limits apply to connections already in use (a reload)", "[net]") {
+  ScriptedServer server([](const net::HttpRequest &, size_t) { return answer(200); });
+  auto options = fast_options();
+  options.rate_limits["conn"] = net::RateSpec{1, 1000ms, 1};  // 1/s
+  net::HttpClient client(options);
+  REQUIRE(client.request("conn", get(server.url())).ok());  // the limiter exists, its token spent
+  client.set_rate_limits({{"conn", net::RateSpec{5, 100ms, 1}}});  // 50/s
+  REQUIRE(client.request("conn", get(server.url())).ok());
+  REQUIRE(client.request("conn", get(server.url())).ok());
+  auto seen = server.requests();
+  REQUIRE(seen.size() == 3);
+  // Under the old budget the second call would have waited about a second.
+  CHECK(ms_between(seen[0].at, seen[2].at) < 500);
+  CHECK(ms_between(seen[1].at, seen[2].at) >= 15);  // the new one: 20 ms apart, burst 1
+
+  client.set_rate_limits({{"conn", net::RateSpec{1, 1000ms, 1}}});  // back to 1/s
+  REQUIRE(client.request("conn", get(server.url())).ok());
+  REQUIRE(client.request("conn", get(server.url())).ok());
+  seen = server.requests();
+  REQUIRE(seen.size() == 5);
+  CHECK(ms_between(seen[3].at, seen[4].at) >= 900);
+}
+
 TEST_CASE("client: provider rate-limit headers slow calls down before a 429", "[net]") {
   ScriptedServer server([](const net::HttpRequest &, size_t n) {
     if (n == 1)

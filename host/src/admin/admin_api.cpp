@@ -471,15 +471,20 @@ net::HttpResponse route(const net::HttpRequest &request, RouterContext &ctx) {
         return {503, "text/plain", {}, "store unreachable\n"};
       }
     }
+    const auto token = [&ctx](const std::string RouterContext::*which) {
+      std::lock_guard lock(ctx.tokens_mutex);
+      return ctx.*which;
+    };
     if (request.method == "GET" && request.path == "/metrics") {
-      if (!ctx.metrics_token.empty() && !bearer_matches(request, ctx.metrics_token))
-        return unauthorized();
+      const auto metrics_token = token(&RouterContext::metrics_token);
+      if (!metrics_token.empty() && !bearer_matches(request, metrics_token)) return unauthorized();
       return metrics_response(ctx);
     }
     const auto parts = split_path(request.path);
     if (!parts.empty() && kAdminRoots.count(parts[0])) {
-      if (ctx.admin_token.empty()) return error(403, "the admin API is disabled: set admin_token");
-      if (!bearer_matches(request, ctx.admin_token)) return unauthorized();
+      const auto admin_token = token(&RouterContext::admin_token);
+      if (admin_token.empty()) return error(403, "the admin API is disabled: set admin_token");
+      if (!bearer_matches(request, admin_token)) return unauthorized();
       return admin(request, ctx, parts);
     }
     if (request.method != "POST") return {404, "text/plain", {}, "not found\n"};

@@ -1,6 +1,7 @@
 #pragma once
 // The HTTP routes of a running host: health, the admin API (JSON, behind the admin token) and
 // webhook ingress for every pipeline's path.
+#include <mutex>
 #include <string>
 
 #include "net/http_server.hpp"
@@ -17,6 +18,14 @@ struct RouterContext {
   // How webhook URLs are given to plugins (they sign scheme://host/path?query): "https" when
   // the listeners speak TLS. Behind a TLS proxy, configure the plugin's public base URL.
   std::string scheme = "http";
+  // Guards the tokens, which a reload (SIGHUP) replaces while requests are answered.
+  mutable std::mutex tokens_mutex = {};
+
+  void set_tokens(std::string admin, std::string metrics) {
+    std::lock_guard lock(tokens_mutex);
+    admin_token = std::move(admin);
+    metrics_token = std::move(metrics);
+  }
 };
 
 // Answers one request: GET /healthz, GET /readyz, the admin routes under a Bearer token, and

@@ -43,6 +43,24 @@ config::LoadResult load_checked(const RunArgs &args, plugins::PluginRegistry &re
   return checked;
 }
 
+// The settings a reload cannot change (bound at start) that differ between `running` and `next`.
+std::vector<std::string> restart_only_changes(const config::Config &running,
+                                              const config::Config &next) {
+  std::vector<std::string> changed;
+  const auto tls_of = [](const config::Config &c) {
+    return c.tls ? c.tls->certificate + "\n" + c.tls->key : std::string();
+  };
+  if (running.store != next.store) changed.push_back("store");
+  if (running.listen != next.listen) changed.push_back("listen");
+  if (tls_of(running) != tls_of(next)) changed.push_back("tls");
+  if (running.plugin_dir != next.plugin_dir) changed.push_back("plugin_dir");
+  if (running.log_format != next.log_format) changed.push_back("log.format");
+  if (running.io_threads != next.io_threads) changed.push_back("workers.io");
+  if (running.plugin_workers != next.plugin_workers) changed.push_back("workers.plugin");
+  if (running.max_body != next.max_body) changed.push_back("max_body");
+  return changed;
+}
+
 }  // namespace
 
 int run_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err) {
@@ -97,10 +115,12 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
 
   // No connector exists yet, so the plugins' state can move to the store before any use.
   services->state = std::make_shared<pipeline::StoreStateBackend>(db);
+  std::shared_ptr<net::HttpClient> http;
   try {  // crm.http.v1, with each connection's configured rate limit (burst = requests)
     net::ClientOptions http_options;
     http_options.rate_limits = outbound_rate_limits(*loaded.config, *registry);
-    services->http = std::make_shared<net::HttpClient>(std::move(http_options));
+    http = std::make_shared<net::HttpClient>(std::move(http_options));
+    services->http = http;
   } catch (const std::exception &e) {
     err << "crmhost run: outbound HTTP: " << e.what() << "\n";
     return 1;
@@ -153,6 +173,13 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
       } else {
         for (const auto &problem : engine.reload(*next.config))
           spdlog::error("reload: {}", problem);
+        // The tokens, rate limits and log level apply at once; the listeners, TLS and the store
+        // were bound at start.
+        router.set_tokens(next.config->admin_token, next.config->metrics_token);
+        http->set_rate_limits(outbound_rate_limits(*next.config, *registry));
+        spdlog::set_level(spdlog::level::from_str(next.config->log_level));
+        for (const auto &setting : restart_only_changes(*loaded.config, *next.config))
+          spdlog::warn("reload: {} changed; it takes effect at the next start", setting);
         spdlog::info("configuration reloaded");
       }
       signals.async_wait(on_signal);

@@ -187,7 +187,8 @@ struct HttpClient::Impl {
 
   mutable std::mutex mutex;  // guards pool, limiters, metrics, rng
   std::map<std::string, std::deque<std::unique_ptr<Conn>>> pool;
-  std::map<std::string, std::shared_ptr<RateLimiter>> limiters;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<RateLimiter>>
+      limiters;  // by (connection, bucket)
   HttpClientMetrics counters;
   std::mt19937_64 rng{std::random_device{}()};
 
@@ -246,17 +247,25 @@ struct HttpClient::Impl {
     return true;
   }
 
+  // The configured budget of a connection's bucket; the caller holds `mutex`.
+  RateSpec spec_of(const std::string &connection, const std::string &bucket) const {
+    auto it = bucket.empty() ? options.rate_limits.end()
+                             : options.rate_limits.find(connection + "/" + bucket);
+    if (it == options.rate_limits.end()) it = options.rate_limits.find(connection);
+    return it == options.rate_limits.end() ? RateSpec{} : it->second;
+  }
+
   std::shared_ptr<RateLimiter> limiter(const std::string &connection, const std::string &bucket) {
     std::lock_guard lock(mutex);
-    auto &slot = limiters[connection + "/" + bucket];
-    if (!slot) {
-      auto it = bucket.empty() ? options.rate_limits.end()
-                               : options.rate_limits.find(connection + "/" + bucket);
-      if (it == options.rate_limits.end()) it = options.rate_limits.find(connection);
-      slot =
-          std::make_shared<RateLimiter>(it == options.rate_limits.end() ? RateSpec{} : it->second);
-    }
+    auto &slot = limiters[{connection, bucket}];
+    if (!slot) slot = std::make_shared<RateLimiter>(spec_of(connection, bucket));
     return slot;
+  }
+
+  void set_rate_limits(std::map<std::string, RateSpec> rate_limits) {
+    std::lock_guard lock(mutex);
+    options.rate_limits = std::move(rate_limits);
+    for (auto &[key, limiter] : limiters) limiter->set_spec(spec_of(key.first, key.second));
   }
 
   std::unique_ptr<Conn> take(const std::string &key) {
@@ -572,6 +581,10 @@ HttpClientMetrics HttpClient::metrics() const {
   const int64_t now_ms = duration_cast<milliseconds>(WallClock::now().time_since_epoch()).count();
   std::erase_if(copy.paused_until_ms, [&](const auto &p) { return p.second <= now_ms; });
   return copy;
+}
+
+void HttpClient::set_rate_limits(std::map<std::string, RateSpec> rate_limits) {
+  impl_->set_rate_limits(std::move(rate_limits));
 }
 
 size_t HttpClient::idle_connections() const {

@@ -65,6 +65,8 @@ class HttpClient final : public plugins::OutboundHttp {
                               const plugins::HttpCall &call) override;
   HttpClientMetrics metrics() const;
   size_t idle_connections() const;
+  // Replaces the configured rate limits (a reload); limiters in use keep their learnt state.
+  void set_rate_limits(std::map<std::string, RateSpec> rate_limits);
 
   struct Impl;
 

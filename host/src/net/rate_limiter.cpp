@@ -59,6 +59,20 @@ RateLimiter::RateLimiter(RateSpec spec) {
   }
 }
 
+void RateLimiter::set_spec(RateSpec spec) {
+  std::lock_guard lock(mutex_);
+  const bool had_bucket = rate_per_sec_ > 0;
+  if (spec.requests > 0 && spec.per.count() > 0) {
+    rate_per_sec_ = spec.requests * 1000.0 / static_cast<double>(spec.per.count());
+    burst_ = spec.burst > 0 ? spec.burst : spec.requests;
+    tokens_ = had_bucket ? std::min(tokens_, burst_) : burst_;
+  } else {
+    rate_per_sec_ = 0;
+    burst_ = 0;
+    tokens_ = 0;
+  }
+}
+
 RateLimiter::Grant RateLimiter::acquire(Clock::time_point now, WallClock::time_point wall,
                                         Clock::duration max_wait) {
   std::lock_guard lock(mutex_);

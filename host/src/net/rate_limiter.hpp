@@ -25,6 +25,9 @@ using WallClock = std::chrono::system_clock;
 class RateLimiter {
  public:
   explicit RateLimiter(RateSpec spec = {});
+  // A new configured budget (a reload): what the provider's headers taught stays, including a
+  // spent daily quota; tokens above the new burst are dropped.
+  void set_spec(RateSpec spec);
 
   struct Grant {
     bool granted = false;
