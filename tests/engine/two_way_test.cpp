@@ -14,6 +14,7 @@
 #include "pipeline/event_payload.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "util/json.hpp"
+#include "util/metrics.hpp"
 #include "util/time.hpp"
 
 using namespace crmhost;
@@ -300,6 +301,41 @@ TEST_CASE("newest_wins reads the target before writing: a newer edit there is no
   REQUIRE(eventually(
       [&] { return field(records(engine, "b")[0], "full_name") == "Augusta Ada King"; }));
   CHECK(h.db->list_conflicts(std::string("a-to-b")).size() == 1);
+  engine.stop();
+}
+
+TEST_CASE("several events of one new record in a batch create it once, with the latest data",
+          "[engine][two-way]") {
+  // As HubSpot delivers a creation with a change per property: no link exists until a push
+  // returns, so each event written on its own would create the record again (the memory sink
+  // matches within a batch; Odoo's would not): one push for the three.
+  TwoWayHarness h;
+  auto config = two_memories(
+      "[]", {make_pipeline("repeats", "a", "b", "contact", kAtoB, "source_wins", "email")});
+  pipeline::Engine engine(config, h.registry, h.db);
+  engine.start();
+  engine.pause("repeats");  // all three in one batch
+  std::vector<store::NewEvent> events;
+  for (const char *name : {"Katherine", "Katherine J.", "Katherine Johnson"}) {
+    pipeline::EventPayload event;
+    event.object = "contact";
+    event.id = "a7";
+    event.data_json = std::string(R"({"email":"kj@example.com","name":")") + name + "\"}";
+    events.push_back(pipeline::make_event("repeats", store::EventSource::webhook, "a", event, "req",
+                                          std::string("delivery-1/") + name));
+  }
+  h.db->enqueue(events);
+  const auto pushed = [] {
+    return metrics::global().counter_sum("crmhost_events_total",
+                                         {{"pipeline", "repeats"}, {"outcome", "pushed"}});
+  };
+  const double pushed_before = pushed();
+  engine.resume("repeats");
+  REQUIRE(eventually([&] { return settled(*h.db, "repeats") == 3; }));
+  CHECK(pushed() - pushed_before == 1);
+  const auto written = records(engine, "b");
+  REQUIRE(written.size() == 1);
+  CHECK(field(written[0], "full_name") == "Katherine Johnson");
   engine.stop();
 }
 

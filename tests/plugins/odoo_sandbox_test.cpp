@@ -276,6 +276,31 @@ TEST_CASE("push creates then updates on the match key and writes many2one by nam
   }
 }
 
+TEST_CASE("inputs sharing a new match key create one record, written last by the latest") {
+  // A host batch can name one new record several times (a creation and its property changes).
+  for (const char *protocol : kProtocols) {
+    SandboxFixture f;
+    auto c = f.host.connect(f.settings(protocol));
+    auto result = c->push(push_request(
+        "contact", {{"r1", std::nullopt, R"({"email":"Cy@example.com","name":"Cy"})"},
+                    {"r2", std::nullopt, R"({"email":"dee@example.com","name":"Dee"})"},
+                    {"r3", std::nullopt, R"({"email":"cy@example.com","name":"Cy Young"})"}}));
+    REQUIRE(result);
+    REQUIRE(result->size() == 3);
+    for (const auto &r : *result) {
+      INFO(r.message);
+      CHECK(r.ok);
+    }
+    CHECK((*result)[0].created);
+    CHECK_FALSE((*result)[2].created);
+    CHECK((*result)[2].id == (*result)[0].id);
+    CHECK(f.sandbox.records(kDb, "res.partner").size() == 2);
+    const auto cy = f.sandbox.record(kDb, "res.partner", std::stoll((*result)[0].id));
+    REQUIRE(cy);
+    CHECK(std::get<std::string>(cy->values.at("name")) == "Cy Young");
+  }
+}
+
 TEST_CASE("a ValidationError fails only its record and is permanent") {
   for (const char *protocol : kProtocols) {
     SandboxFixture f;

@@ -103,6 +103,23 @@ void Processor::settle_failure(Item &item, const std::string &error, bool retrya
   if (deps_.store.dead_letter(item.event.id, item.event.claim_token, reason)) ++stats.dead;
 }
 
+// A batch often names one record several times: HubSpot sends a creation and a change per
+// property in one delivery. Written one by one, a record new to the target would be created once
+// per event (no link exists until a push returns). The latest event of each record stands for all
+// of them (a fetched record is its current state anyway); the earlier ones are done.
+void Processor::supersede_repeats(std::vector<Item> &items, BatchStats &stats) {
+  std::set<std::pair<std::string, std::string>> seen;  // (object, id)
+  std::vector<store::EventId> superseded;
+  for (auto it = items.rbegin(); it != items.rend(); ++it) {  // claimed in event order
+    if (it->settled) continue;
+    if (seen.emplace(it->payload.object, it->payload.id).second) continue;
+    superseded.push_back(it->event.id);
+    it->settled = true;
+  }
+  if (!superseded.empty())
+    stats.unchanged += deps_.store.complete_many(superseded, items.front().event.claim_token);
+}
+
 // Parses payloads, fetches records that came as ids only, maps, and looks up links.
 void Processor::prepare(std::vector<Item> &items, BatchStats &stats) {
   const auto &p = deps_.pipeline;
@@ -432,6 +449,7 @@ BatchStats Processor::process_batch() {
     }
     item.payload = std::move(*payload);
   }
+  supersede_repeats(items, stats);
   prepare(items, stats);
 
   std::vector<store::EventId> unchanged;

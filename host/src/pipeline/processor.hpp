@@ -67,6 +67,7 @@ class Processor {
 
  private:
   BatchStats process_batch();
+  void supersede_repeats(std::vector<Item> &items, BatchStats &stats);
   void prepare(std::vector<Item> &items, BatchStats &stats);
   bool is_echo(Item &item);
   std::optional<std::map<std::string, plugins::Record>> fetch_targets(

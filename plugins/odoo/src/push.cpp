@@ -192,6 +192,10 @@ crm_status OdooConnector::push(const Value &request, rapidjson::Document &result
 
   bool written = false;
   std::vector<PushItem *> creates, deletes;
+  // Inputs that share a match key no record has yet: the first creates it, the later ones are
+  // written to it afterwards, in order (creating each would make duplicates).
+  std::map<std::string, PushItem *> creating;              // by lower-cased match key
+  std::vector<std::pair<PushItem *, PushItem *>> repeats;  // (item, the one that creates)
   for (auto &item : items) {
     if (item.done) continue;
     if (mode == "delete") {
@@ -210,6 +214,13 @@ crm_status OdooConnector::push(const Value &request, rapidjson::Document &result
     static_cast<Value &>(item.vals) = vals;
     if (mode == "create" || (item.id.empty() && mode == "upsert")) {
       if (mode == "create") item.id.clear();
+      if (mode == "upsert" && !item.match_value.empty()) {
+        auto [first, inserted] = creating.emplace(lower(item.match_value), &item);
+        if (!inserted) {
+          repeats.emplace_back(&item, first->second);
+          continue;
+        }
+      }
       creates.push_back(&item);
     } else if (item.id.empty()) {
       item.error("not_found",
@@ -223,6 +234,17 @@ crm_status OdooConnector::push(const Value &request, rapidjson::Document &result
   for (size_t at = 0; at < creates.size(); at += 100)
     create_batch(t, {creates.begin() + at, creates.begin() + std::min(creates.size(), at + 100)},
                  written);
+  for (auto &[item, creator] : repeats) {
+    if (!creator->ok) {
+      item->error(creator->done ? creator->code : "remote",
+                  "not written: the record it shares " + match_on + " with was not created (" +
+                      creator->message + ")",
+                  creator->done ? creator->retryable : true);
+      continue;
+    }
+    item->id = creator->result_id;
+    write_one(t, *item, written);
+  }
   if (!deletes.empty()) unlink_batch(t, deletes, written);
 
   auto &alloc = result.GetAllocator();
