@@ -2,8 +2,10 @@
 // deliveries to a crmhost router (Beast server -> memory plugin's webhook verification -> SQLite
 // commit -> 200). Reports webhooks/s and latency percentiles, first at full speed, then at a
 // fixed offered rate.
-//   webhook_bench [--seconds N] [--clients N] [--rate R] [--pipeline N] [--fixture-dir DIR]
-//                 [--dir DIR]
+//   webhook_bench [--seconds N] [--clients N] [--rate R] [--rounds N] [--pipeline N]
+//                 [--fixture-dir DIR] [--dir DIR]
+// --rounds N repeats both phases N times and adds the median of each figure (the "median" rows
+// have no error count: the rounds' rows have theirs).
 // --pipeline N adds a phase where each connection writes N requests at once (HTTP/1.1
 // pipelining): it shows the server's own capacity with the generator's per-request system calls
 // amortised. Providers do not pipeline; the headline figures are the unpipelined phases.
@@ -15,6 +17,7 @@
 #include <filesystem>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include <unistd.h>
 #include <boost/asio/ip/tcp.hpp>
@@ -135,8 +138,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Result &result_;
 };
 
-void run_phase(const char *name, uint16_t port, int clients, double seconds, double rate,
-               int depth = 1) {
+struct PhaseFigures {
+  double per_second = 0, p50 = 0, p99 = 0, p999 = 0;
+};
+
+void print_row(const char *name, int clients, double rate, const PhaseFigures &f, size_t failed) {
+  std::printf("| %-22s | %7d | %10.0f | %9.0f | %7.2f | %7.2f | %7.2f | %6zu |\n", name, clients,
+              rate, f.per_second, f.p50, f.p99, f.p999, failed);
+}
+
+PhaseFigures run_phase(const char *name, uint16_t port, int clients, double seconds, double rate,
+                       int depth = 1) {
   const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                         std::chrono::duration<double>(seconds));
   const auto interval = rate > 0
@@ -157,9 +169,22 @@ void run_phase(const char *name, uint16_t port, int clients, double seconds, dou
                ? 0.0
                : all.latencies_ms[static_cast<size_t>(p * (all.latencies_ms.size() - 1))];
   };
-  std::printf("| %-22s | %7d | %10.0f | %9.0f | %7.2f | %7.2f | %7.2f | %6zu |\n", name, clients,
-              rate, static_cast<double>(all.ok) / elapsed, pct(0.50), pct(0.99), pct(0.999),
-              all.failed);
+  const PhaseFigures figures{static_cast<double>(all.ok) / elapsed, pct(0.50), pct(0.99),
+                             pct(0.999)};
+  print_row(name, clients, rate, figures, all.failed);
+  return figures;
+}
+
+// The median of each figure over rounds: this VM's speed changes from one second to the next.
+PhaseFigures median_of(std::vector<PhaseFigures> rounds) {
+  auto median = [&](double PhaseFigures::*field) {
+    std::vector<double> v;
+    for (const auto &r : rounds) v.push_back(r.*field);
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  return {median(&PhaseFigures::per_second), median(&PhaseFigures::p50), median(&PhaseFigures::p99),
+          median(&PhaseFigures::p999)};
 }
 
 }  // namespace
@@ -168,6 +193,7 @@ int main(int argc, char **argv) {
   double seconds = 5, rate = 5000;
   int clients = 32;
   int pipeline = 1;
+  int rounds = 1;
   std::string fixture_dir = CRMHOST_FIXTURE_DIR;
   std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("webhook-bench-" + std::to_string(::getpid()));
@@ -179,6 +205,8 @@ int main(int argc, char **argv) {
       clients = std::stoi(argv[i + 1]);
     else if (a == "--pipeline")
       pipeline = std::stoi(argv[i + 1]);
+    else if (a == "--rounds")
+      rounds = std::max(1, std::stoi(argv[i + 1]));
     else if (a == "--rate")
       rate = std::stod(argv[i + 1]);
     else if (a == "--fixture-dir")
@@ -228,8 +256,15 @@ int main(int argc, char **argv) {
   std::printf(
       "|------------------------|--------:|-----------:|-----------:|--------:|--------:|--------:|"
       "-------:|\n");
-  run_phase("full speed", port, clients, seconds, 0);
-  run_phase("fixed rate", port, clients, seconds, rate);
+  std::vector<PhaseFigures> full, fixed;
+  for (int round = 0; round < rounds; ++round) {
+    full.push_back(run_phase("full speed", port, clients, seconds, 0));
+    fixed.push_back(run_phase("fixed rate", port, clients, seconds, rate));
+  }
+  if (rounds > 1) {
+    print_row("full speed, median", clients, 0, median_of(full), 0);
+    print_row("fixed rate, median", clients, rate, median_of(fixed), 0);
+  }
   if (pipeline > 1) {
     char name[48];
     std::snprintf(name, sizeof name, "pipelined %d", pipeline);
