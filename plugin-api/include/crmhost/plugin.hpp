@@ -106,6 +106,62 @@ inline std::vector<std::string> string_list(const rapidjson::Value &array) {
   return out;
 }
 
+// A scalar as text: strings as they are, numbers and booleans as JSON writes them; "" for null,
+// arrays and objects. For match keys and comparisons.
+inline std::string scalar_text(const rapidjson::Value &v) {
+  if (v.IsString()) return std::string(v.GetString(), v.GetStringLength());
+  if (v.IsUint64()) return std::to_string(v.GetUint64());
+  if (v.IsInt64()) return std::to_string(v.GetInt64());
+  if (v.IsDouble()) return to_json(v);
+  if (v.IsBool()) return v.GetBool() ? "true" : "false";
+  return "";
+}
+
+// ASCII lower case, for keys providers compare case-insensitively (emails, domains).
+inline std::string lower_ascii(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// What became of one input of a push: a connector settles each input once, then writes the
+// results in input order with to_json.
+struct PushOutcome {
+  std::string ref;  // the host's reference of the input
+  bool done = false, ok = false, created = false, retryable = false;
+  std::string result_id, code, message;
+
+  void succeed(std::string target_id, bool was_created) {
+    done = ok = true;
+    result_id = std::move(target_id);
+    created = was_created;
+  }
+  void error(std::string error_code, std::string text, bool retry) {
+    done = true;
+    ok = false;
+    code = std::move(error_code);
+    message = std::move(text);
+    retryable = retry;
+  }
+  // {"ref","status":"ok","id","created"} or {"ref","status":"error","code","retryable",
+  // "message"}. An input never settled is a retryable "remote" error saying `unsettled`.
+  rapidjson::Value to_json(rapidjson::Document::AllocatorType &alloc, const char *unsettled) const {
+    rapidjson::Value r(rapidjson::kObjectType);
+    r.AddMember("ref", rapidjson::Value(ref.c_str(), alloc), alloc);
+    if (ok) {
+      r.AddMember("status", "ok", alloc);
+      r.AddMember("id", rapidjson::Value(result_id.c_str(), alloc), alloc);
+      r.AddMember("created", created, alloc);
+    } else {
+      r.AddMember("status", "error", alloc);
+      r.AddMember("code", rapidjson::Value(done ? code.c_str() : "remote", alloc), alloc);
+      r.AddMember("retryable", done ? retryable : true, alloc);
+      r.AddMember("message", rapidjson::Value(done ? message.c_str() : unsettled, alloc), alloc);
+    }
+    return r;
+  }
+};
+
 // Calendar arithmetic on the proleptic Gregorian calendar (Howard Hinnant's algorithms), which
 // providers' timestamps need and <chrono> of C++17 lacks.
 struct CivilDate {

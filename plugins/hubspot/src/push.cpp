@@ -11,45 +11,15 @@ namespace crmhost::hubspot {
 using rapidjson::Value;
 using sdk::Error;
 
-struct HubSpotConnector::PushItem {
+struct HubSpotConnector::PushItem : sdk::PushOutcome {
   size_t index = 0;
-  std::string ref, id, match_value;
+  std::string id, match_value;
   const Value *data = nullptr;
-  bool done = false, ok = false, created = false, retryable = false;
-  std::string result_id, code, message;
-
-  void succeed(std::string target_id, bool was_created) {
-    done = ok = true;
-    result_id = std::move(target_id);
-    created = was_created;
-  }
-  void error(std::string error_code, std::string text, bool retry) {
-    done = true;
-    ok = false;
-    code = std::move(error_code);
-    message = std::move(text);
-    retryable = retry;
-  }
 };
 
 namespace {
 
 using Alloc = rapidjson::Document::AllocatorType;
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-std::string text_of(const Value &v) {
-  if (v.IsString()) return std::string(v.GetString(), v.GetStringLength());
-  if (v.IsUint64()) return std::to_string(v.GetUint64());
-  if (v.IsInt64()) return std::to_string(v.GetInt64());
-  if (v.IsDouble()) return sdk::to_json(v);
-  if (v.IsBool()) return v.GetBool() ? "true" : "false";
-  return "";
-}
 
 using sdk::get_string;
 
@@ -79,7 +49,7 @@ std::string to_properties(const Value &data, Value &out, Alloc &alloc) {
       for (const auto &item : v.GetArray()) {
         if (item.IsObject() || item.IsArray())
           return "property \"" + name + "\" holds nested values; HubSpot takes scalars";
-        joined += (joined.empty() ? "" : ";") + text_of(item);
+        joined += (joined.empty() ? "" : ";") + sdk::scalar_text(item);
       }
       converted.SetString(joined.c_str(), alloc);
     } else {
@@ -97,11 +67,13 @@ bool holds(const Value &sent, const Value &returned) {
     if (read_only(m.name.GetString())) continue;
     auto it = returned.FindMember(m.name);
     if (it == returned.MemberEnd()) continue;
-    std::string a = text_of(m.value);
+    std::string a = sdk::scalar_text(m.value);
     if (m.value.IsArray())  // sent as HubSpot's `;` multi-select text
-      for (const auto &item : m.value.GetArray()) a += (a.empty() ? "" : ";") + text_of(item);
-    const std::string b = text_of(it->value);
-    if (!(m.value.IsNull() && b.empty()) && lower(a) != lower(b)) return false;
+      for (const auto &item : m.value.GetArray())
+        a += (a.empty() ? "" : ";") + sdk::scalar_text(item);
+    const std::string b = sdk::scalar_text(it->value);
+    if (!(m.value.IsNull() && b.empty()) && sdk::lower_ascii(a) != sdk::lower_ascii(b))
+      return false;
   }
   return true;
 }
@@ -136,9 +108,9 @@ std::vector<std::string> context_values(const Value &e, const char *key) {
   auto it = context->value.FindMember(key);
   if (it == context->value.MemberEnd()) return out;
   if (it->value.IsArray()) {
-    for (const auto &v : it->value.GetArray()) out.push_back(text_of(v));
+    for (const auto &v : it->value.GetArray()) out.push_back(sdk::scalar_text(v));
   } else {
-    out.push_back(text_of(it->value));
+    out.push_back(sdk::scalar_text(it->value));
   }
   return out;
 }
@@ -214,7 +186,7 @@ crm_status HubSpotConnector::push(const Value &request, rapidjson::Document &res
       std::vector<PushItem *> round, later;
       std::set<std::string> seen;
       for (PushItem *item : upserts)
-        (seen.insert(lower(item->match_value)).second ? round : later).push_back(item);
+        (seen.insert(sdk::lower_ascii(item->match_value)).second ? round : later).push_back(item);
       push_batch(object, "upsert", round, "email", written);
       upserts = std::move(later);
     }
@@ -223,23 +195,8 @@ crm_status HubSpotConnector::push(const Value &request, rapidjson::Document &res
 
   auto &alloc = result.GetAllocator();
   Value results(rapidjson::kArrayType);
-  for (const auto &item : items) {
-    Value r(rapidjson::kObjectType);
-    r.AddMember("ref", Value(item.ref.c_str(), alloc), alloc);
-    if (item.ok) {
-      r.AddMember("status", "ok", alloc);
-      r.AddMember("id", Value(item.result_id.c_str(), alloc), alloc);
-      r.AddMember("created", item.created, alloc);
-    } else {
-      r.AddMember("status", "error", alloc);
-      r.AddMember("code", Value(item.done ? item.code.c_str() : "remote", alloc), alloc);
-      r.AddMember("retryable", item.done ? item.retryable : true, alloc);
-      r.AddMember("message",
-                  Value(item.done ? item.message.c_str() : "HubSpot returned no result", alloc),
-                  alloc);
-    }
-    results.PushBack(r, alloc);
-  }
+  for (const auto &item : items)
+    results.PushBack(item.to_json(alloc, "HubSpot returned no result"), alloc);
   result.AddMember("results", results, alloc);
   return CRM_OK;
 }
@@ -282,10 +239,10 @@ void HubSpotConnector::resolve_by_property(const ObjectInfo &object, const std::
   if (found.HasMember("results") && found["results"].IsArray())
     for (const auto &r : found["results"].GetArray())
       if (r.HasMember("properties") && r["properties"].IsObject())
-        id_by_value.emplace(lower(get_string(r["properties"], property.c_str())),
+        id_by_value.emplace(sdk::lower_ascii(get_string(r["properties"], property.c_str())),
                             get_string(r, "id"));
   for (PushItem *item : wanted)
-    if (auto it = id_by_value.find(lower(item->match_value)); it != id_by_value.end())
+    if (auto it = id_by_value.find(sdk::lower_ascii(item->match_value)); it != id_by_value.end())
       item->id = it->second;
 }
 
@@ -370,7 +327,7 @@ void HubSpotConnector::push_batch(const ObjectInfo &object, const std::string &a
     for (PushItem *item : sent) {
       by_key["trace:" + std::to_string(item->index)] = item;
       if (action == "update") by_key["id:" + item->id] = item;
-      if (action == "upsert") by_key["id:" + lower(item->match_value)] = item;
+      if (action == "upsert") by_key["id:" + sdk::lower_ascii(item->match_value)] = item;
     }
     std::vector<std::pair<std::string, std::pair<std::string, bool>>> unnamed;  // message, code
     if (json && doc.HasMember("errors") && doc["errors"].IsArray())
@@ -385,7 +342,8 @@ void HubSpotConnector::push_batch(const ObjectInfo &object, const std::string &a
             matched = true;
           }
         for (const auto &id : context_values(e, "ids"))
-          if (auto it = by_key.find("id:" + lower(id)); it != by_key.end() && !it->second->done) {
+          if (auto it = by_key.find("id:" + sdk::lower_ascii(id));
+              it != by_key.end() && !it->second->done) {
             it->second->error(code, message, retry);
             matched = true;
           }
@@ -401,8 +359,9 @@ void HubSpotConnector::push_batch(const ObjectInfo &object, const std::string &a
         else if (action == "update" && by_key.count("id:" + id))
           item = by_key["id:" + id];
         else if (action == "upsert" && r.HasMember("properties") && r["properties"].IsObject() &&
-                 by_key.count("id:" + lower(get_string(r["properties"], id_property.c_str()))))
-          item = by_key["id:" + lower(get_string(r["properties"], id_property.c_str()))];
+                 by_key.count("id:" +
+                              sdk::lower_ascii(get_string(r["properties"], id_property.c_str()))))
+          item = by_key["id:" + sdk::lower_ascii(get_string(r["properties"], id_property.c_str()))];
         const bool created =
             action == "create" || (r.HasMember("new") && r["new"].IsBool() && r["new"].GetBool());
         if (item && !item->done)

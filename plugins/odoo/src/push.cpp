@@ -13,48 +13,19 @@ namespace crmhost::odoo {
 using rapidjson::Value;
 using sdk::Error;
 
-struct OdooConnector::PushItem {
-  std::string ref, id, match_value;
+struct OdooConnector::PushItem : sdk::PushOutcome {
+  std::string id, match_value;
   const Value *data = nullptr;
   rapidjson::Document vals{rapidjson::kObjectType};
-  bool done = false, ok = false, created = false, retryable = false;
-  std::string result_id, code, message;
-
-  void succeed(std::string target_id, bool was_created) {
-    done = ok = true;
-    result_id = std::move(target_id);
-    created = was_created;
-  }
-  void error(std::string error_code, std::string text, bool retry) {
-    done = true;
-    ok = false;
-    code = std::move(error_code);
-    message = std::move(text);
-    retryable = retry;
-  }
 };
 
 namespace {
 
 using Alloc = rapidjson::Document::AllocatorType;
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-std::string text_of(const Value &v) {
-  if (v.IsString()) return std::string(v.GetString(), v.GetStringLength());
-  if (v.IsInt64()) return std::to_string(v.GetInt64());
-  if (v.IsUint64()) return std::to_string(v.GetUint64());
-  if (v.IsDouble()) return sdk::to_json(v);
-  return "";
-}
-
 std::string get_text(const Value &v, const char *key) {
   auto it = v.IsObject() ? v.FindMember(key) : v.MemberEnd();
-  return it != v.MemberEnd() ? text_of(it->value) : std::string();
+  return it != v.MemberEnd() ? sdk::scalar_text(it->value) : std::string();
 }
 
 // Fields Odoo computes itself, and the connector's own; writing them is refused or pointless.
@@ -182,10 +153,11 @@ crm_status OdooConnector::push(const Value &request, rapidjson::Document &result
       std::map<std::string, std::string> id_by_value;
       if (found.IsArray())
         for (const auto &r : found.GetArray())
-          id_by_value.emplace(lower(get_text(r, match_on.c_str())), get_text(r, "id"));
+          id_by_value.emplace(sdk::lower_ascii(get_text(r, match_on.c_str())), get_text(r, "id"));
       for (auto &item : items)
         if (!item.done && item.id.empty() && !item.match_value.empty())
-          if (auto it = id_by_value.find(lower(item.match_value)); it != id_by_value.end())
+          if (auto it = id_by_value.find(sdk::lower_ascii(item.match_value));
+              it != id_by_value.end())
             item.id = it->second;
     }
   }
@@ -215,7 +187,7 @@ crm_status OdooConnector::push(const Value &request, rapidjson::Document &result
     if (mode == "create" || (item.id.empty() && mode == "upsert")) {
       if (mode == "create") item.id.clear();
       if (mode == "upsert" && !item.match_value.empty()) {
-        auto [first, inserted] = creating.emplace(lower(item.match_value), &item);
+        auto [first, inserted] = creating.emplace(sdk::lower_ascii(item.match_value), &item);
         if (!inserted) {
           repeats.emplace_back(&item, first->second);
           continue;
@@ -249,23 +221,8 @@ crm_status OdooConnector::push(const Value &request, rapidjson::Document &result
 
   auto &alloc = result.GetAllocator();
   Value results(rapidjson::kArrayType);
-  for (const auto &item : items) {
-    Value r(rapidjson::kObjectType);
-    r.AddMember("ref", Value(item.ref.c_str(), alloc), alloc);
-    if (item.ok) {
-      r.AddMember("status", "ok", alloc);
-      r.AddMember("id", Value(item.result_id.c_str(), alloc), alloc);
-      r.AddMember("created", item.created, alloc);
-    } else {
-      r.AddMember("status", "error", alloc);
-      r.AddMember("code", Value(item.done ? item.code.c_str() : "remote", alloc), alloc);
-      r.AddMember("retryable", item.done ? item.retryable : true, alloc);
-      r.AddMember("message",
-                  Value(item.done ? item.message.c_str() : "Odoo returned no result", alloc),
-                  alloc);
-    }
-    results.PushBack(r, alloc);
-  }
+  for (const auto &item : items)
+    results.PushBack(item.to_json(alloc, "Odoo returned no result"), alloc);
   result.AddMember("results", results, alloc);
   return CRM_OK;
 }
