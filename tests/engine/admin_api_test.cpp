@@ -4,8 +4,9 @@
 #include <fstream>
 #include <thread>
 
-#include <unistd.h>
 #include <catch2/catch.hpp>
+
+#include "engine_support.hpp"
 
 #include <yaml-cpp/yaml.h>
 
@@ -36,9 +37,7 @@ net::HttpRequest call(const std::string &method, const std::string &target,
 }  // namespace
 
 TEST_CASE("the admin API needs the token and reports and steers pipelines and events", "[admin]") {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("crmhost-admin-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
+  const auto dir = testing::fresh_test_dir("admin");
   auto registry = std::make_shared<plugins::PluginRegistry>();
   registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory.so");
   registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory-sdk.so");

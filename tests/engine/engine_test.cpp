@@ -4,8 +4,9 @@
 #include <set>
 #include <thread>
 
-#include <unistd.h>
 #include <catch2/catch.hpp>
+
+#include "engine_support.hpp"
 
 #include "pipeline/backoff.hpp"
 #include "pipeline/engine.hpp"
@@ -15,6 +16,7 @@
 
 using namespace crmhost;
 using namespace std::chrono_literals;
+using crmhost::testing::eventually;
 
 namespace {
 
@@ -28,10 +30,7 @@ struct Harness {
   std::shared_ptr<store::Store> db;
 
   Harness() {
-    static int counter = 0;
-    dir = std::filesystem::temp_directory_path() /
-          ("crmhost-engine-" + std::to_string(::getpid()) + "-" + std::to_string(++counter));
-    std::filesystem::remove_all(dir);
+    dir = testing::fresh_test_dir("engine");
     registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory.so");
     registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory-sdk.so");
     REQUIRE(registry->refusals().empty());
@@ -88,17 +87,6 @@ int64_t count_status(store::Store &db, store::EventStatus status) {
   for (const auto &c : db.count_by_status("contacts"))
     if (c.status == status) n += c.count;
   return n;
-}
-
-// Waits up to `limit` for `done` to hold.
-template <class Pred>
-bool eventually(Pred done, std::chrono::milliseconds limit = 15s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return done();
 }
 
 size_t sink_records(pipeline::Engine &engine) {

@@ -3,8 +3,9 @@
 #include <fstream>
 #include <sstream>
 
-#include <unistd.h>
 #include <catch2/catch.hpp>
+
+#include "engine_support.hpp"
 
 #include "cli/cli.hpp"
 #include "store/store.hpp"
@@ -13,10 +14,7 @@ using namespace crmhost;
 
 TEST_CASE("backfill (dry and real) and replay and status work on a configuration's store",
           "[ops]") {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("crmhost-ops-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const auto dir = testing::fresh_test_dir("ops");
   const auto config = (dir / "crmhost.yaml").string();
   const std::string db_uri = "sqlite://" + (dir / "state.db").string();
   {

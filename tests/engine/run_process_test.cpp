@@ -14,6 +14,8 @@
 #include <boost/beast/http.hpp>
 #include <catch2/catch.hpp>
 
+#include "engine_support.hpp"
+
 #include "store/store.hpp"
 
 using namespace crmhost;
@@ -162,14 +164,10 @@ int64_t count(const std::string &db_uri, const std::string &pipeline, store::Eve
   }
 }
 
+// A process takes longer to start and settle than an engine in the test's own process.
 template <class Pred>
 bool eventually(Pred done, std::chrono::milliseconds limit = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return done();
+  return testing::eventually(done, limit, 50ms);
 }
 
 }  // namespace

@@ -6,8 +6,9 @@
 #include <sstream>
 #include <thread>
 
-#include <unistd.h>
 #include <catch2/catch.hpp>
+
+#include "engine_support.hpp"
 
 #include "cli/cli.hpp"
 #include "pipeline/engine.hpp"
@@ -19,6 +20,7 @@
 
 using namespace crmhost;
 using namespace std::chrono_literals;
+using crmhost::testing::eventually;
 
 namespace {
 
@@ -30,10 +32,7 @@ struct TwoWayHarness {
   std::shared_ptr<store::Store> db;
 
   TwoWayHarness() {
-    static int counter = 0;
-    dir = std::filesystem::temp_directory_path() /
-          ("crmhost-two-way-" + std::to_string(::getpid()) + "-" + std::to_string(++counter));
-    std::filesystem::remove_all(dir);
+    dir = testing::fresh_test_dir("two-way");
     registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory.so");
     REQUIRE(registry->refusals().empty());
     db = store::open_store("sqlite://" + (dir / "state.db").string());
@@ -74,16 +73,6 @@ config::Config two_memories(const std::string &seed_a, std::vector<config::Pipel
 const std::string kAtoB =
     R"({"email":{"from":"email","transform":["trim","lower"],"required":true},"full_name":"name"})";
 const std::string kBtoA = R"({"email":"email","name":"full_name"})";
-
-template <class Pred>
-bool eventually(Pred done, std::chrono::milliseconds limit = 15s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return done();
-}
 
 std::vector<plugins::Record> records(pipeline::Engine &engine, const std::string &connection,
                                      const std::string &object = "contact") {
@@ -399,10 +388,7 @@ TEST_CASE("a record the mapping rejects is dead-lettered with field and value", 
 }
 
 TEST_CASE("crmhost status lists open conflicts", "[engine][two-way]") {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("crmhost-conflicts-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const auto dir = testing::fresh_test_dir("conflicts");
   const auto config = (dir / "crmhost.yaml").string();
   const std::string db_uri = "sqlite://" + (dir / "state.db").string();
   {
