@@ -7,6 +7,7 @@
 #include "mapping/mapping.hpp"
 #include "pipeline/backoff.hpp"
 #include "pipeline/event_payload.hpp"
+#include "plugins/plugin_library.hpp"
 #include "util/json.hpp"
 #include "util/metrics.hpp"
 #include "util/time.hpp"
@@ -297,6 +298,8 @@ void Processor::fill_empty(std::vector<Item *> &items, BatchStats &stats) {
 // this read, an edit that the reverse direction had not read yet would be overwritten and lost
 // (the link's target_modified_at only knows the changes already read).
 void Processor::keep_newer_targets(std::vector<Item *> &items, BatchStats &stats) {
+  // A sink that cannot fetch leaves the comparison with the times already seen.
+  if (!deps_.sink.plugin().description().has_capability("fetch")) return;
   std::vector<Item *> linked;
   for (Item *item : items)
     if (item->link && item->modified_ms) linked.push_back(item);
