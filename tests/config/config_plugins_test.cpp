@@ -16,6 +16,7 @@ const crmhost::plugins::PluginRegistry &registry() {
     auto *loaded = new crmhost::plugins::PluginRegistry();
     loaded->load_directory(CRMHOST_BUILT_PLUGIN_DIR);
     loaded->load_file(std::string(CRMHOST_FIXTURE_DIR) + "/old-layout.so");
+    loaded->load_file(std::string(CRMHOST_FIXTURE_DIR) + "/no-fetch.so");
     return loaded;
   }();
   return *r;
@@ -104,7 +105,7 @@ TEST_CASE("unknown plugins") {
       problems[0],
       Catch::StartsWith(
           R"(c.yaml:2:17: connection "hs" uses unknown plugin "acme-crm" (loaded plugins: )") &&
-          Catch::Contains("memory") && Catch::EndsWith("old-layout)"));
+          Catch::Contains("memory") && Catch::EndsWith("old-layout, no-fetch)"));
   CHECK(problems[1] ==
         R"(c.yaml:3:18: connection "mem" uses unknown plugin "memroy" (did you mean "memory"?))");
   SECTION("with no plugins loaded") {
@@ -143,4 +144,25 @@ TEST_CASE("a pipeline needs the capabilities and objects it uses") {
           R"(c.yaml:8:40: plugin "old-layout" of connection "old" has no object "deal" (it has contact))",
           R"(c.yaml:10:27: pipeline "p" pushes to connection "old", but its plugin "old-layout" lacks the "push" capability)",
           R"(c.yaml:15:40: plugin "memory" of connection "mem" has no object "ticket" (it has contact, company, deal))"});
+}
+
+TEST_CASE("fill_empty needs a sink that can fetch; newest_wins does without") {
+  const std::string head =
+      "connections:\n"
+      "  mem: { plugin: memory, settings: { webhook_secret: \"12345678\" } }\n"
+      "  nf: { plugin: no-fetch }\n"
+      "pipelines:\n"
+      "  p:\n"
+      "    source:\n"
+      "      poll: { connection: mem, object: contact }\n"
+      "    sink:\n";
+  CHECK(
+      problems_of(head + "      push: { connection: nf, object: contact, conflict: fill_empty }\n",
+                  &registry()) ==
+      std::vector<std::string>{
+          R"(c.yaml:9:58: pipeline "p" uses conflict fill_empty, which reads the target records, but plugin "no-fetch" of connection "nf" lacks the "fetch" capability; choose another conflict policy)"});
+  CHECK(
+      problems_of(head + "      push: { connection: nf, object: contact, conflict: newest_wins }\n",
+                  &registry())
+          .empty());
 }

@@ -110,7 +110,7 @@ struct Ref {
 
 struct PipelineExtra {
   std::optional<Ref> webhook, poll, push;
-  SourceLocation path_at, mode_at;
+  SourceLocation path_at, mode_at, conflict_at;
   std::string normalized_path;
   // The map stage, checked once every file is read (a preset is found through plugin_dir).
   YAML::Node map_fields;  // undefined when absent
@@ -888,6 +888,7 @@ class Loader {
       if (auto s = string_value(*v)) p.sink.match_on = *s;
     if (auto *v = pf.get("conflict")) {
       if (auto s = enum_value(*v, kConflicts)) p.sink.conflict = *s;
+      extra.conflict_at = location(file_, v->value_mark());
     } else if (p.sink.object == "deal") {
       p.sink.conflict = "fill_empty";  // deals: the conservative merge unless told otherwise
     }
@@ -1011,6 +1012,14 @@ class Loader {
                                      q(p->sink.connection) + " does not support push mode " +
                                      q(p->sink.mode) + " (it supports " +
                                      detail::join(d->push_modes) + ")");
+        if (p->sink.conflict == "fill_empty" && !d->has_capability("fetch"))
+          problem(extra.conflict_at.file.empty() ? extra.push->connection_at : extra.conflict_at,
+                  "pipeline " + q(p->name) + " uses conflict fill_empty" +
+                      (extra.conflict_at.file.empty() ? " (the default for deals)" : "") +
+                      ", which reads the target records, but plugin " +
+                      q(config_.connections.at(p->sink.connection).plugin) + " of connection " +
+                      q(p->sink.connection) +
+                      " lacks the \"fetch\" capability; choose another conflict policy");
       }
     }
   }
