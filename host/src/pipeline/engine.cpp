@@ -323,6 +323,14 @@ Engine::Engine(config::Config config, std::shared_ptr<plugins::PluginRegistry> r
 
 Engine::~Engine() {
   stop();
+  // Webhooks whose commit is still under way hold pipelines; they answer within a commit.
+  wait_for_ingests(std::chrono::steady_clock::now() + std::chrono::seconds(30));
+}
+
+void Engine::wait_for_ingests(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(ingest_mutex_);
+  if (!ingests_idle_.wait_until(lock, deadline, [&] { return ingests_in_flight_ == 0; }))
+    spdlog::warn("{} webhook(s) still awaiting their commit at shutdown", ingests_in_flight_);
 }
 
 std::shared_ptr<ConnectionHandle> Engine::connect(const config::ConnectionConfig &connection) {
@@ -408,6 +416,7 @@ void Engine::schedule_maintenance(Millis delay) {
 void Engine::stop() {
   if (stopped_.exchange(true) || !started_) return;
   const auto deadline = std::chrono::steady_clock::now() + config_.shutdown_grace;
+  wait_for_ingests(deadline);
   std::map<std::string, std::shared_ptr<PipelineRunner>> runners;
   {
     std::lock_guard lock(mutex_);
@@ -608,38 +617,59 @@ void Engine::ingest_webhook_async(const std::string &path, const plugins::Webhoo
   if (ignored)
     spdlog::debug("request {} POST {}: {} event(s) of objects no pipeline on this path takes",
                   request_id, path, ignored);
-  store_->enqueue_async(
-      std::move(events),
-      [runners, owners = std::move(owners), reply = parsed->reply, finish = std::move(finish)](
-          std::exception_ptr error, store::EnqueueResult outcomes) mutable {
-        WebhookIngest result;
-        if (error) {
-          try {
-            std::rethrow_exception(error);
-          } catch (const store::StoreError &e) {
-            result.http_status = e.retryable() ? 503 : 500;  // 503: the provider will retry
-            result.body = e.retryable() ? "store unavailable" : "store error";
-          } catch (const std::exception &e) {
-            spdlog::error("webhook enqueue for pipeline {} failed: {}",
-                          runners.front()->config().name, e.what());
-            result.http_status = 500;
-            result.body = "internal error";
-          }
-          return finish(std::move(result));  // nothing was acknowledged
-        }
-        std::map<PipelineRunner *, std::pair<size_t, size_t>> per_pipeline;  // new, duplicate
-        for (size_t i = 0; i < outcomes.size() && i < owners.size(); ++i) {
-          auto &counts = per_pipeline[owners[i]];
-          (outcomes[i].duplicate ? counts.second : counts.first)++;
-          (outcomes[i].duplicate ? result.duplicates : result.events)++;
-        }
-        for (const auto &[owner, counts] : per_pipeline) {
-          count_received(owner->config().name, "webhook", counts.first, counts.second);
-          if (counts.first) owner->wake();
-        }
-        result.reply = std::move(reply);
-        finish(std::move(result));
-      });
+  {
+    std::lock_guard lock(ingest_mutex_);
+    ++ingests_in_flight_;
+  }
+  store_->enqueue_async(std::move(events),
+                        [this, runners, owners = std::move(owners), reply = parsed->reply,
+                         finish = std::function<void(WebhookIngest)>(std::move(finish))](
+                            std::exception_ptr error, store::EnqueueResult outcomes) mutable {
+                          answer_ingest(error, outcomes, owners, runners.front()->config().name,
+                                        std::move(reply), finish);
+                          // What this holds goes before the engine may: the last reference to a
+                          // pipeline (and through it the store) must not be dropped here, on the
+                          // store's own writer thread.
+                          runners.clear();
+                          owners.clear();
+                          finish = nullptr;
+                          std::lock_guard lock(ingest_mutex_);
+                          if (--ingests_in_flight_ == 0) ingests_idle_.notify_all();
+                        });
+}
+
+// The answer to a webhook once its events are committed (or not): counts, wakes, the reply.
+void Engine::answer_ingest(std::exception_ptr error, const store::EnqueueResult &outcomes,
+                           const std::vector<PipelineRunner *> &owners,
+                           const std::string &first_pipeline,
+                           std::optional<plugins::WebhookReply> reply,
+                           const std::function<void(WebhookIngest)> &finish) {
+  WebhookIngest result;
+  if (error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const store::StoreError &e) {
+      result.http_status = e.retryable() ? 503 : 500;  // 503: the provider will retry
+      result.body = e.retryable() ? "store unavailable" : "store error";
+    } catch (const std::exception &e) {
+      spdlog::error("webhook enqueue for pipeline {} failed: {}", first_pipeline, e.what());
+      result.http_status = 500;
+      result.body = "internal error";
+    }
+    return finish(std::move(result));  // nothing was acknowledged
+  }
+  std::map<PipelineRunner *, std::pair<size_t, size_t>> per_pipeline;  // new, duplicate
+  for (size_t i = 0; i < outcomes.size() && i < owners.size(); ++i) {
+    auto &counts = per_pipeline[owners[i]];
+    (outcomes[i].duplicate ? counts.second : counts.first)++;
+    (outcomes[i].duplicate ? result.duplicates : result.events)++;
+  }
+  for (const auto &[owner, counts] : per_pipeline) {
+    count_received(owner->config().name, "webhook", counts.first, counts.second);
+    if (counts.first) owner->wake();
+  }
+  result.reply = std::move(reply);
+  finish(std::move(result));
 }
 
 std::optional<Engine::PollTimes> Engine::poll_times(const std::string &pipeline) const {

@@ -4,6 +4,7 @@
 // one processor path, one live poll lane and one backfill lane, each never running twice at once.
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -126,6 +127,15 @@ class Engine {
   std::map<std::string, std::shared_ptr<ConnectionHandle>> connections_;
   std::map<std::string, std::shared_ptr<PipelineRunner>> runners_;
   std::atomic<bool> paused_all_{false};
+  // Webhooks whose events are being committed: stop and the destructor wait for them.
+  void wait_for_ingests(std::chrono::steady_clock::time_point deadline);
+  void answer_ingest(std::exception_ptr error, const store::EnqueueResult &outcomes,
+                     const std::vector<PipelineRunner *> &owners, const std::string &first_pipeline,
+                     std::optional<plugins::WebhookReply> reply,
+                     const std::function<void(WebhookIngest)> &finish);
+  std::mutex ingest_mutex_;
+  std::condition_variable ingests_idle_;
+  size_t ingests_in_flight_ = 0;
   std::atomic<bool> stopped_{false};
   bool started_ = false;
 };
