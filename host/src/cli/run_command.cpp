@@ -91,7 +91,7 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   }
 
   // Armed before anything slow, so an early SIGTERM is handled, not fatal.
-  boost::asio::io_context signals_io;
+  boost::asio::io_context signals_io{1};  // run by the one network thread (HttpServer)
   boost::asio::signal_set signals(signals_io, SIGTERM, SIGINT, SIGHUP);
 
   auto services = std::make_shared<plugins::HostServices>();

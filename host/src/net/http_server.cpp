@@ -65,8 +65,13 @@ int64_t now_ms() {
       .count();
 }
 
-using PlainStream = beast::tcp_stream;
-using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+// Streams bound to the io_context's own executor: no type-erased executor and no strand on every
+// completion (the server's io_context runs on one thread; see HttpServer).
+using IoExecutor = asio::io_context::executor_type;
+using Socket = asio::basic_stream_socket<tcp, IoExecutor>;
+using TcpStream = beast::basic_stream<tcp, IoExecutor>;
+using PlainStream = TcpStream;
+using TlsStream = beast::ssl_stream<TcpStream>;
 
 // One connection: read a request, run the handler on the pool, write the answer, repeat while
 // the client keeps the connection alive. Stream is a plain TCP stream or TLS over one.
@@ -75,7 +80,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
 
  public:
-  Session(tcp::socket socket, std::shared_ptr<HttpServer::State> state)
+  Session(Socket socket, std::shared_ptr<HttpServer::State> state)
       : stream_(make_stream(std::move(socket), *state)), state_(std::move(state)) {
     ++state_->open;
   }
@@ -111,13 +116,13 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   }
 
  private:
-  static Stream make_stream(tcp::socket socket, HttpServer::State &state) {
+  static Stream make_stream(Socket socket, HttpServer::State &state) {
     if constexpr (kTls)
       return Stream(std::move(socket), *state.tls);
     else
       return Stream(std::move(socket));
   }
-  beast::tcp_stream &lowest() { return beast::get_lowest_layer(stream_); }
+  TcpStream &lowest() { return beast::get_lowest_layer(stream_); }
 
   void do_read() {
     parser_.emplace();
@@ -249,7 +254,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 void do_accept(tcp::acceptor &acceptor, asio::io_context &io,
                std::shared_ptr<HttpServer::State> state) {
   acceptor.async_accept(
-      asio::make_strand(io), [&acceptor, &io, state](beast::error_code ec, tcp::socket socket) {
+      io.get_executor(), [&acceptor, &io, state](beast::error_code ec, Socket socket) {
         if (ec || state->stopping) return;  // stopped (acceptor closed) or a transient failure
         const bool busy = state->open >= state->options.max_connections;
         if (state->tls) {
