@@ -2,16 +2,20 @@
 // and claim+complete events/s, for each backend URI given.
 //
 //   store_bench [--seconds S] [--sqlite-sync full|normal] [--producers 1,8] [--batches 1,10,100]
-//               [--no-claims] URI...
+//               [--async 64,256] [--no-claims] URI...
 //   URI: sqlite:///path/dir/bench.db (a fresh file per scenario is made next to it) or
 //        postgresql://... (a fresh schema per scenario, dropped afterwards)
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <pqxx/pqxx>
 #include <string>
 #include <thread>
@@ -30,6 +34,7 @@ struct Config {
   std::vector<int> producers{1, 8};
   std::vector<int> batches{1, 10, 100};
   bool claims = true;
+  std::vector<int> in_flight;  // --async: single-event enqueue_async calls kept in flight
 };
 
 std::vector<int> parse_list(const char *text) {
@@ -121,6 +126,51 @@ double enqueue_rate(const std::string &uri, const Config &cfg, int producers, in
   return static_cast<double>(total.load()) / secs;
 }
 
+// Webhook-shaped load without HTTP: one thread keeps `in_flight` single-event enqueue_async
+// calls outstanding (as the webhook handler does), so the store's own ceiling shows.
+double cpu_seconds() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
+// Also reports the process's CPU time per event (`cpu_us`): steadier than events/s on a VM.
+double async_enqueue_rate(const std::string &uri, const Config &cfg, int in_flight,
+                          double &cpu_us) {
+  Scratch scratch(uri, "async");
+  auto store = scratch.open(cfg, 4);
+  const std::string payload(1024, 'p');
+  std::mutex mutex;
+  std::condition_variable freed;
+  int outstanding = 0;
+  long done = 0;
+  const auto start = Clock::now();
+  const double cpu_before = cpu_seconds();
+  const auto stop = start + std::chrono::duration<double>(cfg.seconds);
+  long n = 0;
+  while (Clock::now() < stop) {
+    {
+      std::unique_lock lock(mutex);
+      freed.wait(lock, [&] { return outstanding < in_flight; });
+      ++outstanding;
+    }
+    store->enqueue_async({bench_event(0, n++, payload)},
+                         [&](std::exception_ptr error, EnqueueResult) {
+                           if (error) std::fprintf(stderr, "enqueue failed\n");
+                           std::lock_guard lock(mutex);
+                           --outstanding;
+                           ++done;
+                           freed.notify_one();
+                         });
+  }
+  std::unique_lock lock(mutex);
+  freed.wait(lock, [&] { return outstanding == 0; });
+  cpu_us = done ? 1e6 * (cpu_seconds() - cpu_before) / static_cast<double>(done) : 0;
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  return static_cast<double>(done) / secs;
+}
+
 double claim_complete_rate(const std::string &uri, const Config &cfg, int workers, int batch,
                            int events) {
   Scratch scratch(uri, "claim");
@@ -164,6 +214,8 @@ int main(int argc, char **argv) {
       cfg.producers = parse_list(argv[++i]);
     } else if (std::strcmp(argv[i], "--batches") == 0 && i + 1 < argc) {
       cfg.batches = parse_list(argv[++i]);
+    } else if (std::strcmp(argv[i], "--async") == 0 && i + 1 < argc) {
+      cfg.in_flight = parse_list(argv[++i]);
     } else if (std::strcmp(argv[i], "--no-claims") == 0) {
       cfg.claims = false;
     } else if (std::strcmp(argv[i], "--sqlite-sync") == 0 && i + 1 < argc) {
@@ -194,6 +246,14 @@ int main(int argc, char **argv) {
                       batch, rate);
           std::fflush(stdout);
         }
+      }
+      for (int in_flight : cfg.in_flight) {
+        double cpu_us = 0;
+        const double rate = async_enqueue_rate(uri, cfg, in_flight, cpu_us);
+        std::printf("| %-32s | %9s | %7d | %12.0f |  (%.1f CPU µs/event)\n",
+                    "enqueue_async, single events",
+                    ("1 (" + std::to_string(in_flight) + " in flight)").c_str(), 1, rate, cpu_us);
+        std::fflush(stdout);
       }
       for (int workers : cfg.claims ? std::vector<int>{1, 4} : std::vector<int>{}) {
         const double rate = claim_complete_rate(uri, cfg, workers, 100, 20000);
