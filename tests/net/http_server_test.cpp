@@ -92,6 +92,57 @@ TEST_CASE("keep-alive serves several requests on one connection with request ids
   CHECK(h.calls == 2);
 }
 
+TEST_CASE("responses are framed by the server whatever headers a handler gives", "[net]") {
+  net::HttpResponse plain{200, "text/plain", {}, "ok\n"};
+  CHECK(net::serialize_response(plain, "r1", 11, true) ==
+        "HTTP/1.1 200 OK\r\nServer: crmhost\r\nContent-Type: text/plain\r\nX-Request-Id: r1\r\n"
+        "Content-Length: 3\r\n\r\nok\n");
+  // HTTP/1.0 says keep-alive when it keeps the connection; 1.1 says close when it does not.
+  CHECK(net::serialize_response(plain, "r1", 10, true).find("Connection: keep-alive\r\n") !=
+        std::string::npos);
+  CHECK(net::serialize_response(plain, "r1", 11, false).find("Connection: close\r\n") !=
+        std::string::npos);
+  CHECK(net::serialize_response(plain, "r1", 11, true).find("Connection") == std::string::npos);
+
+  // A handler's line breaks cannot add headers; its framing headers are ignored; its
+  // Content-Type replaces the default.
+  net::HttpResponse tricky{201,
+                           "text/plain",
+                           {{"X-Note", "a\r\nSet-Cookie: evil=1"},
+                            {"Content-Length", "999"},
+                            {"Connection", "close"},
+                            {"content-type", "application/json"}},
+                           "{}"};
+  const auto wire = net::serialize_response(tricky, "r2", 11, true);
+  CHECK(wire.find("X-Note: aSet-Cookie: evil=1\r\n") != std::string::npos);
+  CHECK(wire.find("\r\nSet-Cookie") == std::string::npos);
+  CHECK(wire.find("999") == std::string::npos);
+  CHECK(wire.find("Connection") == std::string::npos);
+  CHECK(wire.find("text/plain") == std::string::npos);
+  CHECK(wire.find("content-type: application/json\r\n") != std::string::npos);
+  CHECK(wire.find("Content-Length: 2\r\n\r\n{}") != std::string::npos);
+
+  // 204 and 304 carry neither a body nor a length.
+  const auto empty = net::serialize_response({204, "text/plain", {}, "ignored"}, "r3", 11, true);
+  CHECK(empty.rfind("\r\n\r\n") == empty.size() - 4);
+  CHECK(empty.find("Content-Length") == std::string::npos);
+
+  // And a real client reads what the server writes.
+  ServerHarness h;
+  auto socket = connect(h.port());
+  boost::beast::flat_buffer buffer;
+  asio::write(socket,
+              asio::buffer(std::string("GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")));
+  auto first = read_response(socket, buffer);
+  CHECK(first.version() == 10);
+  CHECK(first.keep_alive());
+  CHECK(first.body() == "GET /x  0");
+  asio::write(socket, asio::buffer(std::string("GET /y HTTP/1.0\r\n\r\n")));
+  auto second = read_response(socket, buffer);
+  CHECK(second.body() == "GET /y  0");
+  CHECK_FALSE(second.keep_alive());
+}
+
 TEST_CASE("pipelined requests are answered in order", "[net]") {
   ServerHarness h;
   auto socket = connect(h.port());

@@ -7,10 +7,11 @@
 
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
-#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -72,6 +73,69 @@ using Socket = asio::basic_stream_socket<tcp, IoExecutor>;
 using TcpStream = beast::basic_stream<tcp, IoExecutor>;
 using PlainStream = TcpStream;
 using TlsStream = beast::ssl_stream<TcpStream>;
+
+// Header text from a handler never carries a line break into the response.
+void append_header_text(std::string &out, std::string_view text) {
+  for (const char c : text)
+    if (c != '\r' && c != '\n') out += c;
+}
+
+}  // namespace
+
+std::string serialize_response(const HttpResponse &response, std::string_view request_id,
+                               unsigned version, bool keep_alive) {
+  const auto status = static_cast<http::status>(response.status);
+  // 1xx, 204 and 304 answers have no body and no length (RFC 9110, 6.4.1 and 8.6).
+  const bool bodiless = response.status < 200 || response.status == 204 || response.status == 304;
+  std::string out;
+  out.reserve(160 + response.body.size());
+  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out += std::to_string(response.status);
+  out += ' ';
+  const auto reason = http::obsolete_reason(status);
+  out.append(reason.data(), reason.size());
+  out += "\r\n";
+  // The handler's own Server, Content-Type or X-Request-Id replaces the default; framing
+  // (Content-Length, Connection, Transfer-Encoding) is the server's alone.
+  const auto given = [&response](std::string_view name) {
+    for (const auto &header : response.headers)
+      if (beast::iequals(header.first, beast::string_view(name.data(), name.size()))) return true;
+    return false;
+  };
+  if (!given("Server")) out += "Server: crmhost\r\n";
+  if (!given("Content-Type")) {
+    out += "Content-Type: ";
+    append_header_text(out, response.content_type);
+    out += "\r\n";
+  }
+  if (!given("X-Request-Id")) {
+    out += "X-Request-Id: ";
+    append_header_text(out, request_id);
+    out += "\r\n";
+  }
+  for (const auto &[name, value] : response.headers) {
+    if (beast::iequals(name, "Content-Length") || beast::iequals(name, "Connection") ||
+        beast::iequals(name, "Transfer-Encoding"))
+      continue;
+    append_header_text(out, name);
+    out += ": ";
+    append_header_text(out, value);
+    out += "\r\n";
+  }
+  if (version == 10 && keep_alive) out += "Connection: keep-alive\r\n";
+  if (version != 10 && !keep_alive) out += "Connection: close\r\n";
+  if (!bodiless) {
+    out += "Content-Length: ";
+    out += std::to_string(response.body.size());
+    out += "\r\n\r\n";
+    out += response.body;
+  } else {
+    out += "\r\n";
+  }
+  return out;
+}
+
+namespace {
 
 // One connection: read a request, run the handler on the pool, write the answer, repeat while
 // the client keeps the connection alive. Stream is a plain TCP stream or TLS over one.
@@ -166,9 +230,12 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     request->body = std::move(message.body());
     const auto given = request->header("X-Request-Id");
     request->request_id = is_sane_request_id(given) ? given : new_request_id();
-    beast::error_code peer_ec;
-    const auto peer = lowest().socket().remote_endpoint(peer_ec);
-    if (!peer_ec) request->remote = peer.address().to_string();
+    if (remote_.empty()) {  // once per connection: the peer does not change
+      beast::error_code peer_ec;
+      const auto peer = lowest().socket().remote_endpoint(peer_ec);
+      if (!peer_ec) remote_ = peer.address().to_string();
+    }
+    request->remote = remote_;
     request->received_at_ms = now_ms();
     const unsigned version = message.version();
     // The handler may block on a plugin or the store: run it off the io threads.
@@ -194,18 +261,13 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   }
 
   void write(const HttpResponse &response, const std::string &request_id, unsigned version) {
-    auto res = std::make_shared<http::response<http::string_body>>(
-        static_cast<http::status>(response.status), version);
-    res->set(http::field::server, "crmhost");
-    res->set(http::field::content_type, response.content_type);
-    res->set("X-Request-Id", request_id);
-    for (const auto &[name, value] : response.headers) res->set(name, value);
-    res->keep_alive(keep_alive_);
-    res->body() = response.body;
-    res->prepare_payload();
+    // The answer's bytes in one buffer and one write: Beast's message and serializer cost more
+    // than the exchange itself on the webhook path.
+    auto wire = std::make_shared<std::string>(
+        serialize_response(response, request_id, version, keep_alive_));
     lowest().expires_after(state_->options.body_timeout);
-    http::async_write(stream_, *res,
-                      [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
+    asio::async_write(stream_, asio::buffer(*wire),
+                      [self = this->shared_from_this(), wire](beast::error_code ec, size_t) {
                         if (ec) return self->close(ec);
                         if (!self->keep_alive_) return self->close({});
                         self->do_read();
@@ -247,6 +309,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<HttpServer::State> state_;
+  std::string remote_;
   bool keep_alive_ = true;
   bool first_read_ = true;
 };

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -65,6 +66,13 @@ struct ServerOptions {
   };
   std::optional<Tls> tls;
 };
+
+// The bytes of an HTTP/1.x response: status line, Server, Content-Type and X-Request-Id (unless
+// the handler's headers name them), the handler's headers (line breaks removed; its
+// Content-Length, Connection and Transfer-Encoding ignored), Connection when it differs from the
+// version's default, Content-Length and the body (neither for 1xx, 204 and 304).
+std::string serialize_response(const HttpResponse &response, std::string_view request_id,
+                               unsigned version, bool keep_alive);
 
 // A request id is sane when it is 1..128 characters of [A-Za-z0-9._:-].
 bool is_sane_request_id(std::string_view id);
