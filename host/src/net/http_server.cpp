@@ -261,8 +261,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   }
 
   void write(const HttpResponse &response, const std::string &request_id, unsigned version) {
-    // The answer's bytes in one buffer and one write: Beast's message and serializer cost more
-    // than the exchange itself on the webhook path.
+    // The answer's bytes in one buffer and one write, framed by the server (serialize_response).
     auto wire = std::make_shared<std::string>(
         serialize_response(response, request_id, version, keep_alive_));
     lowest().expires_after(state_->options.body_timeout);
