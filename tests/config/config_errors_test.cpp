@@ -135,10 +135,16 @@ const std::vector<Case> kCases = {
      "  hs:\n"
      "    plugin: hubspot\n"
      "    settings: { access_token: ${HUBSPOT_TOKEN} }\n",
-     {R"(c.yaml:4:32: YAML syntax error: end of map flow not found (inside { } or [ ], quote values that use ${...}: "${NAME}"))"}},
+     {R"(c.yaml:4:32: YAML syntax error: end of map flow not found (inside { } or [ ], quote values that use ${...}: "${NAME}"); the line reads "    settings: ...")"}},
     {"plain YAML syntax error",
      "pipelines:\n  a: b: c\n",
-     {R"(c.yaml:2:7: YAML syntax error: illegal map value)"}},
+     {R"(c.yaml:2:7: YAML syntax error: illegal map value; the line reads "  a: b: c" (likely the indentation, or a second ": " on one line: align keys with their siblings, and quote a value that holds ": "))"}},
+    {"a key indented under a plain value",
+     "pipelines:\n"
+     "  p:\n"
+     "    batch_size: 5\n"
+     "      retry: { attempts: 3 }\n",
+     {R"(c.yaml:4:12: YAML syntax error: illegal map value; the line reads "      retry: { attempts: 3 }" (likely the indentation: this key is indented under a line that already has a value; align it with its siblings, or drop that value so it can hold keys))"}},
     {"not a mapping at all",
      "- store\n- listen\n",
      {R"(c.yaml:1:1: a configuration file must be a mapping of settings such as store, connections and pipelines)"}},

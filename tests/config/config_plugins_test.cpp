@@ -114,7 +114,7 @@ TEST_CASE("unknown plugins") {
     CHECK(
         problems_of("connections:\n  hs: { plugin: hubspot }\n", &empty) ==
         std::vector<std::string>{
-            R"(c.yaml:2:17: connection "hs" uses unknown plugin "hubspot" (no plugins are loaded: check plugin_dir); 1 plugin file(s) were refused, see `crmhost plugins`)"});
+            R"(c.yaml:2:17: connection "hs" uses unknown plugin "hubspot" (no plugins are loaded: check plugin_dir); the plugin directory /nonexistent/crmhost/plugins does not exist; create it, set plugin_dir or pass --plugin-dir)"});
   }
   SECTION("without a registry plugins are not checked") {
     CHECK(problems_of("connections:\n  hs: { plugin: hubspot }\n").empty());

@@ -23,10 +23,11 @@ Run validate(const std::vector<std::string> &args) {
 
 TEST_CASE("crmhost validate") {
   crmhost::test::TempDir dir;
+  dir.write("webhook.secret", "12345678\n");
   const auto good =
       dir.write("good.yaml",
                 "connections:\n"
-                "  mem: { plugin: memory, settings: { webhook_secret: \"12345678\" } }\n"
+                "  mem: { plugin: memory, settings: { webhook_secret: \"${file:webhook.secret}\" } }\n"
                 "pipelines:\n"
                 "  p: { source: { poll: { connection: mem, object: contact } },\n"
                 "       sink: { push: { connection: mem, object: deal } } }\n")
@@ -50,7 +51,42 @@ TEST_CASE("crmhost validate") {
     CHECK(r.out == bad + ":1:1: unknown key \"stor\" at the top level (did you mean \"store\"?)\n" +
                        bad +
                        ":3:54: settings.webhook_secret of connection \"mem\" must be at least 8 "
-                       "characters long\n");
+                       "characters long\n" +
+                       bad +
+                       ":3:54: warning: connections.mem.settings.webhook_secret is written inline: "
+                       "take secrets from ${ENV} or ${file:/path} (or set allow_inline_secrets: "
+                       "true)\n");
+  }
+  SECTION("a secret written inline: a warning, exit 0; allow_inline_secrets: true silences it") {
+    const auto inline_token =
+        dir.write("inline.yaml", "admin_token: inline-secret-0123456789\nmetrics_token: "
+                                 "\"${file:webhook.secret}${file:webhook.secret}\"\n")
+            .string();
+    const auto r = validate({"validate", plugins, inline_token});
+    CHECK(r.code == 0);
+    CHECK(r.out == inline_token +
+                       ":1:14: warning: admin_token is written inline: take secrets from ${ENV} "
+                       "or ${file:/path} (or set allow_inline_secrets: true)\n");
+    CHECK(r.out.find("inline-secret-0123456789") == std::string::npos);
+    const auto allowed =
+        dir.write("allowed.yaml",
+                  "allow_inline_secrets: true\nadmin_token: inline-secret-0123456789\n")
+            .string();
+    const auto quiet = validate({"validate", plugins, allowed});
+    CHECK(quiet.code == 0);
+    CHECK(quiet.out.empty());
+    const auto as_json = validate({"validate", "--json", plugins, inline_token});
+    CHECK(as_json.out.find("\"warnings\": [") != std::string::npos);
+    CHECK(as_json.out.find("admin_token is written inline") != std::string::npos);
+  }
+  SECTION("a missing plugin directory is named as missing, not as refused files") {
+    const auto missing = (dir.path() / "no-such-plugins").string();
+    const auto r = validate({"validate", "--plugin-dir", missing, good});
+    CHECK(r.code == 1);
+    CHECK(r.out.find("the plugin directory " + missing +
+                     " does not exist; create it, set plugin_dir or pass --plugin-dir") !=
+          std::string::npos);
+    CHECK(r.out.find("were refused") == std::string::npos);
   }
   SECTION("the config's plugin_dir is used when --plugin-dir is not given") {
     const auto with_dir =

@@ -71,3 +71,42 @@ TEST_CASE("backfill (dry and real) and replay and status work on a configuration
   db.reset();
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("status on a store where nothing has run says so, creates nothing, and needs no secrets",
+          "[ops]") {
+  const auto dir = testing::fresh_test_dir("ops-new");
+  const auto config = (dir / "crmhost.yaml").string();
+  {
+    std::ofstream out(config);
+    // A relative store path: the config file's neighbour, whatever the working directory.
+    out << "store: sqlite://state.db\n"
+        << "admin_token: ${CRMHOST_TEST_UNSET_ADMIN_TOKEN}\n"
+        << "connections:\n  src:\n    plugin: memory\n    settings:\n"
+        << "      webhook_secret: ${CRMHOST_TEST_UNSET_SECRET}\n"
+        << "pipelines:\n  p:\n    source:\n      poll: { connection: src, object: contact }\n"
+        << "    sink:\n      push: { connection: src, object: deal }\n";
+  }
+  const auto status = [&](std::string &text) {
+    std::ostringstream out, err;
+    const int rc = cli::run({"status", "--config", config}, out, err);
+    text = out.str() + err.str();
+    return rc;
+  };
+  std::string text;
+  REQUIRE(status(text) == 0);
+  CHECK_THAT(text, Catch::Contains("Nothing has run yet: the store " +
+                                   (dir / "state.db").string() + " does not exist"));
+  CHECK_THAT(text, !Catch::Contains("not set") && !Catch::Contains("no such table"));
+  CHECK(!std::filesystem::exists(dir / "state.db"));
+
+  // An empty database file (as an older status left behind): still nothing has run.
+  std::ofstream(dir / "state.db").close();
+  REQUIRE(status(text) == 0);
+  CHECK_THAT(text, Catch::Contains("Nothing has run yet") && Catch::Contains("has no tables"));
+
+  // Once the store exists, status shows the pipeline, still without the secrets.
+  std::filesystem::remove(dir / "state.db");
+  store::open_store("sqlite://" + (dir / "state.db").string());
+  REQUIRE(status(text) == 0);
+  CHECK_THAT(text, Catch::Contains("PIPELINE") && Catch::Contains("\np "));
+}

@@ -95,6 +95,7 @@ struct RunningHost {
   }
 
   uint16_t port = free_port();
+  std::string dst_extra, dst2_extra;  // more settings lines for dst and dst2 (6 spaces in)
 
   // `top`: more top-level settings.
   void write_config(int seeded, const std::string &pipelines, int push_delay_ms = 0,
@@ -110,7 +111,9 @@ struct RunningHost {
         << (seeded ? "      seed:\n" + seed(seeded) : std::string())
         << "  dst:\n    plugin: memory-sdk\n    settings:\n      webhook_secret: s3cret-s3cret\n"
         << "      push_delay_ms: " << push_delay_ms << "\n"
+        << dst_extra
         << "  dst2:\n    plugin: memory-sdk\n    settings:\n      webhook_secret: s3cret-s3cret\n"
+        << dst2_extra
         << "pipelines:\n"
         << pipelines;
   }
@@ -180,6 +183,82 @@ TEST_CASE("crmhost run refuses an invalid config with file:line:column messages"
   CHECK_THAT(host.log_text(), Catch::Contains("crmhost.yaml:") &&
                                   Catch::Contains("unknown connection \"nowhere\"") &&
                                   Catch::Contains("not starting"));
+}
+
+TEST_CASE("crmhost run exits 1 with the plugin's message when a connector refuses its settings",
+          "[run]") {
+  RunningHost host("refused");
+  host.dst_extra = "      refuse_settings: the portal rejects this token\n";
+  host.write_config(3, pipeline_yaml("p", "dst"));
+  host.start();
+  CHECK(host.stop_with(0 /* just wait */) == 1);  // not 139: no crash on the way out
+  CHECK_THAT(host.log_text(),
+             Catch::Contains("connection dst: ") &&
+                 Catch::Contains("settings.refuse_settings: the portal rejects this token"));
+}
+
+TEST_CASE("a plugin crash names the call in the log; the next start says so and closes the run",
+          "[run]") {
+  RunningHost host("crash");
+  const std::string uri = "sqlite://" + host.db_path.string();
+  // A poll source whose plugin crashes the process in poll.
+  const std::string crashing =
+      "  crashy:\n"
+      "    source:\n"
+      "      poll: { connection: dst2, object: contact, every: 1h }\n"
+      "    sink:\n"
+      "      push: { connection: dst, object: contact, match_on: email }\n";
+  host.dst2_extra = "      crash_in: poll\n";
+  host.write_config(0, crashing);
+  host.start();
+  CHECK(host.stop_with(0 /* just wait */) == 128 + SIGSEGV);
+  CHECK_THAT(host.log_text(), Catch::Contains("crmhost: fatal signal SIGSEGV in plugin "
+                                              "\"memory-sdk\" during its poll call for "
+                                              "connection \"dst2\""));
+  {
+    store::StoreOptions options;
+    options.apply_migrations = false;
+    auto db = store::open_store(uri, options);
+    const auto runs = db->list_sync_runs(std::string("crashy"), 10);
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].status == store::SyncRunStatus::running);  // left open by the crash
+  }
+
+  host.dst2_extra = "";
+  host.write_config(0, crashing);
+  host.start();
+  REQUIRE(eventually([&] {
+    return host.log_text().find("configuration") != std::string::npos ||
+           host.log_text().find("pipeline crashy started") != std::string::npos;
+  }));
+  REQUIRE(eventually([&] {
+    store::StoreOptions options;
+    options.apply_migrations = false;
+    auto db = store::open_store(uri, options);
+    const auto runs = db->list_sync_runs(std::string("crashy"), 10);
+    return runs.size() == 2 && runs[0].status == store::SyncRunStatus::succeeded;
+  }));
+  const auto log = host.log_text();
+  CHECK_THAT(log, Catch::Contains("the previous crmhost process crashed: crmhost: fatal signal "
+                                  "SIGSEGV in plugin \"memory-sdk\" during its poll call") &&
+                      Catch::Contains("1 sync run(s) left running by a process that ended closed "
+                                      "as interrupted"));
+  {
+    store::StoreOptions options;
+    options.apply_migrations = false;
+    auto db = store::open_store(uri, options);
+    const auto runs = db->list_sync_runs(std::string("crashy"), 10);
+    REQUIRE(runs.size() == 2);
+    CHECK(runs[1].status == store::SyncRunStatus::interrupted);
+    CHECK_THAT(runs[1].error, Catch::Contains("ended without finishing it"));
+  }
+  CHECK(host.stop_with(SIGTERM) == 0);
+  // A clean stop leaves nothing for the next start to report.
+  host.start();
+  REQUIRE(eventually(
+      [&] { return host.log_text().find("pipeline crashy started") != std::string::npos; }));
+  CHECK_THAT(host.log_text(), !Catch::Contains("previous crmhost process crashed"));
+  CHECK(host.stop_with(SIGTERM) == 0);
 }
 
 TEST_CASE("SIGTERM mid-batch stops gracefully with exit 0 and loses nothing", "[run]") {

@@ -59,7 +59,8 @@ TEST_CASE("a missing plugin directory is reported and not fatal", "[loader]") {
   registry.load_directory("/nonexistent/crmhost/plugins");
   registry.load_file(fixture("memory"));
   REQUIRE(registry.refusals().size() == 1);
-  CHECK_THAT(registry.refusals()[0].reason, Catch::Contains("is not a readable directory"));
+  CHECK_THAT(registry.refusals()[0].reason, Catch::Contains("does not exist"));
+  CHECK(registry.refusals()[0].missing_directory);
   CHECK(registry.find("memory") != nullptr);
 }
 

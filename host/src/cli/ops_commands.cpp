@@ -17,6 +17,7 @@
 #include "pipeline/poller.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "store/store.hpp"
+#include "store/uri.hpp"
 #include "util/json.hpp"
 #include "util/time.hpp"
 
@@ -72,14 +73,14 @@ std::optional<OpsArgs> parse_ops(const char *command, const std::vector<std::str
 }
 
 std::optional<config::Config> load_config(const OpsArgs &args, plugins::PluginRegistry *registry,
-                                          std::ostream &err) {
+                                          std::ostream &err, config::LoadOptions options = {}) {
   if (registry) {
     std::string dir = args.plugin_dir;
     if (dir.empty()) dir = config::plugin_dir_of(args.config_paths);
     if (dir.empty()) dir = default_plugin_dir();
     registry->load_directory(dir);
   }
-  auto loaded = config::load(args.config_paths, registry);
+  auto loaded = config::load(args.config_paths, registry, options);
   for (const auto &problem : loaded.problems) err << problem.to_string() << "\n";
   return loaded.config;
 }
@@ -101,12 +102,28 @@ std::string format_count(int64_t n) {
 int status_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err) {
   auto parsed = parse_ops("status", args, {}, {"--help"}, err);
   if (!parsed) return 2;
-  auto cfg = load_config(*parsed, nullptr, err);
+  // Queue depths need the store and the pipelines' names, not the connections' secrets.
+  config::LoadOptions lenient;
+  lenient.unset_variables_empty = true;
+  auto cfg = load_config(*parsed, nullptr, err, lenient);
   if (!cfg) return 1;
   try {
+    // A store that does not exist yet is not created here: nothing has run.
+    const auto where = store::parse_store_uri(cfg->store);
+    if (where.backend == store::Backend::sqlite &&
+        !std::filesystem::exists(std::filesystem::absolute(where.sqlite_path))) {
+      out << "Nothing has run yet: the store " << std::filesystem::absolute(where.sqlite_path).string()
+          << " does not exist (crmhost run creates it).\n";
+      return 0;
+    }
     store::StoreOptions options;
     options.apply_migrations = false;
     auto db = store::open_store(cfg->store, options);
+    if (db->schema_version() == 0) {
+      out << "Nothing has run yet: the store " << store::redact_uri(cfg->store)
+          << " has no tables (crmhost run or crmhost migrate creates them).\n";
+      return 0;
+    }
     const auto now = store::to_unix_ms(store::now_ms());
     out << std::left << std::setw(24) << "PIPELINE" << std::setw(9) << "ENABLED" << std::setw(9)
         << "PENDING" << std::setw(10) << "INFLIGHT" << std::setw(8) << "FAILED" << std::setw(7)

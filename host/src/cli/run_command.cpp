@@ -18,6 +18,8 @@
 #include "pipeline/store_state.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "store/store.hpp"
+#include "store/uri.hpp"
+#include "util/crash.hpp"
 #include "util/logging.hpp"
 
 namespace crmhost::cli {
@@ -94,6 +96,7 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   boost::asio::io_context signals_io{1};  // run by the one network thread (HttpServer)
   boost::asio::signal_set signals(signals_io, SIGTERM, SIGINT, SIGHUP);
 
+  crash::install("");  // a crash while plugins load is named on stderr
   auto services = std::make_shared<plugins::HostServices>();
   auto registry = std::make_shared<plugins::PluginRegistry>(services);
   auto loaded = load_checked(run, *registry);
@@ -103,14 +106,34 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
     return 1;
   }
   logging::setup(loaded.config->log_level, loaded.config->log_format);
+  for (const auto &warning : loaded.warnings) spdlog::warn("config: {}", warning.to_string());
 
   std::shared_ptr<store::Store> db;
+  std::filesystem::path sqlite_database;
   try {
+    const auto where = store::parse_store_uri(loaded.config->store);
+    if (where.backend == store::Backend::sqlite)
+      sqlite_database = std::filesystem::absolute(where.sqlite_path);
+    spdlog::info("store: {}", where.backend == store::Backend::sqlite
+                                  ? "sqlite://" + sqlite_database.string()
+                                  : store::redact_uri(loaded.config->store));
     db = store::open_store(loaded.config->store);
   } catch (const store::StoreError &e) {
     err << "crmhost run: store " << store::redact_uri(loaded.config->store) << ": " << e.what()
         << "\n";
     return 1;
+  }
+  // A crash of the previous process is said now, once; this process's own would be recorded.
+  const std::string crash_marker = crash::marker_path_for(sqlite_database);
+  if (auto previous = crash::take_previous(crash_marker))
+    spdlog::error("the previous crmhost process crashed: {}", *previous);
+  crash::install(crash_marker);
+  try {
+    if (const auto closed = db->close_interrupted_sync_runs())
+      spdlog::warn("{} sync run(s) left running by a process that ended closed as interrupted",
+                   closed);
+  } catch (const store::StoreError &e) {
+    spdlog::warn("closing interrupted sync runs failed: {}", e.what());
   }
 
   // No connector exists yet, so the plugins' state can move to the store before any use.

@@ -18,12 +18,13 @@ constexpr const char *kValidateUsage =
     "Checks each configuration (a file, or a directory whose *.yaml files merge into one) with\n"
     "the plugins of DIR (default: the config's plugin_dir, else $CRMHOST_PLUGIN_DIR, else the\n"
     "installed directory). Prints every problem as file:line:column: message and exits 1;\n"
-    "prints nothing and exits 0 when all is well. --quiet prints nothing at all; --json prints\n"
-    "{\"valid\": bool, \"problems\": [{\"file\", \"line\", \"column\", \"message\"}]} always.\n";
+    "prints nothing and exits 0 when all is well. Warnings (a valid but unwise setting, such\n"
+    "as a secret written inline) are printed as file:line:column: warning: message and do not\n"
+    "change the exit status. --quiet prints nothing at all; --json prints {\"valid\": bool,\n"
+    "\"problems\": [{\"file\", \"line\", \"column\", \"message\"}], \"warnings\": [...]} always.\n";
 
-void print_json(const std::vector<config::Problem> &problems, std::ostream &out) {
-  rapidjson::Document doc(rapidjson::kObjectType);
-  auto &alloc = doc.GetAllocator();
+rapidjson::Value json_list(const std::vector<config::Problem> &problems,
+                           rapidjson::Document::AllocatorType &alloc) {
   rapidjson::Value list(rapidjson::kArrayType);
   for (const auto &p : problems) {
     rapidjson::Value item(rapidjson::kObjectType);
@@ -33,8 +34,16 @@ void print_json(const std::vector<config::Problem> &problems, std::ostream &out)
     item.AddMember("message", rapidjson::Value(p.message.c_str(), alloc), alloc);
     list.PushBack(item, alloc);
   }
+  return list;
+}
+
+void print_json(const std::vector<config::Problem> &problems,
+                const std::vector<config::Problem> &warnings, std::ostream &out) {
+  rapidjson::Document doc(rapidjson::kObjectType);
+  auto &alloc = doc.GetAllocator();
   doc.AddMember("valid", problems.empty(), alloc);
-  doc.AddMember("problems", list, alloc);
+  doc.AddMember("problems", json_list(problems, alloc), alloc);
+  doc.AddMember("warnings", json_list(warnings, alloc), alloc);
   out << json::to_pretty_string(doc) << "\n";
 }
 
@@ -74,7 +83,7 @@ int validate_command(const std::vector<std::string> &args, std::ostream &out, st
     return 2;
   }
   std::map<std::string, std::unique_ptr<plugins::PluginRegistry>> registries;  // by directory
-  std::vector<config::Problem> problems;
+  std::vector<config::Problem> problems, warnings;
   for (const auto &path : paths) {
     const std::vector<std::filesystem::path> config_paths = {path};
     std::string dir = plugin_dir;
@@ -87,11 +96,17 @@ int validate_command(const std::vector<std::string> &args, std::ostream &out, st
     }
     auto result = config::load(config_paths, registry.get());
     problems.insert(problems.end(), result.problems.begin(), result.problems.end());
+    warnings.insert(warnings.end(), result.warnings.begin(), result.warnings.end());
   }
-  if (as_json)
-    print_json(problems, out);
-  else if (!quiet)
+  if (as_json) {
+    print_json(problems, warnings, out);
+  } else if (!quiet) {
     for (const auto &problem : problems) out << problem.to_string() << "\n";
+    for (auto warning : warnings) {
+      warning.message = "warning: " + warning.message;
+      out << warning.to_string() << "\n";
+    }
+  }
   return problems.empty() ? 0 : 1;
 }
 

@@ -100,6 +100,7 @@ struct PipelineConfig {
 
 struct Config {
   std::string store = "sqlite:///var/lib/crmhost/state.db";  // may hold a password: redact
+  bool allow_inline_secrets = false;  // no warning for secrets written in the file itself
   std::vector<std::string> listen = {"127.0.0.1:8080"};
   std::string admin_token;          // secret
   std::string plugin_dir;           // empty: the built-in default
@@ -125,6 +126,7 @@ struct Config {
 struct LoadResult {
   std::optional<Config> config;   // set only when problems is empty
   std::vector<Problem> problems;  // in file order
+  std::vector<Problem> warnings;  // valid but unwise (secrets written inline)
 };
 
 // Loads and validates files and/or directories (every *.yaml / *.yml inside, name order; maps
@@ -132,8 +134,13 @@ struct LoadResult {
 // With a registry, plugins are checked too: the plugin exists, each connection's settings
 // validate against the plugin's settings JSON Schema, and each pipeline's connections have the
 // capabilities it needs (webhook, poll, fetch, push) and the objects it names.
+struct LoadOptions {
+  // An unset ${VAR} becomes the empty string instead of a problem: for commands that read the
+  // store and the pipelines' names only (`crmhost status`), not the connections' secrets.
+  bool unset_variables_empty = false;
+};
 LoadResult load(const std::vector<std::filesystem::path> &paths,
-                const plugins::PluginRegistry *registry = nullptr);
+                const plugins::PluginRegistry *registry = nullptr, LoadOptions options = {});
 
 // The `plugin_dir` the configuration at `paths` names (interpolated; relative to its file), or
 // "" when it names none or it cannot be read (load() reports why). Lets a caller load the

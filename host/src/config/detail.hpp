@@ -30,6 +30,18 @@ std::optional<Interpolated> interpolate(std::string_view text,
                                         const std::filesystem::path &base_dir,
                                         std::vector<std::string> &errors);
 
+// While one lives on this thread, interpolate() takes an unset ${VAR} as "" (LoadOptions).
+class UnsetVariablesEmpty {
+ public:
+  explicit UnsetVariablesEmpty(bool on);
+  ~UnsetVariablesEmpty();
+  UnsetVariablesEmpty(const UnsetVariablesEmpty &) = delete;
+  UnsetVariablesEmpty &operator=(const UnsetVariablesEmpty &) = delete;
+
+ private:
+  bool previous_;
+};
+
 // The JSON type a plain (unquoted) YAML scalar resolves to, YAML 1.2 core schema style:
 // null/~, true/false, decimal integers and floats; anything else is a string.
 void resolve_plain_scalar(const std::string &text, rapidjson::Value &out,

@@ -39,7 +39,16 @@ std::optional<std::string> read_file(const std::filesystem::path &path, std::str
   return text;
 }
 
+thread_local bool t_unset_variables_empty = false;
+
 }  // namespace
+
+UnsetVariablesEmpty::UnsetVariablesEmpty(bool on) : previous_(t_unset_variables_empty) {
+  t_unset_variables_empty = on;
+}
+UnsetVariablesEmpty::~UnsetVariablesEmpty() {
+  t_unset_variables_empty = previous_;
+}
 
 std::optional<Interpolated> interpolate(std::string_view text,
                                         const std::filesystem::path &base_dir,
@@ -99,7 +108,7 @@ std::optional<Interpolated> interpolate(std::string_view text,
       result.text.append(value);
     } else if (colon != std::string_view::npos) {
       result.text.append(expression.substr(colon + 2));
-    } else if (value) {
+    } else if (value || t_unset_variables_empty) {
       // Set but empty, without a default: the empty string, as in the shell.
     } else {
       errors.push_back("environment variable " + name + " is not set");

@@ -1,5 +1,6 @@
 // Loads YAML configuration files into Config, reporting every problem with its file:line:column.
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <set>
@@ -22,13 +23,24 @@ using detail::location;
 const std::vector<std::string> kTopKeys = {
     "store",   "listen",         "admin_token", "plugin_dir", "log",
     "workers", "shutdown_grace", "claim_lease", "retention",  "max_body",
-    "tls",     "metrics_token",  "connections", "pipelines"};
+    "tls",     "metrics_token",  "connections", "pipelines", "allow_inline_secrets"};
 const std::vector<std::string> kLogFormats = {"text", "json"};
 const std::vector<std::string> kLogLevels = {"trace", "debug",    "info", "warn",
                                              "error", "critical", "off"};
 const std::vector<std::string> kPushModes = {"upsert", "create", "update", "delete"};
 const std::vector<std::string> kConflicts = {"source_wins", "target_wins", "newest_wins",
                                              "fill_empty"};
+
+// Whether a PostgreSQL URI as written carries a password (user:password@ or password=).
+bool uri_has_password(std::string_view uri) {
+  const auto scheme = uri.find("://");
+  if (scheme == std::string_view::npos) return false;
+  const auto authority = uri.substr(scheme + 3, uri.find('/', scheme + 3) - (scheme + 3));
+  const auto at = authority.rfind('@');
+  return (at != std::string_view::npos &&
+          authority.substr(0, at).find(':') != std::string_view::npos) ||
+         uri.find("password=") != std::string_view::npos;
+}
 
 std::string q(std::string_view text) {
   return "\"" + std::string(text) + "\"";
@@ -136,6 +148,7 @@ class Loader {
       return a.where.column < b.where.column;
     });
     LoadResult result;
+    if (!config_.allow_inline_secrets) result.warnings = std::move(inline_secrets_);
     result.problems = std::move(problems_);
     if (result.problems.empty()) result.config = std::move(config_);
     return result;
@@ -146,6 +159,45 @@ class Loader {
 
   void problem(const YAML::Mark &mark, std::string message) {
     problems_.push_back({location(file_, mark), std::move(message)});
+  }
+
+  // A secret written into the file itself rather than taken from ${ENV} or ${file:}: it then
+  // sits in backups, diffs and review tools. A warning, unless allow_inline_secrets is set.
+  void note_inline_secret(const YAML::Node &value, const std::string &name) {
+    if (!value.IsScalar() || value.Scalar().empty() ||
+        value.Scalar().find("${") != std::string::npos)
+      return;
+    inline_secrets_.push_back(
+        {location(file_, value.Mark()),
+         name + " is written inline: take secrets from ${ENV} or ${file:/path} (or set "
+                "allow_inline_secrets: true)"});
+  }
+
+  // Settings keys that name secrets (and not where one is found: *_url, *_header, *_file...).
+  static bool secret_key_name(std::string key) {
+    std::transform(key.begin(), key.end(), key.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    for (const char *suffix : {"_url", "_uri", "_header", "_file", "_path", "_name", "_field",
+                               "_id", "_expiry", "_ttl", "_seconds"})
+      if (key.size() > std::strlen(suffix) &&
+          key.compare(key.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
+        return false;
+    for (const char *word : {"token", "secret", "password", "passwd", "pwd", "api_key", "apikey",
+                             "api-key", "private_key", "passphrase", "credential"})
+      if (key.find(word) != std::string::npos) return true;
+    return false;
+  }
+
+  void find_inline_secrets(const YAML::Node &node, const std::string &name, int depth = 0) {
+    if (depth > 16 || !node.IsMap()) return;
+    for (const auto &item : node) {
+      if (!item.first.IsScalar()) continue;
+      const std::string child = name + "." + item.first.Scalar();
+      if (item.second.IsMap())
+        find_inline_secrets(item.second, child, depth + 1);
+      else if (secret_key_name(item.first.Scalar()))
+        note_inline_secret(item.second, child);
+    }
   }
   void problem(const SourceLocation &where, std::string message) {
     problems_.push_back({where, std::move(message)});
@@ -204,6 +256,7 @@ class Loader {
       std::string message = "YAML syntax error: " + e.msg;
       if (line_has_flow_interpolation(path, e.mark.line))
         message += " (inside { } or [ ], quote values that use ${...}: \"${NAME}\")";
+      message += syntax_error_context(path, e.mark.line, e.msg);
       problem(e.mark, message);
       return;
     }
@@ -212,6 +265,45 @@ class Loader {
       return;
     }
     if (!documents.empty()) top_level(documents.front());
+  }
+
+  // The offending line, quoted (up to its first ':' when it may hold a secret), and the likely
+  // cause of yaml-cpp's terser messages.
+  static std::string syntax_error_context(const fs::path &path, int line, const std::string &msg) {
+    if (line < 0) return "";
+    std::ifstream in(path);
+    std::string text, previous;
+    bool found = false;
+    for (int i = 0; i <= line && std::getline(in, text); ++i) {
+      found = i == line;
+      if (i < line && text.find_first_not_of(" \t") != std::string::npos) previous = text;
+    }
+    if (!found) return "";
+    std::string lower = text;
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    for (const char *word : {"token", "secret", "passw", "pwd", "key", "credential", "passphrase"})
+      if (lower.find(word) != std::string::npos && text.find(':') != std::string::npos) {
+        text = text.substr(0, text.find(':') + 1) + " ...";
+        break;
+      }
+    if (text.size() > 120) text = text.substr(0, 117) + "...";
+    std::string out = "; the line reads \"" + text + "\"";
+    const auto indent = [](const std::string &s) { return s.find_first_not_of(' '); };
+    const auto colon = previous.find(": ");
+    const bool under_a_value = colon != std::string::npos &&
+                               previous.find_first_not_of(" \t", colon + 1) != std::string::npos &&
+                               indent(text) != std::string::npos && indent(text) > indent(previous);
+    if (msg.find("illegal map value") != std::string::npos ||
+        msg.find("end of map not found") != std::string::npos ||
+        msg.find("bad indentation") != std::string::npos)
+      out += under_a_value
+                 ? " (likely the indentation: this key is indented under a line that already "
+                   "has a value; align it with its siblings, or drop that value so it can hold "
+                   "keys)"
+                 : " (likely the indentation, or a second \": \" on one line: align keys with "
+                   "their siblings, and quote a value that holds \": \")";
+    return out;
   }
 
   static bool line_has_flow_interpolation(const fs::path &path, int line) {
@@ -404,12 +496,22 @@ class Loader {
             lower.rfind("postgres://", 0) != 0)  // the URI may hold a password: never echo it
           problem(e.value_mark(),
                   "store must be a sqlite:///path/state.db or postgresql://user@host/db URI");
+        else if (lower.rfind("sqlite://", 0) != 0 && uri_has_password(e.value.Scalar())) {
+          note_inline_secret(e.value, "the password in store");
+          config_.store = *s;
+        } else if (lower.rfind("sqlite://", 0) == 0 && s->size() > 9 && (*s)[9] != '/')
+          // A relative SQLite path is the config file's neighbour, as plugin_dir and ${file:}
+          // are, not the working directory's (which differs under systemd).
+          config_.store = "sqlite://" + (base_dir_ / s->substr(9)).lexically_normal().string();
         else
           config_.store = *s;
       }
     } else if (key == "listen") {
       listen(e);
+    } else if (key == "allow_inline_secrets") {
+      if (auto b = bool_value(e)) config_.allow_inline_secrets = *b;
     } else if (key == "admin_token") {
+      note_inline_secret(e.value, "admin_token");
       if (auto s = string_value(e, true)) {
         if (!s->empty() && s->size() < 16)
           problem(e.value_mark(), "admin_token must be at least 16 characters long");
@@ -417,6 +519,7 @@ class Loader {
           config_.admin_token = *s;
       }
     } else if (key == "metrics_token") {
+      note_inline_secret(e.value, "metrics_token");
       if (auto s = string_value(e, true)) {
         if (!s->empty() && s->size() < 16)
           problem(e.value_mark(), "metrics_token must be at least 16 characters long");
@@ -563,6 +666,7 @@ class Loader {
     }
     extra.settings_ok = f.ok;
     if (auto *e = f.get("settings")) {
+      find_inline_secrets(e->value, "connections." + name + ".settings");
       extra.settings.reset(e->value);
       extra.settings_mark = e->key_mark();
       if (!e->value.IsMap() && !e->value.IsNull()) {
@@ -974,8 +1078,15 @@ class Loader {
     if (hint.empty())
       hint = ids.empty() ? " (no plugins are loaded: check plugin_dir)"
                          : " (loaded plugins: " + detail::join(ids) + ")";
-    if (!registry_->refusals().empty())
-      hint += "; " + std::to_string(registry_->refusals().size()) +
+    size_t refused_files = 0;
+    for (const auto &refusal : registry_->refusals()) {
+      if (refusal.missing_directory)
+        hint += "; the plugin directory " + refusal.path.string() + " " + refusal.reason;
+      else
+        ++refused_files;
+    }
+    if (refused_files)
+      hint += "; " + std::to_string(refused_files) +
               " plugin file(s) were refused, see `crmhost plugins`";
     return hint;
   }
@@ -1054,6 +1165,7 @@ class Loader {
   const plugins::PluginRegistry *registry_;
   Config config_;
   std::vector<Problem> problems_;
+  std::vector<Problem> inline_secrets_;
   std::vector<std::string> files_;
   std::string file_;
   fs::path base_dir_;
@@ -1065,7 +1177,8 @@ class Loader {
 }  // namespace
 
 LoadResult load(const std::vector<std::filesystem::path> &paths,
-                const plugins::PluginRegistry *registry) {
+                const plugins::PluginRegistry *registry, LoadOptions options) {
+  detail::UnsetVariablesEmpty lenient(options.unset_variables_empty);
   return Loader(registry).run(paths);
 }
 

@@ -111,10 +111,19 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
   ConnectionHandle *source() const { return source_.get(); }
   bool paused() const { return paused_ || paused_all_; }
   void set_paused(bool paused) {
-    paused_ = paused;
+    {
+      // Under the lanes' mutex: a processing run either saw the pause before it began, or
+      // began before it and is waited for below; none slips in between.
+      std::lock_guard lock(mutex_);
+      paused_ = paused;
+    }
     if (!paused) return wake();
-    // A batch already under way finishes first (bounded), so that once pause returns nothing
-    // more is pushed. Never called from the pool that runs the batch.
+    wait_for_batch();
+  }
+
+  // A batch already under way finishes first (bounded), so that once a pause returns nothing
+  // more is pushed. Never called from the pool that runs the batch.
+  void wait_for_batch() {
     std::unique_lock lock(mutex_);
     idle_.wait_for(lock, std::chrono::seconds(10), [this] { return !processing_; });
   }
@@ -196,8 +205,14 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
   void run_process() {
     wake_pending_ = false;  // events enqueued from here on need a wake of their own
     if (stopping_) return;
-    if (paused()) return schedule_process(options_.idle_delay);
-    if (!begin(processing_)) return;  // the running batch reschedules itself
+    bool paused_now = false;
+    {
+      std::lock_guard lock(mutex_);
+      paused_now = paused_ || paused_all_;
+      if (!paused_now && processing_) return;  // the running batch reschedules itself
+      processing_ = !paused_now;
+    }
+    if (paused_now) return schedule_process(options_.idle_delay);
     asio::post(pool_, [self = shared_from_this()] {
       bool full = false;
       try {
@@ -371,21 +386,30 @@ std::shared_ptr<PipelineRunner> Engine::make_runner(const config::PipelineConfig
 }
 
 void Engine::start() {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   if (started_) return;
   started_ = true;
   pool_ = std::make_unique<asio::thread_pool>(std::max<uint32_t>(config_.plugin_workers, 1));
   work_.emplace(io_.get_executor());
   for (uint32_t i = 0; i < std::max<uint32_t>(config_.io_threads, 1); ++i)
     io_threads_.emplace_back([this] { io_.run(); });
-  for (const auto &[name, pipeline] : config_.pipelines) {
-    if (!pipeline.enabled) continue;
-    auto runner = make_runner(pipeline);
-    runners_[name] = runner;
-    runner->start();
-    spdlog::info("pipeline {} started", name);
-  }
   maintenance_timer_ = std::make_unique<asio::steady_timer>(io_);
+  try {
+    for (const auto &[name, pipeline] : config_.pipelines) {
+      if (!pipeline.enabled) continue;
+      auto runner = make_runner(pipeline);
+      runners_[name] = runner;
+      runner->start();
+      spdlog::info("pipeline {} started", name);
+    }
+  } catch (...) {
+    // A connector that refuses its settings: the pipelines already started stop again, and the
+    // threads end, before the error reaches the caller (whose destructor would otherwise stop
+    // a half-started engine).
+    lock.unlock();
+    stop();
+    throw;
+  }
   schedule_maintenance(Millis(0));
 }
 
@@ -423,7 +447,7 @@ void Engine::stop() {
     runners = runners_;
   }
   for (auto &[name, runner] : runners) runner->stop(deadline);
-  asio::post(io_, [this] { maintenance_timer_->cancel(); });
+  if (maintenance_timer_) asio::post(io_, [this] { maintenance_timer_->cancel(); });
   // With the timers cancelled and every lane refusing new work, io_context runs dry and returns.
   work_.reset();
   for (auto &thread : io_threads_) thread.join();
@@ -490,6 +514,13 @@ void Engine::resume(const std::string &pipeline) {
 }
 void Engine::pause_all() {
   paused_all_ = true;
+  // Taking each runner's lane lock after the flag is set orders every later batch after it.
+  std::map<std::string, std::shared_ptr<PipelineRunner>> runners;
+  {
+    std::lock_guard lock(mutex_);
+    runners = runners_;
+  }
+  for (auto &[name, runner] : runners) runner->wait_for_batch();
 }
 void Engine::resume_all() {
   paused_all_ = false;

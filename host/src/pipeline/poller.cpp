@@ -13,7 +13,7 @@ void count_received(const std::string &pipeline, const char *source, size_t fres
     if (n)
       metrics::global().counter_add(
           "crmhost_events_received_total",
-          "Events delivered by sources (webhook or poll): new, or duplicates absorbed.",
+          "Events delivered by sources (webhook, poll or backfill): new, or duplicates absorbed.",
           {{"pipeline", pipeline}, {"source", source}, {"outcome", outcome}},
           static_cast<double>(n));
 }
@@ -85,7 +85,8 @@ PollOutcome run_poll(const config::PipelineConfig &pipeline, store::Store &store
         for (const auto &e : result.events) (e.duplicate ? duplicates : fresh)++;
         outcome.counts.enqueued += fresh;
         outcome.counts.duplicates += duplicates;
-        count_received(pipeline.name, "poll", fresh, duplicates);
+        count_received(pipeline.name, options.lane == PollLane::backfill ? "backfill" : "poll",
+                       fresh, duplicates);
       }
       cursor = page->next_cursor;
       if (options.on_progress) options.on_progress(outcome.counts, page->remaining);

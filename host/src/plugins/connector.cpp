@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "plugins/plugin_library.hpp"
+#include "util/crash.hpp"
 #include "util/json.hpp"
 
 namespace crmhost::plugins {
@@ -98,6 +99,7 @@ Connector::Connector(std::shared_ptr<const PluginLibrary> plugin,
 Connector::~Connector() {
   std::lock_guard call_lock(call_mutex_);
   std::lock_guard control_lock(plugin_->control_mutex_);
+  crash::PluginCallScope in_flight(plugin_->id().c_str(), host_->connection.c_str(), "destroy");
   plugin_->connector_.destroy(handle_);
 }
 
@@ -122,6 +124,7 @@ Outcome<Connector::RawResult> Connector::call(const char *operation, Invoke &&in
   err.retryable = -1;
   crm_status status;
   try {
+    crash::PluginCallScope in_flight(plugin_->id().c_str(), host_->connection.c_str(), operation);
     status = normalize_status(invoke(&out.sink, &err));
   } catch (...) {
     // A C++ plugin that lets an exception escape broke the ABI; contain it here.

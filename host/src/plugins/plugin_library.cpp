@@ -7,6 +7,7 @@
 #include <boost/dll/shared_library_load_mode.hpp>
 
 #include "plugins/connector.hpp"
+#include "util/crash.hpp"
 
 namespace crmhost::plugins {
 
@@ -163,6 +164,7 @@ struct Loader {
     plugin.context_.services = services;
     plugin.host_api_ = make_host_api(&plugin.context_, plugin.info_.negotiated_abi);
     crm_error err = new_error();
+    crash::PluginCallScope in_flight(plugin.info_.id.c_str(), "", "init");
     const crm_status status = normalize_status(plugin.entry_.init(&plugin.host_api_, &err));
     if (status < 0)
       return refuse(std::string("init failed (") + status_name(status) + "): " + message_of(err) +
@@ -196,6 +198,7 @@ struct Loader {
   std::optional<LoadRefusal> describe(PluginLibrary &plugin) {
     StringSink out;
     crm_error err = new_error();
+    crash::PluginCallScope in_flight(plugin.info_.id.c_str(), "", "describe");
     const crm_status status = normalize_status(plugin.connector_.describe(&out.sink, &err));
     if (status < 0)
       return refuse(std::string("describe failed (") + status_name(status) +
@@ -251,6 +254,7 @@ Outcome<std::unique_ptr<Connector>> PluginLibrary::create_connector(
   crm_status status;
   try {
     std::lock_guard lock(control_mutex_);
+    crash::PluginCallScope in_flight(info_.id.c_str(), host->connection.c_str(), "create");
     status = normalize_status(connector_.create(
         host.get(), crm_str{settings_json.data(), settings_json.size()}, &handle, &err));
   } catch (...) {

@@ -71,6 +71,7 @@ class PluginLibrary : public std::enable_shared_from_this<PluginLibrary> {
 struct LoadRefusal {
   std::filesystem::path path;
   std::string reason;
+  bool missing_directory = false;  // the plugin directory itself could not be read
   std::string to_string() const;
 };
 

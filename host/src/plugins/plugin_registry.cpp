@@ -12,7 +12,12 @@ PluginRegistry::PluginRegistry(std::shared_ptr<HostServices> services)
 void PluginRegistry::load_directory(const std::filesystem::path &dir) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
-    refusals_.push_back({dir, "is not a readable directory; create it or pass --plugin-dir"});
+    refusals_.push_back({dir,
+                         std::filesystem::exists(dir, ec)
+                             ? "is not a readable directory; fix it, set plugin_dir or pass "
+                               "--plugin-dir"
+                             : "does not exist; create it, set plugin_dir or pass --plugin-dir",
+                         true});
     return;
   }
   std::vector<std::filesystem::path> files;

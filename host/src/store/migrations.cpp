@@ -129,6 +129,11 @@ constexpr std::string_view kMigration3 = R"sql(
 ALTER TABLE entity_links ADD COLUMN target_modified_at BIGINT;
 )sql";
 
+// Version 4: which process runs a sync run, so runs left open by a crash can be closed at start.
+constexpr std::string_view kMigration4 = R"sql(
+ALTER TABLE sync_runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+)sql";
+
 std::string with_id_type(std::string_view text, std::string_view id_type) {
   std::string out(text);
   for (auto pos = out.find("{ID}"); pos != std::string::npos; pos = out.find("{ID}", pos)) {
@@ -142,6 +147,7 @@ std::vector<Migration> build(std::string_view id_type) {
       {1, "initial schema", with_id_type(kMigration1, id_type)},
       {2, "cursor history and retention index", std::string(kMigration2)},
       {3, "target modification time on entity links", std::string(kMigration3)},
+      {4, "the process that owns a sync run", std::string(kMigration4)},
   };
 }
 

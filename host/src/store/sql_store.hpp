@@ -74,6 +74,7 @@ class SqlStore : public Store {
   void finish_sync_run(std::int64_t id, SyncRunStatus status, const SyncRunCounts &counts,
                        const std::string &error) override;
   std::optional<SyncRun> get_sync_run(std::int64_t id) override;
+  std::int64_t close_interrupted_sync_runs() override;
   std::vector<SyncRun> list_sync_runs(const std::optional<std::string> &pipeline,
                                       int limit) override;
 

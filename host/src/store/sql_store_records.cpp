@@ -44,6 +44,7 @@ SyncRunKind parse_run_kind(const std::string &s) {
 SyncRunStatus parse_run_status(const std::string &s) {
   if (s == "succeeded") return SyncRunStatus::succeeded;
   if (s == "failed") return SyncRunStatus::failed;
+  if (s == "interrupted") return SyncRunStatus::interrupted;
   return SyncRunStatus::running;
 }
 SyncRun read_run(const SqlRow &r) {
@@ -206,9 +207,9 @@ std::int64_t SqlStore::start_sync_run(const std::string &pipeline, SyncRunKind k
   std::int64_t id = 0;
   write_tx([&](SqlTx &tx) {
     id = tx.query_i64(
-               "INSERT INTO sync_runs (pipeline, kind, status, started_at) VALUES (?, ?, "
-               "'running', ?) RETURNING id",
-               {pipeline, to_string(kind), to_unix_ms(now())})
+               "INSERT INTO sync_runs (pipeline, kind, status, started_at, owner) VALUES (?, ?, "
+               "'running', ?, ?) RETURNING id",
+               {pipeline, to_string(kind), to_unix_ms(now()), process_identity()})
              .value_or(0);
   });
   return id;
@@ -225,6 +226,30 @@ void SqlStore::finish_sync_run(std::int64_t id, SyncRunStatus status, const Sync
          counts.failed, error, id});
   });
   require(changed == 1, "no sync run " + std::to_string(id));
+}
+
+std::int64_t SqlStore::close_interrupted_sync_runs() {
+  std::vector<std::pair<std::int64_t, std::string>> open;
+  read_tx([&](SqlTx &tx) {
+    open.clear();
+    tx.query("SELECT id, owner FROM sync_runs WHERE status = 'running'", {},
+             [&](const SqlRow &r) { open.emplace_back(r.i64(0), r.text(1)); });
+  });
+  std::int64_t closed = 0;
+  for (const auto &[id, owner] : open) {
+    if (!process_has_ended(owner)) continue;
+    write_tx([&](SqlTx &tx) {
+      closed += tx.exec(
+          "UPDATE sync_runs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ? "
+          "AND status = 'running'",
+          {to_unix_ms(now()),
+           std::string("interrupted: the crmhost process running it (") +
+               (owner.empty() ? "unknown" : owner) +
+               ") ended without finishing it, by a crash or a kill",
+           id});
+    });
+  }
+  return closed;
 }
 
 std::optional<SyncRun> SqlStore::get_sync_run(std::int64_t id) {

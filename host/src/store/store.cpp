@@ -1,6 +1,11 @@
 #include "store/store.hpp"
 
+#include <cerrno>
+#include <csignal>
+#include <random>
+
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include "store/backends.hpp"
 #include "store/migrations.hpp"
@@ -14,7 +19,43 @@ namespace {
                    "unknown " + std::string(what) + " '" + std::string(value) + "'");
 }
 
+std::string host_name() {
+  char name[256] = {0};
+  if (gethostname(name, sizeof name - 1) != 0) return "host";
+  return name;
+}
+
 }  // namespace
+
+const std::string &process_identity() {
+  static const std::string identity = [] {
+    std::random_device random;
+    char nonce[17];
+    std::snprintf(nonce, sizeof nonce, "%08x%08x", random(), random());
+    return host_name() + ":" + std::to_string(::getpid()) + ":" + nonce;
+  }();
+  return identity;
+}
+
+bool process_has_ended(const std::string &identity) {
+  if (identity.empty()) return true;
+  if (identity == process_identity()) return false;
+  const auto nonce_colon = identity.rfind(':');
+  if (nonce_colon == std::string::npos || nonce_colon == 0) return false;
+  const auto pid_colon = identity.rfind(':', nonce_colon - 1);
+  if (pid_colon == std::string::npos) return false;
+  if (identity.compare(0, pid_colon, host_name()) != 0 || pid_colon != host_name().size())
+    return false;  // another machine's process: it closes its own runs
+  pid_t pid = 0;
+  try {
+    pid = static_cast<pid_t>(std::stol(identity.substr(pid_colon + 1, nonce_colon - pid_colon - 1)));
+  } catch (const std::exception &) {
+    return false;
+  }
+  if (pid <= 0) return false;
+  if (pid == ::getpid()) return true;  // our pid, another nonce: a predecessor with our pid
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
 
 Timestamp now_ms() {
   return std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now());
@@ -92,6 +133,8 @@ std::string_view to_string(SyncRunStatus s) {
       return "succeeded";
     case SyncRunStatus::failed:
       return "failed";
+    case SyncRunStatus::interrupted:
+      return "interrupted";
   }
   return "running";
 }

@@ -190,7 +190,9 @@ struct Conflict {
 };
 
 enum class SyncRunKind { poll, backfill, replay };
-enum class SyncRunStatus { running, succeeded, failed };
+// interrupted: the process running it ended without finishing it (a crash or SIGKILL); closed so
+// at the next start.
+enum class SyncRunStatus { running, succeeded, failed, interrupted };
 std::string_view to_string(SyncRunKind k);
 std::string_view to_string(SyncRunStatus s);
 
@@ -333,6 +335,10 @@ class Store {
   virtual void finish_sync_run(std::int64_t id, SyncRunStatus status, const SyncRunCounts &counts,
                                const std::string &error = {}) = 0;
   virtual std::optional<SyncRun> get_sync_run(std::int64_t id) = 0;
+  // Marks `interrupted` the runs still `running` whose process has ended (one of this machine
+  // that no longer lives, or an owner from before owners were recorded); runs of live processes
+  // and of other machines are left alone. Returns how many were closed. Called at start.
+  virtual std::int64_t close_interrupted_sync_runs() = 0;
   virtual std::vector<SyncRun> list_sync_runs(const std::optional<std::string> &pipeline,
                                               int limit = 50) = 0;
 
@@ -359,6 +365,14 @@ std::unique_ptr<Store> open_store(const std::string &uri, const StoreOptions &op
 
 // The URI with any password replaced by "***" (userinfo and `password=` query parameters).
 std::string redact_uri(std::string_view uri);
+
+// This process, as recorded in sync runs: "hostname:pid:nonce" (the nonce tells a restarted
+// process that got the same pid, as pid 1 in a container does, from its predecessor).
+const std::string &process_identity();
+// Whether the process `identity` names has certainly ended: one of this machine that is not this
+// process and whose pid no longer runs, or an empty identity (rows from before it was recorded).
+// A process of another machine is never judged ended.
+bool process_has_ended(const std::string &identity);
 
 // "{connection}:{object}:{event_type}:{record_id}:{sha256(payload) hex}"
 std::string default_dedupe_key(const NewEvent &event);
