@@ -166,3 +166,31 @@ TEST_CASE("fill_empty needs a sink that can fetch; newest_wins does without") {
                   &registry())
           .empty());
 }
+
+TEST_CASE("a setting that makes a plugin keep state needs CRMHOST_SECRET_KEY at validation") {
+  REQUIRE(registry().find("odoo"));
+  const std::string config =
+      "connections:\n"
+      "  erp:\n"
+      "    plugin: odoo\n"
+      "    settings:\n"
+      "      url: http://odoo.example\n"
+      "      database: crm\n"
+      "      api_key: k1\n"
+      "      reconcile_interval_seconds: 3600\n";
+  {
+    crmhost::test::ScopedEnv key("CRMHOST_SECRET_KEY", nullptr);
+    CHECK(problems_of(config, &registry()) ==
+          std::vector<std::string>{
+              "c.yaml:8:35: settings.reconcile_interval_seconds of connection \"erp\" makes the "
+              "plugin keep state in the store, which is encrypted with CRMHOST_SECRET_KEY: it is "
+              "not set (set it in the service's environment, e.g. /etc/crmhost/crmhost.env; "
+              "`openssl rand -hex 32` makes one)"});
+    // 0 turns the reconciliation off: no state, no key needed.
+    std::string off = config;
+    off.replace(off.find("3600"), 4, "0");
+    CHECK(problems_of(off, &registry()).empty());
+  }
+  crmhost::test::ScopedEnv key("CRMHOST_SECRET_KEY", std::string(64, 'a').c_str());
+  CHECK(problems_of(config, &registry()).empty());
+}

@@ -132,7 +132,7 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
   CHECK_THAT(
       scraped.body,
       Catch::Contains(
-          R"(crmhost_webhooks_received_total{pipeline="contacts",outcome="stored"} 1)") &&
+          R"(crmhost_webhooks_received_total{path="/hooks/memory",outcome="stored"} 1)") &&
           Catch::Contains(R"(crmhost_queue_depth{pipeline="contacts",status="pending"} 1)") &&
           Catch::Contains(R"(crmhost_pipeline_paused{pipeline="contacts"} 1)") &&
           Catch::Contains("crmhost_build_info{"));
@@ -204,4 +204,43 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
   engine.stop();
   db.reset();
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("/readyz answers 503 while the store cannot write (a full disk), and webhooks 503",
+          "[admin]") {
+  const auto dir = testing::fresh_test_dir("admin-full");
+  auto registry = std::make_shared<plugins::PluginRegistry>();
+  registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory.so");
+  registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory-sdk.so");
+  store::StoreOptions options;
+  options.sqlite_max_pages = 64;  // a database that cannot grow: SQLITE_FULL, as on a full disk
+  std::shared_ptr<store::Store> db =
+      store::open_store("sqlite://" + (dir / "state.db").string(), options);
+  config::Config c;
+  c.connections = {
+      {"src", {"src", "memory", R"({"webhook_secret":"s3cret-s3cret"})", std::nullopt, {}}},
+      {"dst", {"dst", "memory-sdk", R"({"webhook_secret":"s3cret-s3cret"})", std::nullopt, {}}}};
+  config::PipelineConfig p;
+  p.name = "contacts";
+  p.webhook = config::WebhookSource{"src", "/hooks/memory", {}, {}};
+  p.sink = config::PushSink{"dst", "contact", "upsert", std::string("email"), "source_wins", {}};
+  c.pipelines = {{p.name, p}};
+  pipeline::Engine engine(c, registry, db);
+  engine.start();
+  engine.pause("contacts");
+  admin::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
+  CHECK(admin::route(call("GET", "/readyz", ""), ctx).status == 200);
+  net::HttpResponse last{200, "", {}, ""};
+  for (int i = 0; i < 2000 && last.status == 200; ++i)
+    last = admin::route(call("POST", "/hooks/memory", "",
+                             R"([{"object":"contact","id":"f)" + std::to_string(i) +
+                                 R"(","data":{"email":"f@example.com","note":")" +
+                                 std::string(400, 'n') + R"("}}])"),
+                        ctx);
+  INFO(last.body);
+  CHECK(last.status == 503);  // the delivery is refused, not acknowledged and lost
+  const auto ready = admin::route(call("GET", "/readyz", ""), ctx);
+  CHECK(ready.status == 503);
+  CHECK_THAT(ready.body, Catch::Contains("store cannot write") && Catch::Contains("full"));
+  engine.stop();
 }

@@ -113,12 +113,12 @@ struct RunningHost {
         << "      push_delay_ms: " << push_delay_ms << "\n"
         << dst_extra
         << "  dst2:\n    plugin: memory-sdk\n    settings:\n      webhook_secret: s3cret-s3cret\n"
-        << dst2_extra
-        << "pipelines:\n"
+        << dst2_extra << "pipelines:\n"
         << pipelines;
   }
 
   void start() {
+    std::filesystem::remove(log);  // never read the previous process's log as this one's
     pid = ::fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {

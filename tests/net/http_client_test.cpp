@@ -567,3 +567,19 @@ TEST_CASE("client: every attempt is counted in the Prometheus metrics", "[net]")
         0);
   std::filesystem::remove(file);
 }
+
+TEST_CASE("client: responses with more than 8 KB of headers are read (proxies send them)",
+          "[net]") {
+  ScriptedServer server([](const net::HttpRequest &, size_t) {
+    net::Headers headers;
+    for (int i = 0; i < 40; ++i)  // ~20 KB, as long Set-Cookie and tracing headers add up
+      headers.emplace_back("X-Policy-" + std::to_string(i), std::string(500, 'p'));
+    return answer(200, headers, "ok");
+  });
+  net::HttpClient client(fast_options());
+  auto reply = client.request("conn", get(server.url("/big-headers")));
+  REQUIRE(reply.ok());
+  CHECK(reply->status == 200);
+  CHECK(reply->body == "ok");
+  CHECK(reply->headers.size() >= 40);
+}

@@ -271,3 +271,26 @@ TEST_CASE("check names refused credentials as unauthorized") {
       f.sandbox.base_url() + "\"}");
   CHECK(bad->check().error().code == CRM_ERR_UNAUTHORIZED);
 }
+
+TEST_CASE("numbers are written as HubSpot's text, integral ones without a fraction") {
+  // A "number" transform turns "4200" into 4200.0; written as a JSON number it came back as
+  // "4200.0", and the echo of the deal was taken for a change and written back once.
+  SandboxFixture f;
+  auto c = f.host.connect(f.settings());
+  PushRequest request;
+  request.object = "deal";
+  request.mode = "create";
+  request.records = {{"d", std::nullopt, R"({"dealname":"Big","amount":4200.0})"},
+                     {"e", std::nullopt, R"({"dealname":"Small","amount":99.5})"}};
+  auto pushed = c->push(request);
+  REQUIRE(pushed);
+  REQUIRE(pushed->size() == 2);
+  REQUIRE((*pushed)[0].ok);
+  REQUIRE((*pushed)[1].ok);
+  const auto big = f.sandbox.record(kPortal, "deals", (*pushed)[0].id);
+  const auto small = f.sandbox.record(kPortal, "deals", (*pushed)[1].id);
+  REQUIRE(big);
+  REQUIRE(small);
+  CHECK(big->properties.at("amount") == "4200");
+  CHECK(small->properties.at("amount") == "99.5");
+}

@@ -4,6 +4,10 @@
 #include <set>
 #include <thread>
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "test_support.hpp"
 #include "util/json.hpp"
 
@@ -253,4 +257,47 @@ TEST_CASE("poll pages tell how many records remain", "[connector]") {
   auto last = c->poll({"contact", page->next_cursor, 10});
   REQUIRE(last);
   CHECK(last->remaining == std::optional<uint64_t>(0));
+}
+
+TEST_CASE("the C example's webhook parse takes memory in proportion to the body", "[connector]") {
+  // In a child process, so its peak resident size is this call's alone. Before the fix each
+  // JSON string allocated the rest of the whole text: a 600 KB body peaked near 1 GB.
+  std::string body = "[";
+  for (int i = 0; body.size() < 600'000; ++i)
+    body += std::string(i ? "," : "") + R"({"object":"contact","id":"w)" + std::to_string(i) +
+            R"(","data":{"email":"w)" + std::to_string(i) + R"(@example.com","name":"N"}})";
+  body += "]";
+  auto request = delivery("s3cret-s3cret", body);
+  for (int i = 0; i < 5000; ++i)
+    request.headers.emplace_back("X-Filler-" + std::to_string(i), std::string(20, 'v'));
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    long growth_kb = -1;
+    auto plugin = load_plugin(crmhost::test::fixture("memory"), std::make_shared<HostServices>());
+    if (auto *lib = std::get_if<std::shared_ptr<PluginLibrary>>(&plugin)) {
+      auto created = (*lib)->create_connector("c", kSettings);
+      if (created) {
+        rusage before{};
+        ::getrusage(RUSAGE_SELF, &before);
+        auto events = created.value()->webhook(request);
+        rusage after{};
+        ::getrusage(RUSAGE_SELF, &after);
+        if (events && events->events.size() > 7000) growth_kb = after.ru_maxrss - before.ru_maxrss;
+      }
+    }
+    (void)!::write(fds[1], &growth_kb, sizeof growth_kb);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  long growth_kb = -2;
+  (void)!::read(fds[0], &growth_kb, sizeof growth_kb);
+  ::close(fds[0]);
+  ::waitpid(child, nullptr, 0);
+  INFO("peak resident growth " << growth_kb << " KiB");
+  CHECK(growth_kb >= 0);
+  CHECK(growth_kb < 96 * 1024);
 }

@@ -10,6 +10,8 @@
 #include <rapidjson/writer.h>
 #include <spdlog/spdlog.h>
 
+#include "util/log_throttle.hpp"
+
 #include "pipeline/event_payload.hpp"
 #include "util/logging.hpp"
 #include "util/metrics.hpp"
@@ -433,9 +435,15 @@ plugins::WebhookRequest webhook_of(const net::HttpRequest &request, const std::s
 
 net::HttpResponse webhook_response(const std::string &request_id, const std::string &path,
                                    const pipeline::WebhookIngest &ingest) {
-  spdlog::log(ingest.http_status == 200 ? spdlog::level::debug : spdlog::level::warn,
-              "request {} POST {}: {} ({} new, {} duplicate)", request_id, path, ingest.http_status,
-              ingest.events, ingest.duplicates);
+  if (ingest.http_status == 200) {
+    spdlog::debug("request {} POST {}: 200 ({} new, {} duplicate)", request_id, path, ingest.events,
+                  ingest.duplicates);
+  } else {
+    // Refusals come at the rate a sender chooses: a few lines per path and status per 10 s.
+    static logging::LogThrottle throttle(5, std::chrono::seconds(10));
+    if (auto note = throttle.admit(path + " " + std::to_string(ingest.http_status)))
+      spdlog::warn("request {} POST {}: {}{}", request_id, path, ingest.http_status, *note);
+  }
   if (ingest.http_status == 200 && ingest.reply)
     return {ingest.reply->status, "text/plain; charset=utf-8", ingest.reply->headers,
             ingest.reply->body};
@@ -466,6 +474,9 @@ net::HttpResponse route(const net::HttpRequest &request, RouterContext &ctx) {
     if (request.method == "GET" && request.path == "/readyz") {
       try {
         ctx.store.schema_version();
+        // Reads still work on a full disk; the last write says whether events can be stored.
+        if (auto failure = ctx.store.write_failure())
+          return {503, "text/plain", {}, "store cannot write: " + logging::redact(*failure) + "\n"};
         return {200, "text/plain", {}, "ready\n"};
       } catch (const std::exception &) {
         return {503, "text/plain", {}, "store unreachable\n"};

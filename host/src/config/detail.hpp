@@ -1,5 +1,7 @@
 #pragma once
 // Internals of the configuration loader, shared by its .cpp files (and its tests).
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -49,6 +51,21 @@ void resolve_plain_scalar(const std::string &text, rapidjson::Value &out,
 
 // Whether a scalar node was written plain (not quoted, not a block literal, not !!str).
 bool is_plain(const YAML::Node &scalar);
+
+// What one configuration file may hold. Far above any real configuration; they keep a hostile or
+// mistaken file (a billion-laughs alias bomb, a self-referring alias, a 100,000-digit number)
+// from taking time, memory or stack.
+struct YamlBounds {
+  size_t max_nodes = 200'000;   // values, counting each alias as often as it expands
+  size_t max_depth = 64;        // nesting
+  size_t max_scalar = 1 << 20;  // characters in one value
+};
+inline constexpr uint64_t kMaxConfigFileBytes = 4ULL << 20;
+inline constexpr uint64_t kMaxInterpolatedFileBytes = 1ULL << 20;  // ${file:...}
+
+// nullopt when `root` is within `bounds`; else the problem, and `where` is set to its mark.
+std::optional<std::string> check_bounds(const YAML::Node &root, const YamlBounds &bounds,
+                                        YAML::Mark &where);
 
 // Reports a problem at a mark.
 using Report = std::function<void(const YAML::Mark &, std::string message)>;

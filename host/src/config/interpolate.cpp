@@ -22,18 +22,32 @@ std::optional<std::string> read_file(const std::filesystem::path &path, std::str
     why = "it is a directory";
     return std::nullopt;
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    why = std::filesystem::exists(path, ec) ? "permission denied" : "no such file";
+  if (!std::filesystem::exists(path, ec)) {
+    why = "no such file";
     return std::nullopt;
   }
-  std::ostringstream content;
-  content << in.rdbuf();
+  // Only a regular file (symlinks followed): a device (/dev/zero) never ends and a FIFO blocks.
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    why = "it is not a regular file";
+    return std::nullopt;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    why = "permission denied";
+    return std::nullopt;
+  }
+  // Secrets and certificates are small; read one byte past the limit to tell a bigger file.
+  std::string text(kMaxInterpolatedFileBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
   if (in.bad()) {
     why = "read error";
     return std::nullopt;
   }
-  std::string text = content.str();
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxInterpolatedFileBytes) {
+    why = "it is larger than " + std::to_string(kMaxInterpolatedFileBytes) + " bytes";
+    return std::nullopt;
+  }
   if (!text.empty() && text.back() == '\n') text.pop_back();
   if (!text.empty() && text.back() == '\r') text.pop_back();
   return text;

@@ -1,5 +1,6 @@
 // Loads YAML configuration files into Config, reporting every problem with its file:line:column.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -23,7 +24,7 @@ using detail::location;
 const std::vector<std::string> kTopKeys = {
     "store",   "listen",         "admin_token", "plugin_dir", "log",
     "workers", "shutdown_grace", "claim_lease", "retention",  "max_body",
-    "tls",     "metrics_token",  "connections", "pipelines", "allow_inline_secrets"};
+    "tls",     "metrics_token",  "connections", "pipelines",  "allow_inline_secrets"};
 const std::vector<std::string> kLogFormats = {"text", "json"};
 const std::vector<std::string> kLogLevels = {"trace", "debug",    "info", "warn",
                                              "error", "critical", "off"};
@@ -209,11 +210,17 @@ class Loader {
 
   // ", not "text"" for a value that may be shown, "" otherwise.
   static std::string got(const Entry &e, const Scalar *scalar = nullptr) {
-    if (scalar) return scalar->substituted ? "" : ", not " + q(scalar->text);
+    // Never a substituted value (it may be a secret), and a long one only in part.
+    const auto shown = [](const std::string &text) {
+      return text.size() <= 80
+                 ? q(text)
+                 : q(text.substr(0, 60)) + "... (" + std::to_string(text.size()) + " characters)";
+    };
+    if (scalar) return scalar->substituted ? "" : ", not " + shown(scalar->text);
     if (!e.value.IsDefined() || e.value.IsNull()) return ", not empty";
     if (e.value.IsMap()) return ", not a mapping";
     if (e.value.IsSequence()) return ", not a list";
-    return ", not " + q(e.value.Scalar());
+    return ", not " + shown(e.value.Scalar());
   }
 
   // ---- files ----
@@ -249,6 +256,15 @@ class Loader {
           {{file_, 0, 0}, fs::exists(path, ec) ? "cannot read the file" : "no such file"});
       return;
     }
+    if (const auto size = fs::file_size(path, ec); !ec && size > detail::kMaxConfigFileBytes) {
+      problems_.push_back({{file_, 0, 0},
+                           "the file is " + std::to_string(size) +
+                               " bytes; a configuration file "
+                               "may hold at most " +
+                               std::to_string(detail::kMaxConfigFileBytes) +
+                               " (is it the right file?)"});
+      return;
+    }
     std::vector<YAML::Node> documents;
     try {
       documents = YAML::LoadAll(in);
@@ -264,7 +280,13 @@ class Loader {
       problem(documents[1].Mark(), "a configuration file holds one YAML document, not several");
       return;
     }
-    if (!documents.empty()) top_level(documents.front());
+    if (documents.empty()) return;
+    YAML::Mark where;
+    if (auto excess = detail::check_bounds(documents.front(), detail::YamlBounds{}, where)) {
+      problem(where, *excess);
+      return;
+    }
+    top_level(documents.front());
   }
 
   // The offending line, quoted (up to its first ':' when it may hold a secret), and the likely
@@ -1091,6 +1113,41 @@ class Loader {
     return hint;
   }
 
+  // A setting whose schema says "x-crmhost-needs-state": true (Odoo's reconcile interval, say)
+  // makes the plugin keep state in the store, encrypted: without a key every such call fails at
+  // run time, so validation says so now.
+  void needs_state_check(const std::string &name, const std::string &schema_json,
+                         const rapidjson::Document &instance, const ConnectionExtra &extra) {
+    if (const char *key = std::getenv("CRMHOST_SECRET_KEY"); key && *key) return;
+    if (!instance.IsObject()) return;
+    rapidjson::Document schema;
+    if (json::try_parse(schema_json, schema, "settings schema") || !schema.IsObject()) return;
+    const auto properties = schema.FindMember("properties");
+    if (properties == schema.MemberEnd() || !properties->value.IsObject()) return;
+    for (const auto &property : properties->value.GetObject()) {
+      const auto flag = property.value.IsObject()
+                            ? property.value.FindMember("x-crmhost-needs-state")
+                            : property.value.MemberEnd();
+      if (!property.value.IsObject() || flag == property.value.MemberEnd() || !flag->value.IsTrue())
+        continue;
+      const auto set = instance.FindMember(property.name);
+      if (set == instance.MemberEnd() || set->value.IsNull() || set->value.IsFalse() ||
+          (set->value.IsNumber() && set->value.GetDouble() == 0) ||
+          (set->value.IsString() && set->value.GetStringLength() == 0))
+        continue;
+      const std::string setting = property.name.GetString();
+      YAML::Mark mark = extra.settings_mark;
+      if (extra.settings.IsMap() && extra.settings[setting])
+        mark = detail::mark_of(extra.settings[setting], mark);
+      problems_.push_back(
+          {location(extra.file, mark),
+           "settings." + setting + " of connection " + q(name) +
+               " makes the plugin keep state in the store, which is encrypted with "
+               "CRMHOST_SECRET_KEY: it is not set (set it in the service's environment, e.g. "
+               "/etc/crmhost/crmhost.env; `openssl rand -hex 32` makes one)"});
+    }
+  }
+
   void plugin_check() {
     for (const auto &[name, c] : config_.connections) {
       const auto &extra = connection_extra_.at(name);
@@ -1110,6 +1167,7 @@ class Loader {
           "connection " + q(name), [&](const YAML::Mark &mark, std::string message) {
             problems_.push_back({location(file, mark), std::move(message)});
           });
+      needs_state_check(name, plugin->description().settings_schema_json, instance, extra);
     }
     for (const auto *p : pipelines_in_file_order()) {
       const auto &extra = pipeline_extra_.at(p->name);
@@ -1196,6 +1254,9 @@ std::string plugin_dir_of(const std::vector<std::filesystem::path> &paths) {
   }
   std::sort(files.begin(), files.end());
   for (const auto &file : files) {
+    std::error_code ec;
+    if (const auto size = fs::file_size(file, ec); ec || size > detail::kMaxConfigFileBytes)
+      continue;  // load() reports it
     try {
       const YAML::Node root = YAML::LoadFile(file.string());
       if (!root.IsMap() || !root["plugin_dir"] || !root["plugin_dir"].IsScalar()) continue;

@@ -1,7 +1,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
-#include <regex>
+#include <unordered_set>
 
 #include "config/detail.hpp"
 #include "util/text.hpp"
@@ -27,17 +27,54 @@ bool is_plain(const YAML::Node &scalar) {
   return scalar.Tag() == "?" || scalar.Tag().empty();
 }
 
+namespace {
+
+// [-+]?[0-9]+, by hand: linear and without recursion, whatever the length (std::regex recurses
+// per character and overflowed the stack on a 100,000-digit number).
+bool is_integer(std::string_view s) {
+  size_t i = (!s.empty() && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
+  if (i == s.size()) return false;
+  for (; i < s.size(); ++i)
+    if (s[i] < '0' || s[i] > '9') return false;
+  return true;
+}
+
+// [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+bool is_float(std::string_view s) {
+  size_t i = (!s.empty() && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
+  const auto digits = [&] {
+    const size_t start = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+    return i - start;
+  };
+  const size_t whole = digits();
+  size_t fraction = 0;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    fraction = digits();
+    if (whole == 0 && fraction == 0) return false;
+  } else if (whole == 0) {
+    return false;
+  }
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+    if (digits() == 0) return false;
+  }
+  return i == s.size();
+}
+
+}  // namespace
+
 void resolve_plain_scalar(const std::string &text, rapidjson::Value &out,
                           rapidjson::Document::AllocatorType &alloc) {
-  static const std::regex kInteger("[-+]?[0-9]+");
-  static const std::regex kFloat("[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?");
   if (text == "null" || text == "Null" || text == "NULL" || text == "~" || text.empty()) {
     out.SetNull();
   } else if (text == "true" || text == "True" || text == "TRUE") {
     out.SetBool(true);
   } else if (text == "false" || text == "False" || text == "FALSE") {
     out.SetBool(false);
-  } else if (std::regex_match(text, kInteger)) {
+  } else if (is_integer(text)) {
     errno = 0;
     char *end = nullptr;
     if (text[0] == '-') {
@@ -48,7 +85,7 @@ void resolve_plain_scalar(const std::string &text, rapidjson::Value &out,
       if (errno == 0) return out.SetUint64(value), void();
     }
     out.SetString(text.c_str(), static_cast<rapidjson::SizeType>(text.size()), alloc);
-  } else if (std::regex_match(text, kFloat)) {
+  } else if (is_float(text)) {
     out.SetDouble(std::strtod(text.c_str(), nullptr));
   } else {
     out.SetString(text.c_str(), static_cast<rapidjson::SizeType>(text.size()), alloc);
@@ -88,6 +125,7 @@ bool yaml_to_json(const YAML::Node &node, const std::filesystem::path &base_dir,
     case YAML::NodeType::Map: {
       out.SetObject();
       bool ok = true;
+      std::unordered_set<std::string> keys;  // HasMember is linear: quadratic on big mappings
       for (const auto &entry : node) {
         if (!entry.first.IsScalar()) {
           report(mark_of(entry.first, node.Mark()), "keys must be plain strings");
@@ -95,7 +133,7 @@ bool yaml_to_json(const YAML::Node &node, const std::filesystem::path &base_dir,
           continue;
         }
         const std::string &key = entry.first.Scalar();
-        if (out.HasMember(key.c_str())) {
+        if (!keys.insert(key).second) {
           report(entry.first.Mark(), "key \"" + key + "\" appears twice");
           ok = false;
           continue;
@@ -108,6 +146,52 @@ bool yaml_to_json(const YAML::Node &node, const std::filesystem::path &base_dir,
     }
   }
   return true;
+}
+
+std::optional<std::string> check_bounds(const YAML::Node &root, const YamlBounds &bounds,
+                                        YAML::Mark &where) {
+  // Iterative, with an explicit stack: a self-referring alias or deep nesting cannot take the
+  // call stack, and every alias is counted as often as it is expanded.
+  struct Frame {
+    YAML::Node node;
+    size_t depth;
+  };
+  std::vector<Frame> stack{{root, 0}};
+  size_t visited = 0;
+  while (!stack.empty()) {
+    Frame frame = std::move(stack.back());
+    stack.pop_back();
+    if (++visited > bounds.max_nodes) {
+      where = frame.node.Mark();
+      return "the document expands to more than " + std::to_string(bounds.max_nodes) +
+             " values (aliases expanding into aliases?); a configuration is far smaller";
+    }
+    if (frame.depth > bounds.max_depth) {
+      where = frame.node.Mark();
+      return "values nest more than " + std::to_string(bounds.max_depth) +
+             " levels deep (an alias that refers to itself?)";
+    }
+    switch (frame.node.Type()) {
+      case YAML::NodeType::Scalar:
+        if (frame.node.Scalar().size() > bounds.max_scalar) {
+          where = frame.node.Mark();
+          return "a value is longer than " + std::to_string(bounds.max_scalar) + " characters";
+        }
+        break;
+      case YAML::NodeType::Sequence:
+        for (const auto &item : frame.node) stack.push_back({item, frame.depth + 1});
+        break;
+      case YAML::NodeType::Map:
+        for (const auto &entry : frame.node) {
+          stack.push_back({entry.first, frame.depth + 1});
+          stack.push_back({entry.second, frame.depth + 1});
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  return std::nullopt;
 }
 
 std::string join(const std::vector<std::string> &items, std::string_view separator) {

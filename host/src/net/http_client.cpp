@@ -327,6 +327,7 @@ struct HttpClient::Impl {
           [&](auto handler) { http::async_write(conn->tcp(), connect, handler); });
       if (ec) throw Failure{"proxy CONNECT: " + describe(ec)};
       http::response_parser<http::empty_body> answer;
+      answer.header_limit(kMaxResponseHeaderBytes);
       answer.skip(true);  // a CONNECT answer has no body
       ec = run_step(
           conn->io, connect_deadline, [&] { conn->close(); },
@@ -384,6 +385,9 @@ struct HttpClient::Impl {
       if (ec) throw Failure{"send: " + describe(ec)};
       http::response_parser<http::string_body> parser;
       parser.body_limit(options.max_response_body);
+      // Beast's default is 8 KB of headers; APIs behind proxies and CDNs (long Set-Cookie,
+      // tracing and policy headers) send more.
+      parser.header_limit(kMaxResponseHeaderBytes);
       if (boost::algorithm::iequals(call.method, "HEAD")) parser.skip(true);
       ec = run_step(
           conn->io, deadline, [&] { conn->close(); },

@@ -19,6 +19,9 @@
 
 namespace crmhost::net {
 
+// Response headers the client reads, in all: 8 times Beast's default, for APIs behind proxies.
+inline constexpr uint32_t kMaxResponseHeaderBytes = 64 * 1024;
+
 struct ClientOptions {
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds default_timeout{60'000};  // a call's deadline, retries included

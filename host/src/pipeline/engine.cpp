@@ -14,6 +14,7 @@
 #include <boost/asio/strand.hpp>
 
 #include "pipeline/event_payload.hpp"
+#include "util/json.hpp"
 #include "util/metrics.hpp"
 
 namespace crmhost::pipeline {
@@ -605,18 +606,33 @@ void Engine::ingest_webhook_async(const std::string &path, const plugins::Webhoo
     return done(std::move(result));
   }
   auto verifier = runners.front();
-  auto finish = [verifier, done = std::move(done)](WebhookIngest result) {
+  // Labelled by path: a delivery to a path that several pipelines share is one delivery (each
+  // pipeline's events are counted in crmhost_events_received_total).
+  auto finish = [path, done = std::move(done)](WebhookIngest result) {
     const char *outcome = result.http_status == 200   ? (result.events ? "stored" : "duplicate")
                           : result.http_status == 401 ? "unauthorized"
                           : result.http_status == 400 ? "invalid"
                           : result.http_status == 503 ? "unavailable"
                                                       : "error";
     metrics::global().counter_add("crmhost_webhooks_received_total",
-                                  "Webhook deliveries received, by outcome.",
-                                  {{"pipeline", verifier->config().name}, {"outcome", outcome}});
+                                  "Webhook deliveries received, by path and outcome.",
+                                  {{"path", path}, {"outcome", outcome}});
     done(std::move(result));
   };
 
+  // A body nested deep enough to overflow a recursive parser never reaches the plugin: the
+  // plugin's fault would take the whole host down.
+  if (const auto first = request.body.find_first_not_of(" \t\r\n");
+      first != std::string::npos && (request.body[first] == '{' || request.body[first] == '[')) {
+    if (const auto at = json::nesting_exceeds(request.body, json::kMaxWebhookJsonDepth)) {
+      WebhookIngest result;
+      result.http_status = 400;
+      result.body = "the JSON body nests deeper than " +
+                    std::to_string(json::kMaxWebhookJsonDepth) + " levels (at offset " +
+                    std::to_string(*at) + ")";
+      return finish(std::move(result));
+    }
+  }
   // Verification and parsing run here (a plugin call); the commit is awaited without a thread.
   auto parsed = verifier->source()->connector->webhook(request);
   if (!parsed) {

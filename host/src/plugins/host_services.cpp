@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "util/log_throttle.hpp"
 #include "util/logging.hpp"
 
 namespace crmhost::plugins {
@@ -161,7 +162,18 @@ void host_log(const crm_host_api *host, crm_host_instance *instance, int32_t lev
                            : level == CRM_LOG_INFO  ? spdlog::level::info
                            : level == CRM_LOG_WARN  ? spdlog::level::warn
                                                     : spdlog::level::err;
-    const std::string text = logging::redact(view(message));
+    // A plugin may log per call (a refused webhook, a retry): a few lines of each level per
+    // plugin connection per 10 s; the next line that passes counts the rest.
+    static logging::LogThrottle throttle(20, std::chrono::seconds(10));
+    std::string note;
+    if (spd_level >= spdlog::level::info) {
+      auto admitted = throttle.admit(context->plugin_id + "/" +
+                                     (instance ? instance->connection : std::string()) + "/" +
+                                     std::to_string(static_cast<int>(spd_level)));
+      if (!admitted) return;
+      note = std::move(*admitted);
+    }
+    const std::string text = logging::redact(view(message)) + note;
     if (instance)
       spdlog::log(spd_level, "[plugin {} connection {}] {}", context->plugin_id,
                   instance->connection, text);

@@ -165,7 +165,15 @@ class PgStore final : public SqlStore {
   }
 
  protected:
-  void write_tx(const std::function<void(SqlTx &)> &fn) override { run<pqxx::work>(fn); }
+  void write_tx(const std::function<void(SqlTx &)> &fn) override {
+    try {
+      run<pqxx::work>(fn);
+    } catch (...) {
+      note_write_outcome(std::current_exception());
+      throw;
+    }
+    note_write_outcome(nullptr);
+  }
   void read_tx(const std::function<void(SqlTx &)> &fn) override { run<pqxx::read_transaction>(fn); }
 
  private:

@@ -79,6 +79,8 @@ class SqliteConnection final : public SqlTx {
     sqlite3_close_v2(db_);
   }
   SqliteConnection(const SqliteConnection &) = delete;
+  // False once SQLite has ended the transaction itself, as it may on SQLITE_FULL or an I/O error.
+  bool in_transaction() const { return sqlite3_get_autocommit(db_) == 0; }
   SqliteConnection &operator=(const SqliteConnection &) = delete;
 
   void query(std::string_view sql, const SqlParams &params, const RowHandler &on_row) override {
@@ -211,6 +213,10 @@ class SqliteStore final : public SqlStore {
     writer_ = std::thread([this] { writer_loop(); });
     try {
       retry_while_busy(options, [&] { open_schema(options); });
+      if (options.sqlite_max_pages > 0)
+        write_tx([&](SqlTx &tx) {
+          tx.exec_script("PRAGMA max_page_count = " + std::to_string(options.sqlite_max_pages));
+        });
     } catch (...) {
       stop_writer();
       throw;
@@ -350,6 +356,7 @@ class SqliteStore final : public SqlStore {
     try {
       db.exec("BEGIN IMMEDIATE", {});
     } catch (...) {
+      note_write_outcome(std::current_exception());
       for (WriteJob *job : batch) job->finish(std::current_exception());
       return;
     }
@@ -363,6 +370,14 @@ class SqliteStore final : public SqlStore {
           db.exec("RELEASE job", {});
         } catch (...) {
           errors[i] = std::current_exception();
+          if (!db.in_transaction()) {
+            // SQLite rolled the whole transaction back itself (SQLITE_FULL, SQLITE_IOERR): the
+            // batch's earlier jobs are undone too, and all get this job's error, the real cause
+            // (not the "no such savepoint" that rolling back to the savepoint would raise).
+            note_write_outcome(errors[i]);
+            for (WriteJob *job : batch) job->finish(errors[i]);
+            return;
+          }
           db.exec("ROLLBACK TO job", {});
           db.exec("RELEASE job", {});
         }
@@ -385,9 +400,23 @@ class SqliteStore final : public SqlStore {
       } catch (const StoreError &e) {
         spdlog::warn("store: SQLite rollback after a failed commit: {}", e.what());
       }
+      note_write_outcome(error);
       for (WriteJob *job : batch) job->finish(error);
       return;
     }
+    // A job that failed on the store itself (SQLITE_FULL inside an insert) counts as a failed
+    // write even though the commit of the others went through.
+    std::exception_ptr health;
+    for (const auto &error : errors) {
+      if (!error) continue;
+      try {
+        std::rethrow_exception(error);
+      } catch (const StoreError &e) {
+        if (e.retryable()) health = error;
+      } catch (...) {
+      }
+    }
+    note_write_outcome(health);
     for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->finish(errors[i]);
   }
 

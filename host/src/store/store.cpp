@@ -48,13 +48,35 @@ bool process_has_ended(const std::string &identity) {
     return false;  // another machine's process: it closes its own runs
   pid_t pid = 0;
   try {
-    pid = static_cast<pid_t>(std::stol(identity.substr(pid_colon + 1, nonce_colon - pid_colon - 1)));
+    pid =
+        static_cast<pid_t>(std::stol(identity.substr(pid_colon + 1, nonce_colon - pid_colon - 1)));
   } catch (const std::exception &) {
     return false;
   }
   if (pid <= 0) return false;
   if (pid == ::getpid()) return true;  // our pid, another nonce: a predecessor with our pid
   return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+std::optional<std::string> Store::write_failure() const {
+  std::lock_guard lock(write_health_mutex_);
+  return write_failure_;
+}
+
+void Store::note_write_outcome(std::exception_ptr error) {
+  std::optional<std::string> failure;
+  if (error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const StoreError &e) {
+      if (!e.retryable()) return;
+      failure = e.what();
+    } catch (...) {
+      return;
+    }
+  }
+  std::lock_guard lock(write_health_mutex_);
+  write_failure_ = std::move(failure);
 }
 
 Timestamp now_ms() {

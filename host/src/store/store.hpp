@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -235,6 +236,8 @@ struct StoreOptions {
   SqliteSync sqlite_synchronous = SqliteSync::full;
   Millis sqlite_busy_timeout{Millis(5'000)};
   int sqlite_readers = 2;
+  // A cap on the database's size in pages (0: none): writes beyond it fail as on a full disk.
+  int64_t sqlite_max_pages = 0;
 
   // PostgreSQL
   int pg_pool_size = 4;
@@ -260,6 +263,11 @@ int latest_schema_version();
 class Store {
  public:
   virtual ~Store() = default;
+
+  // While writes fail for a reason of the store's own (the disk full, the database unreachable or
+  // read-only): the latest such error; nullopt once a write succeeds again. /readyz reports it,
+  // since reads (and so a health check that only reads) keep working on a full disk.
+  std::optional<std::string> write_failure() const;
 
   // Schema
   virtual int schema_version() = 0;
@@ -339,6 +347,17 @@ class Store {
   // that no longer lives, or an owner from before owners were recorded); runs of live processes
   // and of other machines are left alone. Returns how many were closed. Called at start.
   virtual std::int64_t close_interrupted_sync_runs() = 0;
+
+ protected:
+  // Backends report each write transaction's outcome: an `unavailable` StoreError sets the
+  // failure, success clears it, other errors (a constraint, a bad argument) leave it as it is.
+  void note_write_outcome(std::exception_ptr error);
+
+ private:
+  mutable std::mutex write_health_mutex_;
+  std::optional<std::string> write_failure_;
+
+ public:
   virtual std::vector<SyncRun> list_sync_runs(const std::optional<std::string> &pipeline,
                                               int limit = 50) = 0;
 

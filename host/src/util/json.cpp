@@ -13,9 +13,38 @@
 
 namespace crmhost::json {
 
+std::optional<size_t> nesting_exceeds(std::string_view text, size_t max_depth) {
+  size_t depth = 0;
+  bool in_string = false, escaped = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_depth) return i;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> try_parse(std::string_view text, rapidjson::Document &out,
                                      std::string_view what) {
-  out.Parse(text.data(), text.size());
+  if (auto at = nesting_exceeds(text, kMaxJsonDepth)) {
+    out.SetNull();
+    return std::string(what) + " nests deeper than " + std::to_string(kMaxJsonDepth) +
+           " levels (at offset " + std::to_string(*at) + ")";
+  }
+  // Iterative: no recursion, whatever the input (the depth above bounds what follows it).
+  out.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());
   if (!out.HasParseError()) return std::nullopt;
   return std::string(what) + " is not valid JSON at offset " +
          std::to_string(out.GetErrorOffset()) + ": " +

@@ -14,7 +14,18 @@ class ParseError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Parses `text`; throws ParseError("<what> is not valid JSON at offset N: reason").
+// Nesting the host accepts in JSON it parses (plugin results, admin bodies) and in webhook bodies
+// before a plugin sees them. Real payloads nest under 10 levels; a recursive parser (RapidJSON's
+// default, most plugins') overflows the stack somewhere past 100,000.
+inline constexpr size_t kMaxJsonDepth = 256;
+inline constexpr size_t kMaxWebhookJsonDepth = 64;
+
+// The offset at which `text` opens its (max_depth+1)th nested array or object, or nullopt when it
+// nests no deeper than max_depth. Linear, no recursion, strings skipped; not a validator.
+std::optional<size_t> nesting_exceeds(std::string_view text, size_t max_depth);
+
+// Parses `text` (iteratively, nesting at most kMaxJsonDepth); throws
+// ParseError("<what> is not valid JSON at offset N: reason").
 rapidjson::Document parse(std::string_view text, std::string_view what);
 
 // Parses `text`; returns the error message instead of throwing.

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -77,10 +78,34 @@ inline std::string to_json(const rapidjson::Value &value) {
   return std::string(buffer.GetString(), buffer.GetSize());
 }
 
+// Nesting parse_json accepts: far above any provider's payload, far below what overflows a stack.
+inline constexpr size_t kMaxJsonDepth = 256;
+
 // Parses a JSON document or throws Error(CRM_ERR_INVALID_INPUT) naming the offset and problem.
+// Iterative and depth-bounded, so a hostile body or provider answer cannot exhaust the stack.
 inline rapidjson::Document parse_json(std::string_view text, const char *what) {
+  size_t depth = 0;
+  bool in_string = false, escaped = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if ((c == '{' || c == '[') && ++depth > kMaxJsonDepth) {
+      throw Error(CRM_ERR_INVALID_INPUT, std::string(what) + " nests deeper than " +
+                                             std::to_string(kMaxJsonDepth) + " levels");
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
   rapidjson::Document doc;
-  doc.Parse(text.data(), text.size());
+  doc.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());
   if (doc.HasParseError()) {
     throw Error(CRM_ERR_INVALID_INPUT, std::string(what) + " is not valid JSON at offset " +
                                            std::to_string(doc.GetErrorOffset()) + ": " +
@@ -112,6 +137,11 @@ inline std::string scalar_text(const rapidjson::Value &v) {
   if (v.IsString()) return std::string(v.GetString(), v.GetStringLength());
   if (v.IsUint64()) return std::to_string(v.GetUint64());
   if (v.IsInt64()) return std::to_string(v.GetInt64());
+  // An integral double (4200.0, as a "number" transform makes from "4200") reads as the integer:
+  // providers store number fields as text without a fraction, and echoes must compare equal.
+  if (v.IsDouble() && std::isfinite(v.GetDouble()) && std::fabs(v.GetDouble()) < 1e15 &&
+      v.GetDouble() == std::trunc(v.GetDouble()))
+    return std::to_string(static_cast<long long>(v.GetDouble()));
   if (v.IsDouble()) return to_json(v);
   if (v.IsBool()) return v.GetBool() ? "true" : "false";
   return "";

@@ -40,8 +40,11 @@ std::string to_properties(const Value &data, Value &out, Alloc &alloc) {
     Value converted;
     if (v.IsNull()) {
       converted.SetString("", alloc);
-    } else if (v.IsString() || v.IsNumber()) {
+    } else if (v.IsString()) {
       converted.CopyFrom(v, alloc);
+    } else if (v.IsNumber()) {
+      // HubSpot types every property value as a string ("4200", not 4200.0).
+      converted.SetString(sdk::scalar_text(v).c_str(), alloc);
     } else if (v.IsBool()) {
       converted.SetString(v.GetBool() ? "true" : "false", alloc);
     } else if (v.IsArray()) {
