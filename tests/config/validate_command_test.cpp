@@ -25,12 +25,13 @@ TEST_CASE("crmhost validate") {
   crmhost::test::TempDir dir;
   dir.write("webhook.secret", "12345678\n");
   const auto good =
-      dir.write("good.yaml",
-                "connections:\n"
-                "  mem: { plugin: memory, settings: { webhook_secret: \"${file:webhook.secret}\" } }\n"
-                "pipelines:\n"
-                "  p: { source: { poll: { connection: mem, object: contact } },\n"
-                "       sink: { push: { connection: mem, object: deal } } }\n")
+      dir.write(
+             "good.yaml",
+             "connections:\n"
+             "  mem: { plugin: memory, settings: { webhook_secret: \"${file:webhook.secret}\" } }\n"
+             "pipelines:\n"
+             "  p: { source: { poll: { connection: mem, object: contact } },\n"
+             "       sink: { push: { connection: mem, object: deal } } }\n")
           .string();
   const auto bad = dir.write("bad.yaml",
                              "stor: x\n"
@@ -58,10 +59,10 @@ TEST_CASE("crmhost validate") {
                        "true)\n");
   }
   SECTION("a secret written inline: a warning, exit 0; allow_inline_secrets: true silences it") {
-    const auto inline_token =
-        dir.write("inline.yaml", "admin_token: inline-secret-0123456789\nmetrics_token: "
-                                 "\"${file:webhook.secret}${file:webhook.secret}\"\n")
-            .string();
+    const auto inline_token = dir.write("inline.yaml",
+                                        "admin_token: inline-secret-0123456789\nmetrics_token: "
+                                        "\"${file:webhook.secret}${file:webhook.secret}\"\n")
+                                  .string();
     const auto r = validate({"validate", plugins, inline_token});
     CHECK(r.code == 0);
     CHECK(r.out == inline_token +

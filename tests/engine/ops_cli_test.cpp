@@ -94,8 +94,8 @@ TEST_CASE("status on a store where nothing has run says so, creates nothing, and
   };
   std::string text;
   REQUIRE(status(text) == 0);
-  CHECK_THAT(text, Catch::Contains("Nothing has run yet: the store " +
-                                   (dir / "state.db").string() + " does not exist"));
+  CHECK_THAT(text, Catch::Contains("Nothing has run yet: the store " + (dir / "state.db").string() +
+                                   " does not exist"));
   CHECK_THAT(text, !Catch::Contains("not set") && !Catch::Contains("no such table"));
   CHECK(!std::filesystem::exists(dir / "state.db"));
 

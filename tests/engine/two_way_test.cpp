@@ -322,8 +322,8 @@ TEST_CASE("several events of one new record in a batch create it once, with the 
   engine.resume("repeats");
   // A batch's outcomes are counted once it has settled in the store, so the counter can lag the
   // store by a moment: wait for both (the batch adds all its pushes at once).
-  REQUIRE(eventually(
-      [&] { return settled(*h.db, "repeats") == 3 && pushed() - pushed_before >= 1; }));
+  REQUIRE(
+      eventually([&] { return settled(*h.db, "repeats") == 3 && pushed() - pushed_before >= 1; }));
   CHECK(pushed() - pushed_before == 1);
   const auto written = records(engine, "b");
   REQUIRE(written.size() == 1);

@@ -112,7 +112,8 @@ int status_command(const std::vector<std::string> &args, std::ostream &out, std:
     const auto where = store::parse_store_uri(cfg->store);
     if (where.backend == store::Backend::sqlite &&
         !std::filesystem::exists(std::filesystem::absolute(where.sqlite_path))) {
-      out << "Nothing has run yet: the store " << std::filesystem::absolute(where.sqlite_path).string()
+      out << "Nothing has run yet: the store "
+          << std::filesystem::absolute(where.sqlite_path).string()
           << " does not exist (crmhost run creates it).\n";
       return 0;
     }

@@ -31,7 +31,8 @@ void install(const std::string &marker_path);
 std::optional<std::string> take_previous(const std::string &marker_path);
 
 // The marker file for a host: $STATE_DIRECTORY/last-crash under systemd, else beside an SQLite
-// database (`state.db.last-crash`; pass an empty path for PostgreSQL), else empty (the line goes to stderr only).
+// database (`state.db.last-crash`; pass an empty path for PostgreSQL), else empty (the line goes to
+// stderr only).
 std::string marker_path_for(const std::filesystem::path &sqlite_database);
 
 }  // namespace crmhost::crash
