@@ -22,7 +22,7 @@ using detail::location;
 const std::vector<std::string> kTopKeys = {
     "store",   "listen",         "admin_token", "plugin_dir", "log",
     "workers", "shutdown_grace", "claim_lease", "retention",  "max_body",
-    "tls",     "metrics_token",  "connections", "pipelines"};
+    "tls",     "metrics_token",  "connections", "pipelines",  "max_connections_per_client"};
 const std::vector<std::string> kLogFormats = {"text", "json"};
 const std::vector<std::string> kLogLevels = {"trace", "debug",    "info", "warn",
                                              "error", "critical", "off"};
@@ -478,6 +478,8 @@ class Loader {
         else
           config_.max_body = *size;
       }
+    } else if (key == "max_connections_per_client") {
+      if (auto n = uint_value(e, 0, 1'000'000)) config_.max_connections_per_client = *n;
     }
   }
 
