@@ -291,6 +291,7 @@ int main(int argc, char **argv) {
   net::ServerOptions options;
   options.listen = {"127.0.0.1:0"};
   options.max_connections = 4096;
+  options.max_connections_per_client = 0;  // every generated connection comes from 127.0.0.1
   net::HttpServer server(io, handlers, options,
                          [&](const net::HttpRequest &r, net::Respond respond) {
                            admin::route_async(r, router, std::move(respond));

@@ -85,6 +85,7 @@ pipelines:
     source: { webhook: { connection: b, path: /hooks/b } }
     sink: { push: { connection: a, object: deal } }
     retry: { backoff: 30s }
+max_connections_per_client: 0
 )");
   auto result = crmhost::config::load({file});
   for (const auto &p : result.problems) UNSCOPED_INFO(p.to_string());
@@ -102,6 +103,7 @@ pipelines:
   CHECK(c.claim_lease == 2min);
   CHECK(c.retention == 24h * 30);
   CHECK(c.max_body == 4u << 20);
+  CHECK(c.max_connections_per_client == 0);
   const auto &a = c.connections.at("a");
   CHECK(a.name == "a");
   CHECK(a.plugin == "memory");

@@ -15,6 +15,7 @@
 
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
+#include "server_harness.hpp"
 #include "test_pki.hpp"
 
 using namespace crmhost;
@@ -22,39 +23,9 @@ using namespace std::chrono_literals;
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
 using tcp = asio::ip::tcp;
+using crmhost::test::ServerHarness;
 
 namespace {
-
-struct ServerHarness {
-  asio::io_context io;
-  asio::thread_pool pool{2};
-  std::unique_ptr<net::HttpServer> server;
-  std::thread io_thread;
-  std::atomic<int> calls{0};
-
-  explicit ServerHarness(net::ServerOptions options = {}, std::chrono::milliseconds delay = 0ms) {
-    options.listen = {"127.0.0.1:0"};
-    server = std::make_unique<net::HttpServer>(
-        io, pool, options, [this, delay](const net::HttpRequest &r) {
-          ++calls;
-          std::this_thread::sleep_for(delay);
-          return net::HttpResponse{
-              200,
-              "text/plain",
-              {},
-              r.method + " " + r.path + " " + r.query + " " + std::to_string(r.body.size())};
-        });
-    server->start();
-    io_thread = std::thread([this] { io.run(); });
-  }
-  ~ServerHarness() {
-    server->stop();
-    io.stop();
-    io_thread.join();
-    pool.join();
-  }
-  uint16_t port() const { return server->ports().at(0); }
-};
 
 tcp::socket connect(uint16_t port) {
   static asio::io_context client_io;

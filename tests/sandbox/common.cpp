@@ -227,6 +227,7 @@ void LoopbackServer::start() {
   crmhost::net::ServerOptions options;
   options.listen = {listen_};
   options.max_body = 16ull << 20;
+  options.max_connections_per_client = 0;  // an emulated provider: its clients are all loopback
   parts_->server =
       std::make_unique<crmhost::net::HttpServer>(parts_->io, parts_->pool, options, handler_);
   parts_->server->start();

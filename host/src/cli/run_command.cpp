@@ -60,6 +60,8 @@ std::vector<std::string> restart_only_changes(const config::Config &running,
   if (running.io_threads != next.io_threads) changed.push_back("workers.io");
   if (running.plugin_workers != next.plugin_workers) changed.push_back("workers.plugin");
   if (running.max_body != next.max_body) changed.push_back("max_body");
+  if (running.max_connections_per_client != next.max_connections_per_client)
+    changed.push_back("max_connections_per_client");
   return changed;
 }
 
@@ -161,6 +163,7 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   net::ServerOptions server_options;
   server_options.listen = loaded.config->listen;
   server_options.max_body = loaded.config->max_body;
+  server_options.max_connections_per_client = loaded.config->max_connections_per_client;
   if (const auto &tls = loaded.config->tls)
     server_options.tls = net::ServerOptions::Tls{tls->certificate, tls->key};
   admin::RouterContext router{engine, *db, loaded.config->admin_token, loaded.config->metrics_token,

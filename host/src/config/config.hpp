@@ -112,6 +112,8 @@ struct Config {
   Duration claim_lease{std::chrono::seconds(60)};
   Duration retention{std::chrono::hours(24 * 7)};
   uint64_t max_body = 1 << 20;  // the largest request body (webhook, admin API) accepted, bytes
+  // Open HTTP connections one peer IP address may hold; 0: no cap (the global cap remains).
+  uint32_t max_connections_per_client = 64;
   // HTTPS on every listen address when set: PEM certificate chain and key files.
   struct Tls {
     std::string certificate;

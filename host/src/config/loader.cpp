@@ -21,10 +21,22 @@ namespace {
 namespace fs = std::filesystem;
 using detail::location;
 
-const std::vector<std::string> kTopKeys = {
-    "store",   "listen",         "admin_token", "plugin_dir", "log",
-    "workers", "shutdown_grace", "claim_lease", "retention",  "max_body",
-    "tls",     "metrics_token",  "connections", "pipelines",  "allow_inline_secrets"};
+const std::vector<std::string> kTopKeys = {"store",
+                                           "listen",
+                                           "admin_token",
+                                           "plugin_dir",
+                                           "log",
+                                           "workers",
+                                           "shutdown_grace",
+                                           "claim_lease",
+                                           "retention",
+                                           "max_body",
+                                           "tls",
+                                           "metrics_token",
+                                           "connections",
+                                           "pipelines",
+                                           "allow_inline_secrets",
+                                           "max_connections_per_client"};
 const std::vector<std::string> kLogFormats = {"text", "json"};
 const std::vector<std::string> kLogLevels = {"trace", "debug",    "info", "warn",
                                              "error", "critical", "off"};
@@ -603,6 +615,8 @@ class Loader {
         else
           config_.max_body = *size;
       }
+    } else if (key == "max_connections_per_client") {
+      if (auto n = uint_value(e, 0, 1'000'000)) config_.max_connections_per_client = *n;
     }
   }
 

@@ -1,7 +1,11 @@
 #include "net/http_server.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 
@@ -11,10 +15,13 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+
+#include "util/metrics.hpp"
 
 namespace crmhost::net {
 
@@ -46,16 +53,46 @@ std::string new_request_id() {
   return out;
 }
 
+// One listen address: its acceptor and the pause before retrying a failed accept.
+struct Listener {
+  tcp::acceptor acceptor;
+  asio::steady_timer retry;
+  std::string address;  // as configured, for the log
+  std::chrono::milliseconds backoff{0};
+  Listener(asio::io_context &io, std::string a) : acceptor(io), retry(io), address(std::move(a)) {}
+};
+
 struct HttpServer::State {
   ServerOptions options;
   AsyncHandler handler;
   asio::thread_pool &handlers;
-  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::vector<std::unique_ptr<Listener>> listeners;
   std::unique_ptr<asio::ssl::context> tls;  // set when every listener speaks TLS
   std::atomic<size_t> open{0};
   std::atomic<bool> stopping{false};
+  // Open connections per peer address, when capped. Sessions end on any thread (the last owner
+  // of one may be a handler), hence the mutex.
+  std::mutex clients_mutex;
+  std::map<asio::ip::address, size_t> clients;
+  // Accept errors since the last one logged (the io thread's alone).
+  std::chrono::steady_clock::time_point accept_error_logged{};
+  size_t accept_errors_unlogged = 0;
   State(ServerOptions o, AsyncHandler h, asio::thread_pool &pool)
       : options(std::move(o)), handler(std::move(h)), handlers(pool) {}
+
+  // Counts a connection from `client`; false when the client is at its cap.
+  bool claim_client(const asio::ip::address &client) {
+    std::lock_guard lock(clients_mutex);
+    auto &count = clients[client];
+    if (count >= options.max_connections_per_client) return false;
+    ++count;
+    return true;
+  }
+  void release_client(const asio::ip::address &client) {
+    std::lock_guard lock(clients_mutex);
+    const auto it = clients.find(client);
+    if (it != clients.end() && --it->second == 0) clients.erase(it);
+  }
 };
 
 namespace {
@@ -137,6 +174,50 @@ std::string serialize_response(const HttpResponse &response, std::string_view re
 
 namespace {
 
+constexpr size_t kHeaderLimit = 64 * 1024;
+
+// The answer (431 or 400 and why) to a request the parser refused, or nullopt when `ec` is no
+// fault of the request's form (a timeout, a closed connection, a body over the limit).
+std::optional<std::pair<int, std::string>> malformed_request(beast::error_code ec) {
+  if (ec.category() != http::make_error_code(http::error::bad_method).category())
+    return std::nullopt;
+  switch (static_cast<http::error>(ec.value())) {
+    case http::error::header_limit:
+      return {{431, "request header fields too large (the limit is 64 KiB)"}};
+    case http::error::bad_content_length:
+      return {{400,
+               "bad request: invalid Content-Length, or several that differ, or one with "
+               "Transfer-Encoding"}};
+    case http::error::bad_transfer_encoding:
+      return {{400, "bad request: Transfer-Encoding repeated or with Content-Length"}};
+    case http::error::bad_chunk:
+    case http::error::bad_chunk_extension:
+      return {{400, "bad request: malformed chunked body"}};
+    case http::error::bad_line_ending:
+    case http::error::bad_method:
+    case http::error::bad_target:
+    case http::error::bad_version:
+    case http::error::bad_field:
+    case http::error::bad_value:
+    case http::error::bad_obs_fold:
+      return {{400, "bad request: malformed request line or header (" + ec.message() + ")"}};
+    default:
+      return std::nullopt;
+  }
+}
+
+// Framing the parser lets through but RFC 9112 (6.1, 6.3) says a server must refuse, since the
+// body's length would be ambiguous: Content-Length with any Transfer-Encoding, or a
+// Transfer-Encoding whose last coding is not chunked.
+std::optional<std::string> framing_problem(const http::request_header<> &header, bool chunked) {
+  const bool has_te = header.find(http::field::transfer_encoding) != header.end();
+  if (!has_te) return std::nullopt;
+  if (header.find(http::field::content_length) != header.end())
+    return "bad request: both Content-Length and Transfer-Encoding";
+  if (!chunked) return "bad request: Transfer-Encoding whose last coding is not chunked";
+  return std::nullopt;
+}
+
 // One connection: read a request, run the handler on the pool, write the answer, repeat while
 // the client keeps the connection alive. Stream is a plain TCP stream or TLS over one.
 template <class Stream>
@@ -144,11 +225,19 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
 
  public:
-  Session(Socket socket, std::shared_ptr<HttpServer::State> state)
-      : stream_(make_stream(std::move(socket), *state)), state_(std::move(state)) {
+  // `client` is set when the connection counts against its address's cap (claim_client).
+  Session(Socket socket, std::shared_ptr<HttpServer::State> state, std::string remote,
+          std::optional<asio::ip::address> client)
+      : stream_(make_stream(std::move(socket), *state)),
+        state_(std::move(state)),
+        remote_(std::move(remote)),
+        client_(std::move(client)) {
     ++state_->open;
   }
-  ~Session() { --state_->open; }
+  ~Session() {
+    if (client_) state_->release_client(*client_);
+    --state_->open;
+  }
 
   void run() {
     // Start on the connection's strand so the stream is only ever touched there.
@@ -167,15 +256,13 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     });
   }
 
-  void reject_busy() {
+  void reject_busy([[maybe_unused]] std::string why) {
     if constexpr (kTls) {
       // Answering would take a handshake first; a refused TLS connection is simply closed.
       beast::error_code ignored;
       lowest().socket().close(ignored);
     } else {
-      HttpResponse busy{503, "text/plain; charset=utf-8", {}, "too many connections\n"};
-      keep_alive_ = false;
-      write(busy, new_request_id(), 11);
+      refuse(503, std::move(why));
     }
   }
 
@@ -191,7 +278,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   void do_read() {
     parser_.emplace();
     parser_->body_limit(state_->options.max_body);
-    parser_->header_limit(64 * 1024);
+    parser_->header_limit(kHeaderLimit);
     lowest().expires_after(first_read_ ? state_->options.header_timeout
                                        : state_->options.idle_timeout);
     http::async_read_header(
@@ -199,11 +286,20 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
         [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
   }
 
+  // Answers with `status` and a one-line body, then closes (the request is not handled).
+  void refuse(int status, std::string why) {
+    keep_alive_ = false;
+    write({status, "text/plain; charset=utf-8", {}, std::move(why) + "\n"}, new_request_id(), 11);
+  }
+
   void on_header(beast::error_code ec) {
     first_read_ = false;
     // A declared Content-Length over the limit is refused as soon as the header is read.
     if (ec == http::error::body_limit) return on_read(ec);
+    if (auto refusal = malformed_request(ec)) return refuse(refusal->first, refusal->second);
     if (ec) return close(ec);
+    if (auto problem = framing_problem(parser_->get(), parser_->chunked()))
+      return refuse(400, *problem);
     lowest().expires_after(state_->options.body_timeout);
     http::async_read(
         stream_, buffer_, *parser_,
@@ -211,11 +307,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   }
 
   void on_read(beast::error_code ec) {
-    if (ec == http::error::body_limit) {
-      keep_alive_ = false;
-      return write({413, "text/plain; charset=utf-8", {}, "request body too large\n"},
-                   new_request_id(), 11);
-    }
+    if (ec == http::error::body_limit) return refuse(413, "request body too large");
+    if (auto refusal = malformed_request(ec)) return refuse(refusal->first, refusal->second);
     if (ec) return close(ec);
     auto message = parser_->release();
     keep_alive_ = message.keep_alive() && !state_->stopping;
@@ -230,11 +323,6 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     request->body = std::move(message.body());
     const auto given = request->header("X-Request-Id");
     request->request_id = is_sane_request_id(given) ? given : new_request_id();
-    if (remote_.empty()) {  // once per connection: the peer does not change
-      beast::error_code peer_ec;
-      const auto peer = lowest().socket().remote_endpoint(peer_ec);
-      if (!peer_ec) remote_ = peer.address().to_string();
-    }
     request->remote = remote_;
     request->received_at_ms = now_ms();
     const unsigned version = message.version();
@@ -308,26 +396,110 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<HttpServer::State> state_;
-  std::string remote_;
+  std::string remote_;  // the peer address, read once at accept
+  std::optional<asio::ip::address> client_;
   bool keep_alive_ = true;
   bool first_read_ = true;
 };
 
-void do_accept(tcp::acceptor &acceptor, asio::io_context &io,
-               std::shared_ptr<HttpServer::State> state) {
-  acceptor.async_accept(
-      io.get_executor(), [&acceptor, &io, state](beast::error_code ec, Socket socket) {
-        if (ec || state->stopping) return;  // stopped (acceptor closed) or a transient failure
-        const bool busy = state->open >= state->options.max_connections;
-        if (state->tls) {
-          auto session = std::make_shared<Session<TlsStream>>(std::move(socket), state);
-          busy ? session->reject_busy() : session->run();
-        } else {
-          auto session = std::make_shared<Session<PlainStream>>(std::move(socket), state);
-          busy ? session->reject_busy() : session->run();
-        }
-        do_accept(acceptor, io, state);
-      });
+// Hands an accepted connection to a session, or refuses it (503) when the server or this client
+// is at its cap.
+void admit(Socket socket, const std::shared_ptr<HttpServer::State> &state) {
+  beast::error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  if (ec) return;  // already gone; the socket closes here
+  auto address = peer.address();
+  if (address.is_v6() && address.to_v6().is_v4_mapped())
+    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  std::optional<asio::ip::address> client;
+  const char *refused = nullptr;
+  std::string why;
+  if (state->open >= state->options.max_connections) {
+    refused = "global_cap";
+    why = "too many connections";
+  } else if (state->options.max_connections_per_client > 0) {
+    if (state->claim_client(address)) {
+      client = address;
+    } else {
+      refused = "per_client_cap";
+      why = "too many connections from " + address.to_string();
+    }
+  }
+  if (refused)
+    metrics::global().counter_add("crmhost_http_connections_refused_total",
+                                  "Inbound connections refused (503, or closed for TLS), by cap.",
+                                  {{"reason", refused}});
+  const auto start = [&](auto session) { refused ? session->reject_busy(why) : session->run(); };
+  if (state->tls)
+    start(std::make_shared<Session<TlsStream>>(std::move(socket), state, address.to_string(),
+                                               std::move(client)));
+  else
+    start(std::make_shared<Session<PlainStream>>(std::move(socket), state, address.to_string(),
+                                                 std::move(client)));
+}
+
+// A short name for an accept error, for the metric's label.
+std::string accept_error_name(const beast::error_code &ec) {
+  static const std::pair<int, const char *> kNames[] = {
+      {EMFILE, "EMFILE"}, {ENFILE, "ENFILE"}, {ENOBUFS, "ENOBUFS"},
+      {ENOMEM, "ENOMEM"}, {EPERM, "EPERM"},   {ECONNABORTED, "ECONNABORTED"},
+      {EPROTO, "EPROTO"}};
+  if (ec.category() == boost::system::system_category())
+    for (const auto &[value, name] : kNames)
+      if (ec.value() == value) return name;
+  return "other";
+}
+
+constexpr std::chrono::milliseconds kAcceptRetryFirst{50};
+constexpr std::chrono::milliseconds kAcceptRetryMax{1000};
+constexpr std::chrono::seconds kAcceptErrorLogInterval{5};
+
+void do_accept(Listener &listener, asio::io_context &io,
+               const std::shared_ptr<HttpServer::State> &state);
+
+// Counts and logs (at most once per kAcceptErrorLogInterval) a failed accept, then retries after
+// a pause that doubles while accepts keep failing: out of descriptors (EMFILE, ENFILE) or memory,
+// the pending connection stays queued and an immediate retry would only spin.
+void retry_accept(Listener &listener, asio::io_context &io,
+                  const std::shared_ptr<HttpServer::State> &state, const beast::error_code &ec) {
+  metrics::global().counter_add("crmhost_http_accept_errors_total",
+                                "Failed accepts of inbound connections (each retried), by error.",
+                                {{"error", accept_error_name(ec)}});
+  listener.backoff = std::clamp(listener.backoff * 2, kAcceptRetryFirst, kAcceptRetryMax);
+  const auto now = std::chrono::steady_clock::now();
+  if (state->accept_error_logged == std::chrono::steady_clock::time_point{} ||
+      now - state->accept_error_logged >= kAcceptErrorLogInterval) {
+    const auto unlogged = state->accept_errors_unlogged;
+    spdlog::error("HTTP accept on {} failed: {}; retrying in {} ms{}", listener.address,
+                  ec.message(), listener.backoff.count(),
+                  unlogged
+                      ? fmt::format(" ({} more failed accepts since the last report)", unlogged)
+                      : std::string());
+    state->accept_error_logged = now;
+    state->accept_errors_unlogged = 0;
+  } else {
+    ++state->accept_errors_unlogged;
+  }
+  listener.retry.expires_after(listener.backoff);
+  listener.retry.async_wait([&listener, &io, state](beast::error_code wait_ec) {
+    if (wait_ec || state->stopping) return;  // stopped: the timer was cancelled
+    do_accept(listener, io, state);
+  });
+}
+
+// Accepts until the server stops (the acceptor closed: operation_aborted); any other error is
+// retried, never the end of the listener.
+void do_accept(Listener &listener, asio::io_context &io,
+               const std::shared_ptr<HttpServer::State> &state) {
+  listener.acceptor.async_accept(io.get_executor(),
+                                 [&listener, &io, state](beast::error_code ec, Socket socket) {
+                                   if (ec == asio::error::operation_aborted || state->stopping)
+                                     return;
+                                   if (ec) return retry_accept(listener, io, state, ec);
+                                   listener.backoff = std::chrono::milliseconds(0);
+                                   admit(std::move(socket), state);
+                                   do_accept(listener, io, state);
+                                 });
 }
 
 tcp::endpoint parse_endpoint(const std::string &address) {
@@ -384,24 +556,26 @@ HttpServer::~HttpServer() {
 void HttpServer::start() {
   for (const auto &address : state_->options.listen) {
     const auto endpoint = parse_endpoint(address);
-    auto acceptor = std::make_unique<tcp::acceptor>(io_);
+    auto listener = std::make_unique<Listener>(io_, address);
+    auto &acceptor = listener->acceptor;
     beast::error_code ec;
-    acceptor->open(endpoint.protocol(), ec);
-    if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor->bind(endpoint, ec);
-    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    acceptor.open(endpoint.protocol(), ec);
+    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor.bind(endpoint, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) throw std::runtime_error("cannot listen on " + address + ": " + ec.message());
-    do_accept(*acceptor, io_, state_);
-    state_->acceptors.push_back(std::move(acceptor));
+    do_accept(*listener, io_, state_);
+    state_->listeners.push_back(std::move(listener));
   }
 }
 
 void HttpServer::stop() {
   if (state_->stopping.exchange(true)) return;
   asio::post(io_, [state = state_] {
-    for (auto &acceptor : state->acceptors) {
+    for (auto &listener : state->listeners) {
       beast::error_code ignored;
-      acceptor->close(ignored);
+      listener->acceptor.close(ignored);
+      listener->retry.cancel();
     }
   });
 }
@@ -412,9 +586,9 @@ size_t HttpServer::open_connections() const {
 
 std::vector<uint16_t> HttpServer::ports() const {
   std::vector<uint16_t> out;
-  for (const auto &acceptor : state_->acceptors) {
+  for (const auto &listener : state_->listeners) {
     beast::error_code ec;
-    out.push_back(acceptor->local_endpoint(ec).port());
+    out.push_back(listener->acceptor.local_endpoint(ec).port());
   }
   return out;
 }

@@ -1,8 +1,11 @@
 #pragma once
 // The inbound HTTP/1.1 server for webhooks and the admin API, on Boost.Beast (modelled on Beast's
 // advanced server): a listener per address, a session per connection with keep-alive, timeouts
-// on every read and write, a body size limit (413) and a cap on open connections. Handlers may
-// block (plugin calls, store commits), so they run on a separate pool, never on the io threads.
+// on every read and write, a body size limit (413), header size (431) and framing (400) checks,
+// and caps on open connections, overall and per client address (503). A failed accept (say,
+// EMFILE) is counted, logged at most every few seconds and retried after a growing pause; the
+// listener never stops on one. Handlers may block (plugin calls, store commits), so they run on
+// a separate pool, never on the io threads.
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -58,6 +61,9 @@ struct ServerOptions {
   std::chrono::milliseconds body_timeout{30'000};
   std::chrono::milliseconds idle_timeout{60'000};  // between keep-alive requests
   size_t max_connections = 1024;
+  // Open connections from one peer IP address; 0: no per-client cap. Beyond either cap a plain
+  // HTTP connection is answered 503 and closed, a TLS one closed.
+  size_t max_connections_per_client = 64;
   // When set, every listener speaks HTTPS only (TLS 1.2 or newer) with this PEM certificate
   // chain and key.
   struct Tls {
