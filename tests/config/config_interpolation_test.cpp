@@ -114,3 +114,49 @@ TEST_CASE("interpolation applies to host settings and pipelines too") {
   CHECK(result.config->pipelines.at("p").poll->jitter == std::chrono::seconds(30));
   CHECK(result.config->pipelines.at("p").sink.object == "deal");
 }
+
+TEST_CASE("problems name values from ${file:...} and ${ENV} by their source, never by content") {
+  ScopedEnv secret("CRMHOST_TEST_SECRET", "env-SECRET-8d2b4e");
+  ScopedEnv listen("CRMHOST_TEST_LISTEN", "127.0.0.1:18080");
+  ScopedEnv path("CRMHOST_TEST_PATH", "/hooks/env-SECRET-path");
+  TempDir dir;
+  dir.write("secret.txt", "tok-3f9a7c1e-SECRET-value\n");
+  const auto file = dir.write(
+      "c.yaml",
+      "listen: [\"${CRMHOST_TEST_LISTEN}\", \"${CRMHOST_TEST_LISTEN}\"]\n"
+      "tls:\n"
+      "  cert: ${file:secret.txt}\n"
+      "  key: ${CRMHOST_TEST_SECRET}\n"
+      "connections:\n"
+      "  src: { plugin: memory }\n"
+      "pipelines:\n"
+      "  p1:\n"
+      "    source: { webhook: { connection: \"${file:secret.txt}\", path: \"${CRMHOST_TEST_PATH}\" "
+      "} }\n"
+      "    sink: { push: { connection: \"${CRMHOST_TEST_SECRET}\", object: contact } }\n"
+      "  p2:\n"
+      "    source: { webhook: { connection: src, path: \"${CRMHOST_TEST_PATH}\" } }\n"
+      "    map:\n"
+      "      default_country: ${CRMHOST_TEST_SECRET}\n"
+      "      fields: { phone: { from: phone, transform: [e164] } }\n"
+      "    sink: { push: { connection: src, object: contact } }\n");
+  const auto problems = crmhost::test::listing(crmhost::config::load({file}), dir.path());
+  std::string all;
+  for (const auto &p : problems) all += p + "\n";
+  INFO(all);
+  CHECK(all.find("tok-3f9a7c1e") == std::string::npos);
+  CHECK(all.find("env-SECRET") == std::string::npos);
+  CHECK(all.find("127.0.0.1:18080") == std::string::npos);
+  CHECK_THAT(all, Catch::Contains("listen address the value from ${CRMHOST_TEST_LISTEN} is "
+                                  "listed twice"));
+  CHECK_THAT(all, Catch::Contains("tls.cert: no such file as the value from ${file:secret.txt}"));
+  CHECK_THAT(all,
+             Catch::Contains("tls.key: no such file as the value from ${CRMHOST_TEST_SECRET}"));
+  CHECK_THAT(all, Catch::Contains("names unknown connection the value from ${file:secret.txt}\n"));
+  CHECK_THAT(all,
+             Catch::Contains("names unknown connection the value from ${CRMHOST_TEST_SECRET}\n"));
+  CHECK_THAT(all, Catch::Contains("webhook path the value from ${CRMHOST_TEST_PATH} is already "
+                                  "used by pipeline \"p1\""));
+  CHECK_THAT(all,
+             Catch::Contains("default_country, not \"the value from ${CRMHOST_TEST_SECRET}\""));
+}

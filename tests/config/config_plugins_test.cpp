@@ -194,3 +194,30 @@ TEST_CASE("a setting that makes a plugin keep state needs CRMHOST_SECRET_KEY at 
   crmhost::test::ScopedEnv key("CRMHOST_SECRET_KEY", std::string(64, 'a').c_str());
   CHECK(problems_of(config, &registry()).empty());
 }
+
+TEST_CASE("plugin, object and preset problems never echo values from ${file:...} or ${ENV}") {
+  crmhost::test::ScopedEnv secret("CRMHOST_TEST_SECRET", "env-SECRET-8d2b4e");
+  crmhost::test::TempDir dir;
+  dir.write("secret.txt", "tok-3f9a7c1e-SECRET-value\n");
+  const auto file =
+      dir.write("c.yaml",
+                "connections:\n"
+                "  a: { plugin: \"${file:secret.txt}\" }\n"
+                "  m: { plugin: memory, settings: { webhook_secret: \"12345678\" } }\n"
+                "pipelines:\n"
+                "  p:\n"
+                "    source: { poll: { connection: m, object: \"${CRMHOST_TEST_SECRET}\" } }\n"
+                "    map: { preset: \"${file:secret.txt}\" }\n"
+                "    sink: { push: { connection: m, object: contact } }\n");
+  const auto problems =
+      crmhost::test::listing(crmhost::config::load({file}, &registry()), dir.path());
+  std::string all;
+  for (const auto &p : problems) all += p + "\n";
+  INFO(all);
+  CHECK(all.find("tok-3f9a7c1e") == std::string::npos);
+  CHECK(all.find("env-SECRET") == std::string::npos);
+  CHECK_THAT(all, Catch::Contains("connection \"a\" uses unknown plugin the value from "
+                                  "${file:secret.txt} (loaded plugins: "));
+  CHECK_THAT(all, Catch::Contains("has no object the value from ${CRMHOST_TEST_SECRET} (it has"));
+  CHECK_THAT(all, Catch::Contains("no preset the value from ${file:secret.txt};"));
+}

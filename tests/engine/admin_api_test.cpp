@@ -244,3 +244,56 @@ TEST_CASE("/readyz answers 503 while the store cannot write (a full disk), and w
   CHECK_THAT(ready.body, Catch::Contains("store cannot write") && Catch::Contains("full"));
   engine.stop();
 }
+
+TEST_CASE("the admin API answers valid UTF-8 JSON whatever bytes the store holds", "[admin]") {
+  const auto dir = testing::fresh_test_dir("admin-utf8");
+  auto registry = std::make_shared<plugins::PluginRegistry>();
+  registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory.so");
+  std::shared_ptr<store::Store> db = store::open_store("sqlite://" + (dir / "state.db").string());
+  config::Config c;
+  c.connections = {
+      {"src", {"src", "memory", R"({"webhook_secret":"s3cret-s3cret"})", std::nullopt, {}}}};
+  config::PipelineConfig p;
+  p.name = "contacts";
+  p.webhook = config::WebhookSource{"src", "/hooks/memory", {}, {}};
+  p.sink = config::PushSink{"src", "contact", "upsert", std::string("email"), "source_wins", {}};
+  c.pipelines = {{p.name, p}};
+  pipeline::Engine engine(c, registry, db);
+  engine.start();
+  engine.pause("contacts");
+  admin::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
+
+  // A stray byte, a truncated sequence and a surrogate, as a careless provider might send.
+  const std::string bad = "Ren\xE9 \xC3( \xED\xA0\x80 ok";
+  REQUIRE(admin::route(call("POST", "/hooks/memory", "",
+                            R"([{"object":"contact","id":"u1","data":{"name":")" + bad +
+                                R"(","card":"4111 1111 1111 1111"}}])"),
+                       ctx)
+              .status == 200);
+  const auto strict = [](const std::string &body) {
+    rapidjson::Document d;
+    d.Parse<rapidjson::kParseValidateEncodingFlag>(body.c_str(), body.size());
+    return !d.HasParseError();
+  };
+  const auto listed = admin::route(call("GET", "/events?pipeline=contacts&limit=10"), ctx);
+  REQUIRE(listed.status == 200);
+  auto events = json::parse(listed.body, "events");
+  REQUIRE(events.Size() == 1);
+  const auto id = events[0]["id"].GetInt64();
+  for (const auto &e : db->claim({"contacts", "test", 10, std::chrono::milliseconds(60000)}))
+    CHECK(db->dead_letter(e.id, e.claim_token, "push failed: " + bad));
+
+  const auto one = admin::route(call("GET", "/events/" + std::to_string(id)), ctx);
+  REQUIRE(one.status == 200);
+  INFO(one.body);
+  CHECK(strict(one.body));
+  CHECK_THAT(one.body, Catch::Contains("Ren\xEF\xBF\xBD \xEF\xBF\xBD(") &&
+                           Catch::Contains("[card]") && Catch::Contains(" ok"));
+  CHECK_THAT(one.body, Catch::Contains("push failed: Ren\xEF\xBF\xBD"));
+  const auto missing = admin::route(call("GET", "/pipelines/no\xFFpe"), ctx);
+  CHECK(missing.status == 404);
+  CHECK(strict(missing.body));
+  engine.stop();
+  db.reset();
+  std::filesystem::remove_all(dir);
+}

@@ -15,13 +15,36 @@
 #include "pipeline/event_payload.hpp"
 #include "util/logging.hpp"
 #include "util/metrics.hpp"
+#include "util/text.hpp"
 #include "util/time.hpp"
 
 namespace crmhost::admin {
 
 namespace {
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+// RapidJSON's Writer, but every string and key is written whole (embedded NULs too) and as
+// valid UTF-8: invalid bytes from stored payloads or request paths become U+FFFD, so each
+// answer is JSON that strict parsers accept. It hides the base String and Key overloads, so no
+// call can bypass it.
+class Writer : public rapidjson::Writer<rapidjson::StringBuffer> {
+ public:
+  using Base = rapidjson::Writer<rapidjson::StringBuffer>;
+  using Base::Base;
+  bool String(std::string_view s) { return write(s, false); }
+  bool Key(std::string_view s) { return write(s, true); }
+
+ private:
+  bool write(std::string_view s, bool key) {
+    if (!text::is_valid_utf8(s)) {
+      const std::string valid = text::to_valid_utf8(s);
+      return key ? Base::Key(valid.data(), size(valid)) : Base::String(valid.data(), size(valid));
+    }
+    return key ? Base::Key(s.data(), size(s)) : Base::String(s.data(), size(s));
+  }
+  static rapidjson::SizeType size(std::string_view s) {
+    return static_cast<rapidjson::SizeType>(s.size());
+  }
+};
 
 net::HttpResponse json_response(int status, const rapidjson::StringBuffer &body) {
   return {status, "application/json", {}, std::string(body.GetString(), body.GetSize()) + "\n"};
@@ -32,7 +55,7 @@ net::HttpResponse error(int status, const std::string &message) {
   Writer w(buffer);
   w.StartObject();
   w.Key("error");
-  w.String(message.c_str());
+  w.String(message);
   w.EndObject();
   return json_response(status, buffer);
 }
@@ -62,7 +85,7 @@ std::vector<std::string> split_path(const std::string &path) {
 
 void write_time(Writer &w, const char *key, store::Timestamp t) {
   w.Key(key);
-  w.String(timeutil::format_iso8601_ms(store::to_unix_ms(t)).c_str());
+  w.String(timeutil::format_iso8601_ms(store::to_unix_ms(t)));
 }
 
 void write_pipeline(Writer &w, const std::string &name, pipeline::Engine &engine,
@@ -71,7 +94,7 @@ void write_pipeline(Writer &w, const std::string &name, pipeline::Engine &engine
   auto it = config.pipelines.find(name);
   w.StartObject();
   w.Key("name");
-  w.String(name.c_str());
+  w.String(name);
   w.Key("enabled");
   w.Bool(it != config.pipelines.end() && it->second.enabled);
   w.Key("paused");
@@ -84,7 +107,7 @@ void write_pipeline(Writer &w, const std::string &name, pipeline::Engine &engine
     int64_t n = 0;
     for (const auto &c : db.count_by_status(name))
       if (c.status == status) n += c.count;
-    w.Key(std::string(store::to_string(status)).c_str());
+    w.Key(store::to_string(status));
     w.Int64(n);
   }
   w.EndObject();
@@ -93,7 +116,7 @@ void write_pipeline(Writer &w, const std::string &name, pipeline::Engine &engine
       w.Key("cursor");
       w.StartObject();
       w.Key("value");
-      w.String(cursor->value.c_str());
+      w.String(cursor->value);
       write_time(w, "updated_at", cursor->updated_at);
       w.Key("lag_seconds");
       w.Int64((store::to_unix_ms(store::now_ms()) - store::to_unix_ms(cursor->updated_at)) / 1000);
@@ -104,11 +127,9 @@ void write_pipeline(Writer &w, const std::string &name, pipeline::Engine &engine
     w.Key("polls");
     w.StartObject();
     w.Key("last");
-    polls->last_ms ? (void)w.String(timeutil::format_iso8601_ms(polls->last_ms).c_str())
-                   : (void)w.Null();
+    polls->last_ms ? (void)w.String(timeutil::format_iso8601_ms(polls->last_ms)) : (void)w.Null();
     w.Key("next");
-    polls->next_ms ? (void)w.String(timeutil::format_iso8601_ms(polls->next_ms).c_str())
-                   : (void)w.Null();
+    polls->next_ms ? (void)w.String(timeutil::format_iso8601_ms(polls->next_ms)) : (void)w.Null();
     w.EndObject();
   }
   // Since the host started; the same counters /metrics exposes.
@@ -152,9 +173,9 @@ void write_pipeline(Writer &w, const std::string &name, pipeline::Engine &engine
     w.Key("id");
     w.Int64(runs[0].id);
     w.Key("kind");
-    w.String(std::string(store::to_string(runs[0].kind)).c_str());
+    w.String(store::to_string(runs[0].kind));
     w.Key("status");
-    w.String(std::string(store::to_string(runs[0].status)).c_str());
+    w.String(store::to_string(runs[0].status));
     write_time(w, "started_at", runs[0].started_at);
     w.EndObject();
   }
@@ -166,30 +187,30 @@ void write_event(Writer &w, const store::Event &e, bool with_payload) {
   w.Key("id");
   w.Int64(e.id);
   w.Key("pipeline");
-  w.String(e.pipeline.c_str());
+  w.String(e.pipeline);
   w.Key("source");
-  w.String(std::string(store::to_string(e.source)).c_str());
+  w.String(store::to_string(e.source));
   w.Key("connection");
-  w.String(e.connection.c_str());
+  w.String(e.connection);
   w.Key("object");
-  w.String(e.object.c_str());
+  w.String(e.object);
   w.Key("record_id");
-  w.String(e.record_id.c_str());
+  w.String(e.record_id);
   w.Key("event_type");
-  w.String(e.event_type.c_str());
+  w.String(e.event_type);
   w.Key("status");
-  w.String(std::string(store::to_string(e.status)).c_str());
+  w.String(store::to_string(e.status));
   w.Key("attempts");
   w.Int(e.attempts);
   w.Key("last_error");
-  w.String(logging::redact(e.last_error).c_str());
+  w.String(logging::redact(e.last_error));
   w.Key("request_id");
-  w.String(e.request_id.c_str());
+  w.String(e.request_id);
   write_time(w, "received_at", e.received_at);
   if (with_payload) {
     // Credentials and email addresses are masked: operators see the shape, not the data.
     w.Key("payload");
-    w.String(logging::redact(e.payload).c_str());
+    w.String(logging::redact(e.payload));
   }
   w.EndObject();
 }
@@ -210,11 +231,11 @@ net::HttpResponse admin(const net::HttpRequest &request, RouterContext &ctx,
     const bool ok = checked && checked.value().ok;
     w.StartObject();
     w.Key("connection");
-    w.String(parts[1].c_str());
+    w.String(parts[1]);
     w.Key("ok");
     w.Bool(ok);
     w.Key("message");
-    w.String(checked ? checked.value().message.c_str() : checked.error().describe().c_str());
+    w.String(checked ? checked.value().message : checked.error().describe());
     w.EndObject();
     return json_response(ok ? 200 : 503, buffer);
   }
@@ -343,11 +364,11 @@ net::HttpResponse admin(const net::HttpRequest &request, RouterContext &ctx,
     w.Key("id");
     w.Int64(run->id);
     w.Key("pipeline");
-    w.String(run->pipeline.c_str());
+    w.String(run->pipeline);
     w.Key("kind");
-    w.String(std::string(store::to_string(run->kind)).c_str());
+    w.String(store::to_string(run->kind));
     w.Key("status");
-    w.String(std::string(store::to_string(run->status)).c_str());
+    w.String(store::to_string(run->status));
     w.Key("fetched");
     w.Int64(run->counts.fetched);
     w.Key("enqueued");
@@ -355,7 +376,7 @@ net::HttpResponse admin(const net::HttpRequest &request, RouterContext &ctx,
     w.Key("duplicates");
     w.Int64(run->counts.duplicates);
     w.Key("error");
-    w.String(run->error.c_str());
+    w.String(run->error);
     write_time(w, "started_at", run->started_at);
     w.EndObject();
     return json_response(200, buffer);

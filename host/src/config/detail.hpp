@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <rapidjson/document.h>
@@ -70,11 +71,15 @@ std::optional<std::string> check_bounds(const YAML::Node &root, const YamlBounds
 // Reports a problem at a mark.
 using Report = std::function<void(const YAML::Mark &, std::string message)>;
 
-// Converts a YAML node to JSON, interpolating every scalar. Keys stay as written.
+// Values that came from ${...}, each with the scalar as written: (value, "${file:/x}").
+using Substitutions = std::vector<std::pair<std::string, std::string>>;
+
+// Converts a YAML node to JSON, interpolating every scalar. Keys stay as written. Each value
+// that came from ${...} is appended to `substitutions` when given.
 // Returns false when something could not be converted (reported).
 bool yaml_to_json(const YAML::Node &node, const std::filesystem::path &base_dir,
                   rapidjson::Value &out, rapidjson::Document::AllocatorType &alloc,
-                  const Report &report);
+                  const Report &report, Substitutions *substitutions = nullptr);
 
 // A usable mark for a node: a null node's own mark points past it, so use `fallback` then.
 YAML::Mark mark_of(const YAML::Node &node, const YAML::Mark &fallback);

@@ -68,6 +68,10 @@ std::string format_duration(Duration d) {
   return std::to_string(ms) + "ms";
 }
 
+// Values from ${...} at least this long are scrubbed from every problem; shorter ones (ports,
+// flags, country codes) would match ordinary words, and are never echoed where they are read.
+constexpr size_t kScrubbedLength = 6;
+
 bool valid_name(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
@@ -117,6 +121,10 @@ struct Scalar {
   std::string text;
   bool plain = true;
   bool substituted = false;  // came (partly) from ${...}: never echo it
+  std::string written;       // as in the file, e.g. ${file:/run/secrets/x}
+
+  // How a problem may name the value: quoted when written literally, else by where it came from.
+  std::string shown() const { return substituted ? "the value from " + written : q(text); }
 };
 
 struct ConnectionExtra {
@@ -125,18 +133,24 @@ struct ConnectionExtra {
   bool settings_ok = true;
   std::string file;
   SourceLocation plugin_at;
+  std::string plugin_shown;  // Scalar::shown()
+  bool plugin_substituted = false;
 };
 
 struct Ref {
   std::string connection;
+  std::string connection_shown;  // Scalar::shown()
+  bool connection_substituted = false;
   SourceLocation connection_at;
   SourceLocation object_at;
+  std::string object_shown;
 };
 
 struct PipelineExtra {
   std::optional<Ref> webhook, poll, push;
   SourceLocation path_at, mode_at, conflict_at;
   std::string normalized_path;
+  std::string path_shown, preset_shown;  // Scalar::shown()
   // The map stage, checked once every file is read (a preset is found through plugin_dir).
   YAML::Node map_fields;  // undefined when absent
   std::string map_file;
@@ -154,6 +168,7 @@ class Loader {
     check_maps();
     cross_check();
     if (registry_) plugin_check();
+    scrub_substituted_values();
     std::stable_sort(problems_.begin(), problems_.end(), [&](const Problem &a, const Problem &b) {
       const int ra = rank(a.where.file), rb = rank(b.where.file);
       if (ra != rb) return ra < rb;
@@ -218,6 +233,23 @@ class Loader {
   int rank(const std::string &file) const {
     auto it = std::find(files_.begin(), files_.end(), file);
     return static_cast<int>(it - files_.begin());
+  }
+
+  // A value from ${file:...} or ${ENV} may be a secret: remember it, so that no problem echoes
+  // it even through a message built elsewhere (the mapping compiler's, say).
+  void remember_substituted(const std::string &value, const std::string &written) {
+    if (value.size() >= kScrubbedLength) substituted_.emplace_back(value, written);
+  }
+  void scrub_substituted_values() {
+    std::sort(substituted_.begin(), substituted_.end(),
+              [](const auto &a, const auto &b) { return a.first.size() > b.first.size(); });
+    for (auto &problem : problems_)
+      for (const auto &[value, written] : substituted_)
+        for (size_t at = 0; (at = problem.message.find(value, at)) != std::string::npos;) {
+          const std::string shown = "the value from " + written;
+          problem.message.replace(at, value.size(), shown);
+          at += shown.size();
+        }
   }
 
   // ", not "text"" for a value that may be shown, "" otherwise.
@@ -404,7 +436,19 @@ class Loader {
     auto value = detail::interpolate(e.value.Scalar(), base_dir_, errors);
     for (auto &error : errors) problem(e.value_mark(), e.ctx.name() + ": " + error);
     if (!value) return std::nullopt;
-    return Scalar{value->text, detail::is_plain(e.value), value->substituted};
+    if (value->substituted) remember_substituted(value->text, e.value.Scalar());
+    return Scalar{value->text, detail::is_plain(e.value), value->substituted, e.value.Scalar()};
+  }
+
+  // A non-empty string, with how problems may name it (names, paths, references).
+  std::optional<Scalar> name_value(const Entry &e) {
+    auto s = scalar(e, "a string");
+    if (!s) return std::nullopt;
+    if (s->text.empty()) {
+      problem(e.value_mark(), e.ctx.name() + " must not be empty");
+      return std::nullopt;
+    }
+    return s;
   }
 
   std::optional<std::string> string_value(const Entry &e, bool allow_empty = false) {
@@ -470,9 +514,12 @@ class Loader {
 
   std::optional<std::string> json_value(const YAML::Node &node) {
     rapidjson::Document doc;
+    detail::Substitutions substitutions;
     const bool ok = detail::yaml_to_json(
         node, base_dir_, doc, doc.GetAllocator(),
-        [&](const YAML::Mark &mark, std::string message) { problem(mark, std::move(message)); });
+        [&](const YAML::Mark &mark, std::string message) { problem(mark, std::move(message)); },
+        &substitutions);
+    for (const auto &[value, written] : substitutions) remember_substituted(value, written);
     if (!ok) return std::nullopt;
     return json::to_string(doc);
   }
@@ -569,16 +616,17 @@ class Loader {
            {std::pair<const char *, std::string *>{"cert", &tls.certificate}, {"key", &tls.key}}) {
         const auto *v = f.get(name);
         if (!v) continue;
-        auto s = string_value(*v);
+        auto s = name_value(*v);
         if (!s) {
           ok = false;
           continue;
         }
-        const fs::path file(*s);
-        *target = file.is_absolute() ? *s : (base_dir_ / file).lexically_normal().string();
+        const fs::path file(s->text);
+        *target = file.is_absolute() ? s->text : (base_dir_ / file).lexically_normal().string();
         std::error_code ec;
         if (!fs::is_regular_file(*target, ec)) {
-          problem(v->value_mark(), std::string("tls.") + name + ": no such file " + *target);
+          problem(v->value_mark(), std::string("tls.") + name + ": no such file " +
+                                       (s->substituted ? "as " + s->shown() : *target));
           ok = false;
         }
       }
@@ -649,7 +697,7 @@ class Loader {
         continue;
       }
       if (std::find(addresses.begin(), addresses.end(), s->text) != addresses.end()) {
-        problem(item.value_mark(), "listen address " + q(s->text) + " is listed twice");
+        problem(item.value_mark(), "listen address " + s->shown() + " is listed twice");
         continue;
       }
       addresses.push_back(s->text);
@@ -698,7 +746,11 @@ class Loader {
     if (require(f, "plugin")) {
       const Entry &e = *f.get("plugin");
       extra.plugin_at = location(file_, e.value_mark());
-      if (auto s = string_value(e)) c.plugin = *s;
+      if (auto s = name_value(e)) {
+        c.plugin = s->text;
+        extra.plugin_shown = s->shown();
+        extra.plugin_substituted = s->substituted;
+      }
     }
     extra.settings_ok = f.ok;
     if (auto *e = f.get("settings")) {
@@ -761,11 +813,13 @@ class Loader {
   std::optional<Ref> reference(const Fields &f, std::string &connection) {
     if (!require(f, "connection")) return std::nullopt;
     const Entry &e = *f.get("connection");
-    auto s = string_value(e);
+    auto s = name_value(e);
     if (!s) return std::nullopt;
-    connection = *s;
+    connection = s->text;
     Ref ref;
-    ref.connection = *s;
+    ref.connection = s->text;
+    ref.connection_shown = s->shown();
+    ref.connection_substituted = s->substituted;
     ref.connection_at = location(file_, e.value_mark());
     return ref;
   }
@@ -806,7 +860,8 @@ class Loader {
         if (auto s = string_value(*oe)) webhook.object = *s;
       if (require(wf, "path")) {
         const Entry &pe = *wf.get("path");
-        if (auto s = string_value(pe)) {
+        if (auto path_value = name_value(pe)) {
+          const std::string *s = &path_value->text;
           const bool ok =
               s->size() > 1 && s->front() == '/' && std::all_of(s->begin(), s->end(), [](char c) {
                 return std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '-' ||
@@ -816,9 +871,10 @@ class Loader {
             problem(pe.value_mark(), pe.ctx.name() +
                                          " must start with \"/\" and hold only letters, digits "
                                          "and / - _ . ~" +
-                                         got(pe));
+                                         got(pe, &*path_value));
           } else {
             webhook.path = *s;
+            extra.path_shown = path_value->shown();
             extra.path_at = location(file_, pe.value_mark());
             extra.normalized_path = *s;
             while (extra.normalized_path.size() > 1 && extra.normalized_path.back() == '/')
@@ -835,9 +891,12 @@ class Loader {
                        {"connection", "object", "every", "jitter", "page_size"});
       extra.poll = reference(pf, poll.connection);
       if (require(pf, "object"))
-        if (auto s = string_value(*pf.get("object"))) {
-          poll.object = *s;
-          if (extra.poll) extra.poll->object_at = location(file_, pf.get("object")->value_mark());
+        if (auto s = name_value(*pf.get("object"))) {
+          poll.object = s->text;
+          if (extra.poll) {
+            extra.poll->object_at = location(file_, pf.get("object")->value_mark());
+            extra.poll->object_shown = s->shown();
+          }
         }
       if (auto *v = pf.get("every"))
         if (auto d = duration_value(*v, std::chrono::seconds(1))) poll.every = *d;
@@ -866,7 +925,10 @@ class Loader {
                     {"preset", "copy_unmapped", "default_country", "fields"});
     if (auto *v = f.get("preset")) {
       extra.preset_mark = v->value_mark();
-      if (auto s = string_value(*v)) p.map.preset = *s;
+      if (auto s = name_value(*v)) {
+        p.map.preset = s->text;
+        extra.preset_shown = s->substituted ? s->shown() : "";
+      }
     }
     if (auto *v = f.get("copy_unmapped"))
       if (auto b = bool_value(*v)) p.map.copy_unmapped = *b;
@@ -951,7 +1013,7 @@ class Loader {
         auto found = mapping::find_preset(preset, dirs);
         if (!found) {
           problem(extra.preset_mark,
-                  "no preset " + q(preset) +
+                  "no preset " + (extra.preset_shown.empty() ? q(preset) : extra.preset_shown) +
                       "; a preset is named <plugin>/<name> and read from <dir>/<plugin>/<name>.yaml"
                       " in " +
                       (dirs.empty() ? std::string("<plugin_dir>/presets") : detail::join(dirs)));
@@ -1015,9 +1077,12 @@ class Loader {
                      {"connection", "object", "mode", "match_on", "conflict"});
     extra.push = reference(pf, p.sink.connection);
     if (require(pf, "object"))
-      if (auto s = string_value(*pf.get("object"))) {
-        p.sink.object = *s;
-        if (extra.push) extra.push->object_at = location(file_, pf.get("object")->value_mark());
+      if (auto s = name_value(*pf.get("object"))) {
+        p.sink.object = s->text;
+        if (extra.push) {
+          extra.push->object_at = location(file_, pf.get("object")->value_mark());
+          extra.push->object_shown = s->shown();
+        }
       }
     if (auto *v = pf.get("mode"))
       if (auto s = enum_value(*v, kPushModes)) {
@@ -1081,9 +1146,11 @@ class Loader {
       const auto &extra = pipeline_extra_.at(p->name);
       for (const auto *ref : {&extra.webhook, &extra.poll, &extra.push}) {
         if (!*ref || config_.connections.count((*ref)->connection)) continue;
-        problem((*ref)->connection_at, "pipeline " + q(p->name) + " names unknown connection " +
-                                           q((*ref)->connection) +
-                                           detail::did_you_mean((*ref)->connection, names));
+        problem(
+            (*ref)->connection_at,
+            "pipeline " + q(p->name) + " names unknown connection " + (*ref)->connection_shown +
+                ((*ref)->connection_substituted ? ""
+                                                : detail::did_you_mean((*ref)->connection, names)));
       }
       if (extra.normalized_path.empty()) continue;
       // A path may serve several pipelines of one connection, each taking its own object.
@@ -1092,11 +1159,11 @@ class Loader {
         const PipelineConfig &other = *it->second;
         const std::string where = " (" + format(pipeline_extra_.at(other.name).path_at) + ")";
         if (other.webhook->connection != p->webhook->connection)
-          problem(extra.path_at, "webhook path " + q(p->webhook->path) +
+          problem(extra.path_at, "webhook path " + extra.path_shown +
                                      " is already used by pipeline " + q(other.name) +
                                      " of another connection" + where);
         else if (webhook_object(other) == webhook_object(*p))
-          problem(extra.path_at, "webhook path " + q(p->webhook->path) +
+          problem(extra.path_at, "webhook path " + extra.path_shown +
                                      " is already used by pipeline " + q(other.name) +
                                      " for the same object " + q(webhook_object(*p)) + where +
                                      "; set source.webhook.object to tell them apart");
@@ -1107,10 +1174,10 @@ class Loader {
 
   // ---- plugins ----
 
-  std::string unknown_plugin_hint(const std::string &id) const {
+  std::string unknown_plugin_hint(const std::string &id, bool suggest) const {
     std::vector<std::string> ids;
     for (const auto &plugin : registry_->plugins()) ids.push_back(plugin->id());
-    std::string hint = detail::did_you_mean(id, ids);
+    std::string hint = suggest ? detail::did_you_mean(id, ids) : "";
     if (hint.empty())
       hint = ids.empty() ? " (no plugins are loaded: check plugin_dir)"
                          : " (loaded plugins: " + detail::join(ids) + ")";
@@ -1168,8 +1235,9 @@ class Loader {
       if (c.plugin.empty()) continue;
       auto plugin = registry_->find(c.plugin);
       if (!plugin) {
-        problem(extra.plugin_at, "connection " + q(name) + " uses unknown plugin " + q(c.plugin) +
-                                     unknown_plugin_hint(c.plugin));
+        problem(extra.plugin_at, "connection " + q(name) + " uses unknown plugin " +
+                                     extra.plugin_shown +
+                                     unknown_plugin_hint(c.plugin, !extra.plugin_substituted));
         continue;
       }
       if (!extra.settings_ok) continue;
@@ -1228,7 +1296,7 @@ class Loader {
       std::vector<std::string> objects;
       for (const auto &o : d.objects) objects.push_back(o.name);
       problem(ref->object_at, "plugin " + q(plugin->id()) + " of connection " + q(ref->connection) +
-                                  " has no object " + q(object) + " (it has " +
+                                  " has no object " + ref->object_shown + " (it has " +
                                   detail::join(objects) + ")");
     }
     return &d;
@@ -1244,6 +1312,7 @@ class Loader {
   std::map<std::string, SourceLocation> top_seen_;
   std::map<std::string, ConnectionExtra> connection_extra_;
   std::map<std::string, PipelineExtra> pipeline_extra_;
+  std::vector<std::pair<std::string, std::string>> substituted_;  // value, as written
 };
 
 }  // namespace

@@ -94,7 +94,7 @@ void resolve_plain_scalar(const std::string &text, rapidjson::Value &out,
 
 bool yaml_to_json(const YAML::Node &node, const std::filesystem::path &base_dir,
                   rapidjson::Value &out, rapidjson::Document::AllocatorType &alloc,
-                  const Report &report) {
+                  const Report &report, Substitutions *substitutions) {
   switch (node.Type()) {
     case YAML::NodeType::Undefined:
     case YAML::NodeType::Null:
@@ -105,6 +105,8 @@ bool yaml_to_json(const YAML::Node &node, const std::filesystem::path &base_dir,
       auto value = interpolate(node.Scalar(), base_dir, errors);
       for (auto &error : errors) report(node.Mark(), std::move(error));
       if (!value) return false;
+      if (value->substituted && substitutions)
+        substitutions->emplace_back(value->text, node.Scalar());
       if (is_plain(node))
         resolve_plain_scalar(value->text, out, alloc);
       else
@@ -117,7 +119,7 @@ bool yaml_to_json(const YAML::Node &node, const std::filesystem::path &base_dir,
       bool ok = true;
       for (const auto &item : node) {
         rapidjson::Value converted;
-        ok = yaml_to_json(item, base_dir, converted, alloc, report) && ok;
+        ok = yaml_to_json(item, base_dir, converted, alloc, report, substitutions) && ok;
         out.PushBack(converted, alloc);
       }
       return ok;
@@ -139,7 +141,7 @@ bool yaml_to_json(const YAML::Node &node, const std::filesystem::path &base_dir,
           continue;
         }
         rapidjson::Value converted;
-        ok = yaml_to_json(entry.second, base_dir, converted, alloc, report) && ok;
+        ok = yaml_to_json(entry.second, base_dir, converted, alloc, report, substitutions) && ok;
         out.AddMember(rapidjson::Value(key.c_str(), alloc), converted, alloc);
       }
       return ok;

@@ -1,10 +1,10 @@
 #include "util/logging.hpp"
 
-#include <regex>
-
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include "util/redact.hpp"
 
 namespace crmhost::logging {
 
@@ -69,21 +69,7 @@ void setup(std::string_view level, std::string_view format) {
 }
 
 std::string redact(std::string_view text) {
-  // Compiled once; std::regex is slow to build but these run only on log and error text.
-  static const std::regex bearer(R"((Bearer|Basic|Zoho-oauthtoken)\s+[A-Za-z0-9._~+/=-]+)",
-                                 std::regex::icase);
-  static const std::regex uri_password(R"(([a-z][a-z0-9+.-]*://[^:/@\s]+):[^@/\s]+@)",
-                                       std::regex::icase);
-  static const std::regex key_value(
-      R"(((?:password|passwd|secret|token|api[_-]?key|access[_-]?token|refresh[_-]?token|client[_-]?secret)\"?\s*[=:]\s*\"?)[^\s\",&}]+)",
-      std::regex::icase);
-  static const std::regex email(R"([A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})");
-  std::string out(text);
-  out = std::regex_replace(out, bearer, "$1 [redacted]");
-  out = std::regex_replace(out, uri_password, "$1:[redacted]@");
-  out = std::regex_replace(out, key_value, "$1[redacted]");
-  out = std::regex_replace(out, email, "[email]");
-  return out;
+  return redaction::redact(text);
 }
 
 }  // namespace crmhost::logging

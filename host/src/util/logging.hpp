@@ -9,8 +9,10 @@ namespace crmhost::logging {
 // line with time, level, pid and message) of the default logger, which writes to stderr.
 void setup(std::string_view level, std::string_view format = "text");
 
-// Masks credential-looking values (bearer tokens, api keys, passwords in URIs and key=value
-// pairs) and email addresses, so a plugin's careless message cannot leak them into the log.
+// Masks credentials (authorization headers, URI passwords, values of secret-like keys, private
+// keys) and personal data (emails, card numbers, US SSNs) in text that came from outside: the
+// one policy for the admin API, the logs and the console, described in util/redact.hpp. Linear
+// in time, constant in stack, whatever the input.
 std::string redact(std::string_view text);
 
 }  // namespace crmhost::logging
