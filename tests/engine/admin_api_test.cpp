@@ -297,3 +297,38 @@ TEST_CASE("the admin API answers valid UTF-8 JSON whatever bytes the store holds
   db.reset();
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("a webhook body nested 500,000 deep is refused before it reaches the plugin", "[admin]") {
+  // The SDK plugin's parser recursed once per level and overflowed the stack: the whole host
+  // went down with one signed request.
+  const auto dir = testing::fresh_test_dir("admin-deep");
+  auto registry = std::make_shared<plugins::PluginRegistry>();
+  registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory-sdk.so");
+  std::shared_ptr<store::Store> db = store::open_store("sqlite://" + (dir / "state.db").string());
+  config::Config c;
+  c.connections = {
+      {"src", {"src", "memory-sdk", R"({"webhook_secret":"s3cret-s3cret"})", std::nullopt, {}}}};
+  config::PipelineConfig p;
+  p.name = "contacts";
+  p.webhook = config::WebhookSource{"src", "/hooks/sdk", {}, {}};
+  p.sink = config::PushSink{"src", "contact", "upsert", std::string("email"), "source_wins", {}};
+  c.pipelines = {{p.name, p}};
+  pipeline::Engine engine(c, registry, db);
+  engine.start();
+  admin::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
+  const auto deep = admin::route(
+      call("POST", "/hooks/sdk", "", std::string(500'000, '[') + std::string(500'000, ']')), ctx);
+  CHECK(deep.status == 400);
+  CHECK_THAT(deep.body, Catch::Contains("nests deeper than 64 levels"));
+  // 64 levels are still the plugin's to judge (here: not an array of records).
+  const auto shallow = admin::route(
+      call("POST", "/hooks/sdk", "", std::string(60, '[') + std::string(60, ']')), ctx);
+  CHECK(shallow.status == 400);
+  CHECK_THAT(shallow.body, !Catch::Contains("nests deeper"));
+  const auto good =
+      admin::route(call("POST", "/hooks/sdk", "",
+                        R"([{"object":"contact","id":"d1","data":{"email":"d1@example.com"}}])"),
+                   ctx);
+  CHECK(good.status == 200);
+  engine.stop();
+}

@@ -7,7 +7,9 @@
 #include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "admin/admin_api.hpp"
 #include "cli/cli.hpp"
@@ -186,10 +188,11 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   std::mutex stop_mutex;
   std::condition_variable stop_requested;
   bool stopping = false;
-  std::function<void(const boost::system::error_code &, int)> on_signal;
-  on_signal = [&](const boost::system::error_code &ec, int signal) {
-    if (ec) return;
-    if (signal == SIGHUP) {
+  // Reloads (YAML, dlopen, plugin create, engine reload) run here, one at a time, never on the
+  // network thread that serves webhooks and the admin API.
+  boost::asio::thread_pool control(1);
+  const auto reload = [&] {
+    try {
       spdlog::info("SIGHUP: reloading the configuration");
       auto next = load_checked(run, *registry);
       if (!next.config) {
@@ -206,8 +209,18 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
         spdlog::set_level(spdlog::level::from_str(next.config->log_level));
         for (const auto &setting : restart_only_changes(*loaded.config, *next.config))
           spdlog::warn("reload: {} changed; it takes effect at the next start", setting);
+        for (const auto &warning : next.warnings) spdlog::warn("config: {}", warning.to_string());
         spdlog::info("configuration reloaded");
       }
+    } catch (const std::exception &e) {
+      spdlog::error("reload failed: {}; the running configuration stays in force", e.what());
+    }
+  };
+  std::function<void(const boost::system::error_code &, int)> on_signal;
+  on_signal = [&](const boost::system::error_code &ec, int signal) {
+    if (ec) return;
+    if (signal == SIGHUP) {
+      boost::asio::post(control, reload);
       signals.async_wait(on_signal);
       return;
     }
@@ -222,7 +235,9 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
     std::unique_lock lock(stop_mutex);
     stop_requested.wait(lock, [&] { return stopping; });
   }
-  server.stop();  // no new webhooks; in-flight ones finish on the handler pool
+  server.stop();   // no new webhooks; in-flight ones finish on the handler pool
+  control.stop();  // a reload under way finishes; queued ones are dropped
+  control.join();
   http_handlers.join();
   engine.stop();
   signals_io.stop();
