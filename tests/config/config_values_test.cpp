@@ -131,9 +131,9 @@ max_connections_per_client: 0
         R"({"email":{"from":["email","Email"],"transform":["trim","lower"]}})");
   CHECK(p.sink.connection == "b");
   CHECK(p.sink.object == "contact");
-  CHECK(p.sink.mode == "update");
+  CHECK(p.sink.mode == crmhost::config::PushMode::update);
   CHECK(p.sink.match_on == "email");
-  CHECK(p.sink.conflict == "fill_empty");
+  CHECK(p.sink.conflict == crmhost::config::ConflictPolicy::fill_empty);
   CHECK(p.retry.attempts == 3);
   CHECK(p.retry.backoff_min == 2s);
   CHECK(p.retry.backoff_max == 1min);
@@ -141,8 +141,8 @@ max_connections_per_client: 0
   const auto &q = c.pipelines.at("q");
   CHECK(q.enabled);
   CHECK_FALSE(q.poll);
-  CHECK(q.sink.mode == "upsert");
-  CHECK(q.sink.conflict == "fill_empty");  // the default for deals
+  CHECK(q.sink.mode == crmhost::config::PushMode::upsert);
+  CHECK(q.sink.conflict == crmhost::config::ConflictPolicy::fill_empty);  // the default for deals
   CHECK_FALSE(q.sink.match_on);
   CHECK(q.retry.attempts == 8);
   CHECK(q.retry.backoff_min == 30s);

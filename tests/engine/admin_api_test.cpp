@@ -50,7 +50,7 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
   config::PipelineConfig p;
   p.name = "contacts";
   p.webhook = config::WebhookSource{"src", "/hooks/memory", {}, {}};
-  p.sink = config::PushSink{"dst", "contact", "upsert", std::string("email"), "source_wins", {}};
+  p.sink = config::PushSink{"dst", "contact", config::PushMode::upsert, std::string("email"), config::ConflictPolicy::source_wins, {}};
   c.pipelines = {{p.name, p}};
   pipeline::Engine engine(c, registry, db);
   engine.start();
@@ -223,7 +223,7 @@ TEST_CASE("/readyz answers 503 while the store cannot write (a full disk), and w
   config::PipelineConfig p;
   p.name = "contacts";
   p.webhook = config::WebhookSource{"src", "/hooks/memory", {}, {}};
-  p.sink = config::PushSink{"dst", "contact", "upsert", std::string("email"), "source_wins", {}};
+  p.sink = config::PushSink{"dst", "contact", config::PushMode::upsert, std::string("email"), config::ConflictPolicy::source_wins, {}};
   c.pipelines = {{p.name, p}};
   pipeline::Engine engine(c, registry, db);
   engine.start();
@@ -256,7 +256,7 @@ TEST_CASE("the admin API answers valid UTF-8 JSON whatever bytes the store holds
   config::PipelineConfig p;
   p.name = "contacts";
   p.webhook = config::WebhookSource{"src", "/hooks/memory", {}, {}};
-  p.sink = config::PushSink{"src", "contact", "upsert", std::string("email"), "source_wins", {}};
+  p.sink = config::PushSink{"src", "contact", config::PushMode::upsert, std::string("email"), config::ConflictPolicy::source_wins, {}};
   c.pipelines = {{p.name, p}};
   pipeline::Engine engine(c, registry, db);
   engine.start();
@@ -311,7 +311,7 @@ TEST_CASE("a webhook body nested 500,000 deep is refused before it reaches the p
   config::PipelineConfig p;
   p.name = "contacts";
   p.webhook = config::WebhookSource{"src", "/hooks/sdk", {}, {}};
-  p.sink = config::PushSink{"src", "contact", "upsert", std::string("email"), "source_wins", {}};
+  p.sink = config::PushSink{"src", "contact", config::PushMode::upsert, std::string("email"), config::ConflictPolicy::source_wins, {}};
   c.pipelines = {{p.name, p}};
   pipeline::Engine engine(c, registry, db);
   engine.start();

@@ -75,7 +75,7 @@ config::Config make_config(int seeded, const std::string &sink_extra = "", bool 
   } else {
     p.webhook = config::WebhookSource{"src", "/hooks/memory", {}, {}};
   }
-  p.sink = config::PushSink{"dst", "contact", "upsert", std::string("email"), "source_wins", {}};
+  p.sink = config::PushSink{"dst", "contact", config::PushMode::upsert, std::string("email"), config::ConflictPolicy::source_wins, {}};
   p.retry = config::RetryPolicy{5, 5ms, 20ms};
   p.batch_size = 10;
   c.pipelines = {{p.name, p}};
@@ -281,7 +281,7 @@ TEST_CASE("reload keeps unchanged pipelines and starts new ones", "[engine]") {
   pipeline::Engine engine(first, h.registry, h.db);
   engine.start();
   REQUIRE(eventually([&] { return count_status(*h.db, store::EventStatus::done) == 3; }));
-  auto *dst_before = engine.connector("dst");
+  auto dst_before = engine.connector("dst");
 
   auto next = first;
   auto extra = next.pipelines.at("contacts");

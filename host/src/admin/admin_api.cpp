@@ -90,7 +90,8 @@ void write_time(Writer &w, const char *key, store::Timestamp t) {
 
 void write_pipeline(Writer &w, const std::string &name, pipeline::Engine &engine,
                     store::Store &db) {
-  const auto &config = engine.config();
+  const auto snapshot = engine.config();
+  const auto &config = *snapshot;
   auto it = config.pipelines.find(name);
   w.StartObject();
   w.Key("name");
@@ -225,7 +226,7 @@ net::HttpResponse admin(const net::HttpRequest &request, RouterContext &ctx,
     return std::find(names.begin(), names.end(), name) != names.end();
   };
   if (parts.size() == 2 && parts[0] == "health" && get) {
-    auto *connector = ctx.engine.connector(parts[1]);
+    auto connector = ctx.engine.connector(parts[1]);
     if (!connector) return error(404, "no connection named " + parts[1]);
     const auto checked = connector->check();
     const bool ok = checked && checked.value().ok;
@@ -390,7 +391,8 @@ net::HttpResponse metrics_response(RouterContext &ctx) {
   out << metrics::global().render();
   out << "# HELP crmhost_build_info crmhost version and plugin ABI.\n# TYPE crmhost_build_info "
          "gauge\n"
-      << "crmhost_build_info{version=\"" << CRMHOST_VERSION << "\",abi=\"1.0.0\"} 1\n";
+      << "crmhost_build_info{version=\"" << CRMHOST_VERSION << "\",abi=\""
+      << plugins::format_version(CRM_ABI_VERSION) << "\"} 1\n";
   const auto names = ctx.engine.pipeline_names();
   out << "# HELP crmhost_pipeline_paused 1 when the pipeline is paused (by itself or the kill "
          "switch).\n"
@@ -410,7 +412,8 @@ net::HttpResponse metrics_response(RouterContext &ctx) {
   }
   out << "# HELP crmhost_cursor_lag_seconds Seconds since the pipeline's poll cursor last moved.\n"
       << "# TYPE crmhost_cursor_lag_seconds gauge\n";
-  const auto &config = ctx.engine.config();
+  const auto snapshot = ctx.engine.config();
+  const auto &config = *snapshot;
   const auto now = store::to_unix_ms(store::now_ms());
   for (const auto &name : names) {
     auto it = config.pipelines.find(name);

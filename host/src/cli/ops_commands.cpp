@@ -14,7 +14,10 @@
 #include "cli/cli.hpp"
 #include "config/config.hpp"
 #include "pipeline/event_payload.hpp"
+#include "net/http_client.hpp"
 #include "pipeline/poller.hpp"
+#include "pipeline/processor.hpp"
+#include "pipeline/store_state.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "store/store.hpp"
 #include "store/uri.hpp"
@@ -234,7 +237,10 @@ int backfill_command(const std::vector<std::string> &args, std::ostream &out, st
            "[--dry-run] --config FILE\n";
     return 2;
   }
-  plugins::PluginRegistry registry;
+  // The plugin gets the host services `crmhost run` gives it: crm.http.v1 with the
+  // connection's rate limit, and its state in the store.
+  auto services = std::make_shared<plugins::HostServices>();
+  plugins::PluginRegistry registry(services);
   auto cfg = load_config(*parsed, &registry, err);
   if (!cfg) return 1;
   const std::string &name = parsed->positional[0];
@@ -257,13 +263,6 @@ int backfill_command(const std::vector<std::string> &args, std::ostream &out, st
     }
   }
   const auto &connection = cfg->connections.at(pipeline.poll->connection);
-  auto created =
-      registry.find(connection.plugin)->create_connector(connection.name, connection.settings_json);
-  if (!created) {
-    err << "crmhost backfill: connection " << connection.name << ": " << created.error().describe()
-        << "\n";
-    return 1;
-  }
   std::shared_ptr<store::Store> db;
   try {
     db = store::open_store(cfg->store);
@@ -271,23 +270,42 @@ int backfill_command(const std::vector<std::string> &args, std::ostream &out, st
     err << "crmhost backfill: " << e.what() << "\n";
     return 1;
   }
+  services->state = std::make_shared<pipeline::StoreStateBackend>(db);
+  try {
+    net::ClientOptions http_options;
+    http_options.rate_limits = outbound_rate_limits(*cfg, registry);
+    services->http = std::make_shared<net::HttpClient>(std::move(http_options));
+  } catch (const std::exception &e) {
+    err << "crmhost backfill: outbound HTTP: " << e.what() << "\n";
+    return 1;
+  }
+  auto created =
+      registry.find(connection.plugin)->create_connector(connection.name, connection.settings_json);
+  if (!created) {
+    err << "crmhost backfill: connection " << connection.name << ": " << created.error().describe()
+        << "\n";
+    return 1;
+  }
 
-  // What a dry run would push, judged against the entity links of earlier pushes.
-  int64_t would_create = 0, would_update = 0, unchanged = 0, deletes = 0;
+  // What a dry run would push: the processor's own decision, on the mapped record, against the
+  // entity links of earlier pushes.
+  int64_t would_create = 0, would_update = 0, unchanged = 0, deletes = 0, unmappable = 0;
+  const auto map = pipeline::compiled_map(pipeline.map);
   if (options.dry_run)
     options.on_page = [&](const std::vector<plugins::Record> &records) {
       for (const auto &r : records) {
-        if (r.event == "delete") {
-          ++deletes;
+        const auto verdict = pipeline::decide_push(pipeline, map, *db, connection.name, r);
+        if (!verdict.error.empty()) {
+          ++unmappable;
           continue;
         }
-        auto link = db->find_link_by_source(name, connection.name, r.id);
-        if (!link)
-          ++would_create;
-        else if (link->last_payload_hash == store::sha256_hex(r.data_json))
-          ++unchanged;
-        else
-          ++would_update;
+        switch (verdict.decision) {
+          case pipeline::PushDecision::create: ++would_create; break;
+          case pipeline::PushDecision::update: ++would_update; break;
+          case pipeline::PushDecision::delete_target: ++deletes; break;
+          case pipeline::PushDecision::unchanged:
+          case pipeline::PushDecision::nothing_to_delete: ++unchanged; break;
+        }
       }
     };
   const bool terminal = ::isatty(STDOUT_FILENO);
@@ -322,7 +340,8 @@ int backfill_command(const std::vector<std::string> &args, std::ostream &out, st
   if (options.dry_run)
     out << "dry run: " << outcome.counts.fetched << " records read; would create " << would_create
         << ", update " << would_update << ", delete " << deletes << "; " << unchanged
-        << " unchanged; nothing was queued or pushed\n";
+        << " unchanged" << (unmappable ? "; " + std::to_string(unmappable) + " cannot be mapped" : "")
+        << "; nothing was queued or pushed\n";
   else
     out << "backfill run " << outcome.run_id << ": " << outcome.counts.enqueued << " queued, "
         << outcome.counts.duplicates << " already queued, " << outcome.pages << " pages\n";

@@ -7,9 +7,7 @@
 #include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/thread_pool.hpp>
 
 #include "admin/admin_api.hpp"
 #include "cli/cli.hpp"
@@ -188,9 +186,8 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   std::mutex stop_mutex;
   std::condition_variable stop_requested;
   bool stopping = false;
-  // Reloads (YAML, dlopen, plugin create, engine reload) run here, one at a time, never on the
-  // network thread that serves webhooks and the admin API.
-  boost::asio::thread_pool control(1);
+  // Reloads (YAML, dlopen, plugin create, engine reload) run on the engine's control thread, one
+  // at a time, never on the network thread that serves webhooks and the admin API.
   const auto reload = [&] {
     try {
       spdlog::info("SIGHUP: reloading the configuration");
@@ -220,7 +217,7 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   on_signal = [&](const boost::system::error_code &ec, int signal) {
     if (ec) return;
     if (signal == SIGHUP) {
-      boost::asio::post(control, reload);
+      engine.post_control(reload);
       signals.async_wait(on_signal);
       return;
     }
@@ -236,8 +233,6 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
     stop_requested.wait(lock, [&] { return stopping; });
   }
   server.stop();   // no new webhooks; in-flight ones finish on the handler pool
-  control.stop();  // a reload under way finishes; queued ones are dropped
-  control.join();
   http_handlers.join();
   engine.stop();
   signals_io.stop();

@@ -38,6 +38,39 @@ std::string webhook_object(const PipelineConfig &pipeline) {
   return pipeline.sink.object;
 }
 
+std::string_view to_string(PushMode mode) {
+  switch (mode) {
+    case PushMode::upsert: return "upsert";
+    case PushMode::create: return "create";
+    case PushMode::update: return "update";
+    case PushMode::remove: return "delete";
+  }
+  return "upsert";
+}
+
+std::string_view to_string(ConflictPolicy policy) {
+  switch (policy) {
+    case ConflictPolicy::source_wins: return "source_wins";
+    case ConflictPolicy::target_wins: return "target_wins";
+    case ConflictPolicy::newest_wins: return "newest_wins";
+    case ConflictPolicy::fill_empty: return "fill_empty";
+  }
+  return "source_wins";
+}
+
+std::optional<PushMode> parse_push_mode(std::string_view text) {
+  for (auto mode : {PushMode::upsert, PushMode::create, PushMode::update, PushMode::remove})
+    if (to_string(mode) == text) return mode;
+  return std::nullopt;
+}
+
+std::optional<ConflictPolicy> parse_conflict_policy(std::string_view text) {
+  for (auto policy : {ConflictPolicy::source_wins, ConflictPolicy::target_wins,
+                      ConflictPolicy::newest_wins, ConflictPolicy::fill_empty})
+    if (to_string(policy) == text) return policy;
+  return std::nullopt;
+}
+
 std::optional<Duration> parse_duration(std::string_view text) {
   // Units in the only order they may appear ("1h30m", never "30m1h"), each at most once.
   struct Unit {

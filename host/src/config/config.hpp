@@ -70,13 +70,21 @@ struct MapConfig {
   SourceLocation where;
 };
 
+// Parsed once by the loader; the pipeline compares these, never their spellings.
+enum class PushMode { upsert, create, update, remove };  // "delete" in YAML and on the ABI
+enum class ConflictPolicy { source_wins, target_wins, newest_wins, fill_empty };
+std::string_view to_string(PushMode mode);
+std::string_view to_string(ConflictPolicy policy);
+std::optional<PushMode> parse_push_mode(std::string_view text);
+std::optional<ConflictPolicy> parse_conflict_policy(std::string_view text);
+
 struct PushSink {
   std::string connection;
   std::string object;
-  std::string mode = "upsert";          // upsert, create, update, delete
+  PushMode mode = PushMode::upsert;
   std::optional<std::string> match_on;  // field the target matches on
-  // source_wins, target_wins, newest_wins, fill_empty; default source_wins (fill_empty for deal)
-  std::string conflict = "source_wins";
+  // default source_wins (fill_empty for deals)
+  ConflictPolicy conflict = ConflictPolicy::source_wins;
   SourceLocation where;
 };
 

@@ -1086,16 +1086,16 @@ class Loader {
       }
     if (auto *v = pf.get("mode"))
       if (auto s = enum_value(*v, kPushModes)) {
-        p.sink.mode = *s;
+        p.sink.mode = *parse_push_mode(*s);
         extra.mode_at = location(file_, v->value_mark());
       }
     if (auto *v = pf.get("match_on"))
       if (auto s = string_value(*v)) p.sink.match_on = *s;
     if (auto *v = pf.get("conflict")) {
-      if (auto s = enum_value(*v, kConflicts)) p.sink.conflict = *s;
+      if (auto s = enum_value(*v, kConflicts)) p.sink.conflict = *parse_conflict_policy(*s);
       extra.conflict_at = location(file_, v->value_mark());
     } else if (p.sink.object == "deal") {
-      p.sink.conflict = "fill_empty";  // deals: the conservative merge unless told otherwise
+      p.sink.conflict = ConflictPolicy::fill_empty;  // deals: the conservative merge unless told otherwise
     }
   }
 
@@ -1257,13 +1257,13 @@ class Loader {
       capability(*p, extra.poll, "poll", "polls", p->poll ? p->poll->object : "");
       if (auto *d = capability(*p, extra.push, "push", "pushes to", p->sink.object)) {
         if (!d->push_modes.empty() && !extra.mode_at.file.empty() &&
-            std::find(d->push_modes.begin(), d->push_modes.end(), p->sink.mode) ==
+            std::find(d->push_modes.begin(), d->push_modes.end(), to_string(p->sink.mode)) ==
                 d->push_modes.end())
           problem(extra.mode_at, "plugin " + q(d->name) + " of connection " +
                                      q(p->sink.connection) + " does not support push mode " +
-                                     q(p->sink.mode) + " (it supports " +
+                                     q(to_string(p->sink.mode)) + " (it supports " +
                                      detail::join(d->push_modes) + ")");
-        if (p->sink.conflict == "fill_empty" && !d->has_capability("fetch"))
+        if (p->sink.conflict == ConflictPolicy::fill_empty && !d->has_capability("fetch"))
           problem(extra.conflict_at.file.empty() ? extra.push->connection_at : extra.conflict_at,
                   "pipeline " + q(p->name) + " uses conflict fill_empty" +
                       (extra.conflict_at.file.empty() ? " (the default for deals)" : "") +

@@ -45,7 +45,8 @@ struct ClientOptions {
   std::function<void(const std::string &connection, std::chrono::milliseconds)> on_backoff;
 };
 
-// Counters for a later /metrics endpoint (there is no registry yet).
+// The client's own counters, for tests and `metrics()`; the same attempts are counted in the
+// process's Prometheus registry (util/metrics) that /metrics renders.
 struct HttpClientMetrics {
   // (connection, outcome) -> attempts; outcome is the HTTP status ("200", "429") or
   // "transport_error" or "rate_limited" (refused by the limiter, never sent).

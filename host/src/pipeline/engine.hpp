@@ -1,7 +1,8 @@
 #pragma once
-// The engine: runs every enabled pipeline of a Config. Asio io threads own the timers; plugin
-// calls and store work run on a separate bounded pool (plugin calls block). Per pipeline there is
-// one processor path, one live poll lane and one backfill lane, each never running twice at once.
+// The engine: runs every enabled pipeline of a Config. Three kinds of threads (docs/architecture.md
+// maps them): Asio io threads own the timers; a bounded pool runs plugin calls and store work
+// (plugin calls block); and one control thread starts, reloads and stops pipelines and creates
+// and destroys connectors, so none of that ever runs on a thread that serves traffic.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -19,27 +20,13 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "config/config.hpp"
-#include "pipeline/poller.hpp"
-#include "pipeline/processor.hpp"
+#include "pipeline/pipeline_runner.hpp"
 #include "plugins/connector.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "store/store.hpp"
+#include "util/control_thread.hpp"
 
 namespace crmhost::pipeline {
-
-class PipelineRunner;
-
-// One configured connection and its live connector.
-struct ConnectionHandle {
-  config::ConnectionConfig config;
-  std::shared_ptr<plugins::PluginLibrary> plugin;
-  std::unique_ptr<plugins::Connector> connector;
-};
-
-struct EngineOptions {
-  std::string owner;                          // claim/lease owner; default "hostname:pid"
-  std::chrono::milliseconds idle_delay{200};  // how often an idle pipeline looks for due events
-};
 
 struct WebhookIngest {
   int http_status =
@@ -58,16 +45,20 @@ class Engine {
   Engine(const Engine &) = delete;
   Engine &operator=(const Engine &) = delete;
 
-  // Creates the connectors and starts every enabled pipeline. Throws std::runtime_error naming
-  // the connection when a connector cannot be created.
+  // Creates the connectors and starts every enabled pipeline (on the control thread; this waits).
+  // Throws std::runtime_error naming the connection when a connector cannot be created, with
+  // everything started so far stopped again.
   void start();
   // Stops intake and timers, lets running batches finish within config.shutdown_grace; work not
   // started is handed back to the queue. Idempotent.
   void stop();
-  // Applies a validated config: unchanged pipelines keep running undisturbed; changed ones are
-  // restarted, removed ones stopped, new ones started. Returns the problems that prevented it
-  // (then nothing changed).
+  // Applies a validated config on the control thread: unchanged pipelines keep running
+  // undisturbed; changed ones are restarted, removed ones stopped, new ones started. Webhooks and
+  // admin calls are served meanwhile: runners are stopped and connectors created outside the
+  // engine's lock. Returns the problems that prevented a pipeline from starting.
   std::vector<std::string> reload(config::Config next);
+  // Hands `work` to the control thread (a SIGHUP's reload, say) and returns at once.
+  void post_control(std::function<void()> work);
 
   void pause(const std::string &pipeline);
   void resume(const std::string &pipeline);
@@ -89,7 +80,7 @@ class Engine {
                                         std::optional<int64_t> since_ms, std::string &error);
 
   // Verifies and parses a delivery through the webhook source's plugin and enqueues its events
-  // in one transaction; only then is the answer a success.
+  // in one transaction; only then is the answer a success (webhook_ingest.cpp).
   WebhookIngest ingest_webhook(const std::string &path, const plugins::WebhookRequest &request,
                                const std::string &request_id);
   // The same without waiting for the commit: verification runs on the calling thread, and `done`
@@ -103,18 +94,33 @@ class Engine {
     int64_t next_ms = 0;
   };
   std::optional<PollTimes> poll_times(const std::string &pipeline) const;
-  plugins::Connector *connector(const std::string &connection);
-  const config::Config &config() const { return config_; }
+  // The live connector of a connection, shared: it stays usable while the caller holds it, even
+  // if a reload replaces it meanwhile. nullptr when no pipeline uses the connection.
+  std::shared_ptr<plugins::Connector> connector(const std::string &connection) const;
+  // The running configuration: an immutable snapshot, taken without the engine's lock.
+  std::shared_ptr<const config::Config> config() const;
   store::Store &store() { return *store_; }
 
  private:
+  using Connections = std::map<std::string, std::shared_ptr<ConnectionHandle>>;
+  using Runners = std::map<std::string, std::shared_ptr<PipelineRunner>>;
+
+  void start_on_control();
+  std::vector<std::string> reload_on_control(config::Config next);
   std::shared_ptr<ConnectionHandle> connect(const config::ConnectionConfig &connection);
-  std::shared_ptr<PipelineRunner> make_runner(const config::PipelineConfig &pipeline);
+  // A runner for `pipeline` of `config`, with the connections it needs from `connections`
+  // (created there when missing: plugin calls, so never under the engine's lock).
+  std::shared_ptr<PipelineRunner> make_runner(const config::PipelineConfig &pipeline,
+                                              const config::Config &config,
+                                              Connections &connections);
   std::shared_ptr<PipelineRunner> find_runner(const std::string &pipeline) const;
   // Every minute: hand expired claims back to the queue; purge done events past retention.
   void schedule_maintenance(std::chrono::milliseconds delay);
 
-  config::Config config_;
+  // First declared, last destroyed: connectors released by anything below end on this thread.
+  std::shared_ptr<control::Executor> control_;
+  mutable std::mutex config_mutex_;  // guards only the snapshot pointer
+  std::shared_ptr<const config::Config> config_;
   std::shared_ptr<plugins::PluginRegistry> registry_;
   std::shared_ptr<store::Store> store_;
   EngineOptions options_;
@@ -123,9 +129,11 @@ class Engine {
   std::vector<std::thread> io_threads_;
   std::unique_ptr<boost::asio::thread_pool> pool_;
   std::unique_ptr<boost::asio::steady_timer> maintenance_timer_;
-  mutable std::mutex mutex_;  // guards the two maps below
-  std::map<std::string, std::shared_ptr<ConnectionHandle>> connections_;
-  std::map<std::string, std::shared_ptr<PipelineRunner>> runners_;
+  // Guards the two maps below, briefly: lookups by ingest and the admin API, and the swaps of a
+  // reload (never held across a plugin call or a wait).
+  mutable std::mutex mutex_;
+  Connections connections_;
+  Runners runners_;
   std::atomic<bool> paused_all_{false};
   // Webhooks whose events are being committed: stop and the destructor wait for them.
   void wait_for_ingests(std::chrono::steady_clock::time_point deadline);
@@ -137,7 +145,7 @@ class Engine {
   std::condition_variable ingests_idle_;
   size_t ingests_in_flight_ = 0;
   std::atomic<bool> stopped_{false};
-  bool started_ = false;
+  std::atomic<bool> started_{false};
 };
 
 }  // namespace crmhost::pipeline

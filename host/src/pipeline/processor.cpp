@@ -335,7 +335,8 @@ void Processor::push_group(std::vector<Item *> &group, BatchStats &stats) {
   const auto &sink = deps_.pipeline.sink;
   plugins::PushRequest request;
   request.object = sink.object;
-  request.mode = group.front()->payload.event == "delete" ? "delete" : sink.mode;
+  request.mode = group.front()->payload.event == "delete" ? "delete"
+                                                          : std::string(to_string(sink.mode));
   request.match_on = sink.match_on;
   for (Item *item : group) {
     plugins::PushInput input;
@@ -419,6 +420,31 @@ void count_outcomes(const std::string &pipeline, const BatchStats &stats) {
 
 }  // namespace
 
+bool target_keeps(const config::PipelineConfig &pipeline,
+                  const std::optional<store::EntityLink> &link, const std::string &hash) {
+  return link && (link->last_payload_hash == hash || pipeline.sink.conflict == config::ConflictPolicy::target_wins);
+}
+
+PushVerdict decide_push(const config::PipelineConfig &pipeline, const MapFunction &map,
+                        store::Store &store, const std::string &source_connection,
+                        const plugins::Record &record) {
+  PushVerdict verdict;
+  const auto link = store.find_link_by_source(pipeline.name, source_connection, record.id);
+  if (record.event == "delete") {
+    verdict.decision = link ? PushDecision::delete_target : PushDecision::nothing_to_delete;
+    return verdict;
+  }
+  auto mapped = map(record.data_json);
+  if (!mapped) {
+    verdict.error = mapped.error().message;
+    return verdict;
+  }
+  verdict.decision = !link                                                  ? PushDecision::create
+                     : target_keeps(pipeline, link, store::sha256_hex(*mapped)) ? PushDecision::unchanged
+                                                                           : PushDecision::update;
+  return verdict;
+}
+
 BatchStats Processor::run_once() {
   BatchStats stats = process_batch();
   count_outcomes(deps_.pipeline.name, stats);
@@ -469,8 +495,7 @@ BatchStats Processor::process_batch() {
       continue;
     }
     const bool same_as_last = item.link && item.link->last_payload_hash == item.hash;
-    const bool keep_target = item.link && p.sink.conflict == "target_wins";
-    if (same_as_last || keep_target || item.echo) {
+    if (target_keeps(p, item.link, item.hash) || item.echo) {
       if (item.echo) {
         ++stats.echoes;
         // The target already holds this content (it came from there): remember it as written,
@@ -490,7 +515,7 @@ BatchStats Processor::process_batch() {
       item.settled = true;
       continue;
     }
-    if (item.link && p.sink.conflict == "newest_wins" && item.modified_ms &&
+    if (item.link && p.sink.conflict == config::ConflictPolicy::newest_wins && item.modified_ms &&
         item.link->target_modified_at &&
         *item.modified_ms < store::to_unix_ms(*item.link->target_modified_at)) {
       record_stale(item, store::to_unix_ms(*item.link->target_modified_at));
@@ -506,8 +531,8 @@ BatchStats Processor::process_batch() {
     stats.unchanged += completed - std::min(completed, stats.echoes + stats.stale);
   }
 
-  if (p.sink.conflict == "fill_empty") fill_empty(upserts, stats);
-  if (p.sink.conflict == "newest_wins") keep_newer_targets(upserts, stats);
+  if (p.sink.conflict == config::ConflictPolicy::fill_empty) fill_empty(upserts, stats);
+  if (p.sink.conflict == config::ConflictPolicy::newest_wins) keep_newer_targets(upserts, stats);
 
   const size_t max_batch = std::max<uint32_t>(deps_.sink_max_batch, 1);
   for (auto *list : {&upserts, &deletes}) {

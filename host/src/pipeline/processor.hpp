@@ -16,8 +16,8 @@
 
 namespace crmhost::pipeline {
 
-// Turns a source record (JSON object) into the target's fields. The mapping stage supplies the
-// real one; until then the identity.
+// Turns a source record (JSON object) into the target's fields: a pipeline's compiled map stage,
+// or the identity where a test wants the record as it is.
 using MapFunction = std::function<plugins::Outcome<std::string>(const std::string &data_json)>;
 MapFunction identity_map();
 // The compiled mapping of a pipeline's map stage (rules compiled once; a record that cannot be
@@ -55,6 +55,22 @@ struct BatchStats {
   size_t dead = 0;
   size_t released = 0;  // handed back on shutdown
 };
+
+// What processing would do with one source record, judged from the store alone: the decision the
+// processor takes for records that are not echoes or stale (it reads the target for those), and
+// the one `crmhost backfill --dry-run` reports. The record is mapped first, as the processor
+// does, so a mapped field that did not change is "unchanged" whatever else the source holds.
+enum class PushDecision { create, update, unchanged, delete_target, nothing_to_delete };
+struct PushVerdict {
+  PushDecision decision = PushDecision::create;
+  std::string error;  // the record cannot be mapped: it would fail (and dead-letter)
+};
+PushVerdict decide_push(const config::PipelineConfig &pipeline, const MapFunction &map,
+                        store::Store &store, const std::string &source_connection,
+                        const plugins::Record &record);
+// Whether the target already holds what `hash` describes, or must keep its own (target_wins).
+bool target_keeps(const config::PipelineConfig &pipeline,
+                  const std::optional<store::EntityLink> &link, const std::string &hash);
 
 class Processor {
  public:

@@ -1,8 +1,10 @@
 #include "plugins/connector.hpp"
 
+#include <cassert>
 #include <cstring>
 
 #include "plugins/plugin_library.hpp"
+#include "util/control_thread.hpp"
 #include "util/crash.hpp"
 #include "util/json.hpp"
 
@@ -97,6 +99,7 @@ Connector::Connector(std::shared_ptr<const PluginLibrary> plugin,
     : plugin_(std::move(plugin)), host_(std::move(host)), handle_(handle) {}
 
 Connector::~Connector() {
+  assert(control::on_control_thread() && "destroy is a [control] call: run it on the control thread");
   std::lock_guard call_lock(call_mutex_);
   std::lock_guard control_lock(plugin_->control_mutex_);
   crash::PluginCallScope in_flight(plugin_->id().c_str(), host_->connection.c_str(), "destroy");

@@ -1,12 +1,14 @@
 #include "plugins/plugin_library.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 #include <regex>
 
 #include <boost/dll/shared_library_load_mode.hpp>
 
 #include "plugins/connector.hpp"
+#include "util/control_thread.hpp"
 #include "util/crash.hpp"
 
 namespace crmhost::plugins {
@@ -245,6 +247,7 @@ PluginLibrary::~PluginLibrary() {
 
 Outcome<std::unique_ptr<Connector>> PluginLibrary::create_connector(
     const std::string &connection, const std::string &settings_json) const {
+  assert(control::on_control_thread() && "create is a [control] call: run it on the control thread");
   auto host = std::make_unique<crm_host_instance>();
   host->plugin_id = info_.id;
   host->connection = connection;

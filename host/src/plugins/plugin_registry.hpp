@@ -2,6 +2,7 @@
 // All plugins of a host, keyed by id; refused files are kept with their reasons.
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -21,11 +22,16 @@ class PluginRegistry {
   // Loads one file, whatever its name.
   void load_file(const std::filesystem::path &file);
 
-  const std::vector<std::shared_ptr<PluginLibrary>> &plugins() const { return plugins_; }
-  const std::vector<LoadRefusal> &refusals() const { return refusals_; }
+  // Copies: a reload may load more plugins meanwhile (on the control thread).
+  std::vector<std::shared_ptr<PluginLibrary>> plugins() const;
+  std::vector<LoadRefusal> refusals() const;
   std::shared_ptr<PluginLibrary> find(const std::string &id) const;
 
  private:
+  void load_file_locked(const std::filesystem::path &file);
+  std::shared_ptr<PluginLibrary> find_locked(const std::string &id) const;
+
+  mutable std::mutex mutex_;
   std::shared_ptr<HostServices> services_;
   std::vector<std::shared_ptr<PluginLibrary>> plugins_;
   std::vector<LoadRefusal> refusals_;

@@ -15,8 +15,12 @@
  *  - Strings are UTF-8 and length-delimited (crm_str); they need not be NUL-terminated unless the
  *    declaration says `const char *` (then NUL-terminated, static storage unless stated).
  *  - Thread tags:
- *      [control]             called from the host's one control thread, never concurrently with
- *                            any other call into the same plugin.
+ *      [control]             called from the host's one control thread (the thread that starts,
+ *                            reloads and stops the host's pipelines and creates and destroys
+ *                            connectors; a host without one, such as a CLI command, calls from
+ *                            its main thread), never concurrently with any other call into the
+ *                            same plugin. `destroy` runs there too, wherever the host released
+ *                            the connector's last reference.
  *      [instance-serialized] never two at once on one connector instance; calls on different
  *                            instances may run in parallel, on any thread of the host's blocking
  *                            pool (never on its network threads, so blocking is allowed).

@@ -1,0 +1,195 @@
+// Reloads every few milliseconds (unchanged, a changed pipeline restarted, a plugin loaded and a
+// pipeline added on it) while webhooks, admin calls and /metrics scrapes run on other threads.
+// Under the tsan preset this is the data-race check of the engine's control plane; in every
+// preset it checks that each acknowledged webhook is processed exactly once.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "engine_support.hpp"
+
+#include "admin/admin_api.hpp"
+#include "pipeline/engine.hpp"
+#include "plugins/plugin_registry.hpp"
+#include "util/metrics.hpp"
+
+using namespace crmhost;
+using namespace std::chrono_literals;
+using crmhost::testing::eventually;
+
+namespace {
+
+constexpr const char *kToken = "an-admin-token-of-32-characters!";
+
+net::HttpRequest request(const std::string &method, const std::string &target,
+                         const std::string &body = "") {
+  net::HttpRequest r;
+  r.method = method;
+  r.target = target;
+  r.path = target.substr(0, target.find('?'));
+  if (const auto q = target.find('?'); q != std::string::npos) r.query = target.substr(q + 1);
+  r.headers = {{"Authorization", std::string("Bearer ") + kToken},
+               {"X-Memory-Secret", "s3cret-s3cret"}};
+  r.body = body;
+  r.request_id = "stress";
+  return r;
+}
+
+config::ConnectionConfig connection(const std::string &name, const std::string &plugin) {
+  return {name, plugin, R"({"webhook_secret":"s3cret-s3cret"})", std::nullopt, {}};
+}
+
+config::PipelineConfig webhook_pipeline(const std::string &name, const std::string &source,
+                                        const std::string &path, const std::string &sink,
+                                        uint32_t batch_size) {
+  config::PipelineConfig p;
+  p.name = name;
+  p.webhook = config::WebhookSource{source, path, {}, {}};
+  p.sink = config::PushSink{sink, "contact", config::PushMode::upsert, std::string("email"), config::ConflictPolicy::source_wins, {}};
+  p.retry = config::RetryPolicy{5, 5ms, 20ms};
+  p.batch_size = batch_size;
+  return p;
+}
+
+// Variant 0 and 1 differ in the webhook pipeline's batch size (it restarts); variant 2 adds a
+// connection on the memory-sdk plugin, loaded meanwhile, and a pipeline on it.
+config::Config variant(int which) {
+  config::Config c;
+  c.plugin_workers = 3;
+  c.shutdown_grace = 5s;
+  c.claim_lease = 30s;
+  c.connections = {{"src", connection("src", "memory")}, {"dst", connection("dst", "memory")}};
+  auto hooks = webhook_pipeline("hooks", "src", "/hooks/memory", "dst", which == 1 ? 20 : 10);
+  c.pipelines = {{hooks.name, hooks}};
+  if (which == 2) {
+    c.connections["sdk"] = connection("sdk", "memory-sdk");
+    auto more = webhook_pipeline("more", "sdk", "/hooks/sdk", "sdk", 10);
+    c.pipelines[more.name] = more;
+  }
+  return c;
+}
+
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  return values[std::min(values.size() - 1, static_cast<size_t>(p * values.size()))];
+}
+
+}  // namespace
+
+TEST_CASE("reloads every few milliseconds while webhooks, admin calls and scrapes run",
+          "[engine][stress]") {
+  const auto dir = testing::fresh_test_dir("reload-stress");
+  auto registry = std::make_shared<plugins::PluginRegistry>();
+  registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory.so");
+  std::shared_ptr<store::Store> db = store::open_store("sqlite://" + (dir / "state.db").string());
+  pipeline::Engine engine(variant(0), registry, db);
+  engine.start();
+  admin::RouterContext ctx{engine, *db, kToken};
+  const double pushed_before = metrics::global().counter_sum(
+      "crmhost_events_total", {{"pipeline", "hooks"}, {"outcome", "pushed"}});
+
+  std::atomic<bool> done{false};
+  std::mutex acknowledged_mutex;
+  std::set<std::string> acknowledged;
+  std::vector<double> latencies_ms;
+  std::atomic<int> refused{0}, admin_calls{0}, scrapes{0}, reloads{0};
+
+  auto sender = [&](int id) {
+    for (int i = 0; !done; ++i) {
+      const std::string record = "r" + std::to_string(id) + "-" + std::to_string(i);
+      const auto start = std::chrono::steady_clock::now();
+      const auto answer = admin::route(
+          request("POST", "/hooks/memory",
+                  R"([{"object":"contact","id":")" + record + R"(","data":{"email":")" + record +
+                      R"(@example.com"}}])"),
+          ctx);
+      const double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count();
+      std::lock_guard lock(acknowledged_mutex);
+      latencies_ms.push_back(ms);
+      if (answer.status == 200)
+        acknowledged.insert(record);
+      else
+        ++refused;
+    }
+  };
+  auto admin_caller = [&] {
+    while (!done) {
+      for (const char *target : {"/pipelines", "/health/dst", "/pipelines/hooks", "/runs"})
+        if (admin::route(request("GET", target), ctx).status < 500) ++admin_calls;
+      std::this_thread::sleep_for(1ms);
+    }
+  };
+  auto scraper = [&] {
+    while (!done) {
+      if (admin::route(request("GET", "/metrics"), ctx).status == 200) ++scrapes;
+      std::this_thread::sleep_for(2ms);
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.emplace_back(sender, 1);
+  threads.emplace_back(sender, 2);
+  threads.emplace_back(admin_caller);
+  threads.emplace_back(scraper);
+
+  const auto until = std::chrono::steady_clock::now() + 3s;
+  for (int i = 0; std::chrono::steady_clock::now() < until; ++i) {
+    if (i == 40)  // a plugin dropped into the plugin directory, loaded on the control thread
+      engine.post_control([&] {
+        registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory-sdk.so");
+      });
+    // Unchanged, then the webhook pipeline changed (restarted), then (once the new plugin is
+    // there) a connection and pipeline added on it.
+    const int which = i % 3 == 2 && i > 40 ? 2 : i % 3 == 1 ? 1 : 0;
+    const auto problems = engine.reload(variant(which));
+    CHECK(problems.empty());
+    ++reloads;
+    std::this_thread::sleep_for(5ms);
+  }
+  done = true;
+  for (auto &t : threads) t.join();
+
+  REQUIRE(!acknowledged.empty());
+  CHECK(refused == 0);  // a reload never turns a good delivery away
+  CHECK(admin_calls > 0);
+  CHECK(scrapes > 0);
+  // Every acknowledged delivery is processed, once: a stored event per record, all done, and one
+  // push each (a restarted pipeline's successor takes over what was stored meanwhile).
+  REQUIRE(eventually(
+      [&] {
+        int64_t finished = 0;
+        for (const auto &c : db->count_by_status("hooks"))
+          if (c.status == store::EventStatus::done) finished += c.count;
+        return finished == static_cast<int64_t>(acknowledged.size());
+      },
+      60s));
+  for (const auto &c : db->count_by_status("hooks"))
+    if (c.status != store::EventStatus::done) CHECK(c.count == 0);
+  const double pushed = metrics::global().counter_sum(
+                            "crmhost_events_total", {{"pipeline", "hooks"}, {"outcome", "pushed"}}) -
+                        pushed_before;
+  CHECK(pushed == static_cast<double>(acknowledged.size()));
+  auto sink = engine.connector("dst");
+  REQUIRE(sink);
+  auto page = sink->poll({"contact", std::nullopt, 100000});
+  REQUIRE(page);
+  std::set<std::string> emails;
+  for (const auto &r : page->records) emails.insert(r.data_json);
+  CHECK(page->records.size() == acknowledged.size());  // no record written twice
+
+  WARN("reload stress: " << reloads << " reloads, " << acknowledged.size()
+                         << " webhooks acknowledged (p50 " << percentile(latencies_ms, 0.50)
+                         << " ms, p99 " << percentile(latencies_ms, 0.99) << " ms, max "
+                         << percentile(latencies_ms, 1.0) << " ms), " << admin_calls
+                         << " admin calls, " << scrapes << " scrapes");
+  engine.stop();
+}
