@@ -1,6 +1,8 @@
 #include "admin/admin_api.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -216,151 +218,206 @@ void write_event(Writer &w, const store::Event &e, bool with_payload) {
   w.EndObject();
 }
 
-net::HttpResponse admin(const net::HttpRequest &request, RouterContext &ctx,
-                        const std::vector<std::string> &parts) {
-  const bool get = request.method == "GET", post = request.method == "POST";
+// One admin route: its handler gets the request, the context and the pattern's {parameters}.
+using AdminHandler = net::HttpResponse (*)(const net::HttpRequest &, RouterContext &,
+                                           const std::vector<std::string> &args);
+
+net::HttpResponse json_of(int status, const std::function<void(Writer &)> &write) {
   rapidjson::StringBuffer buffer;
   Writer w(buffer);
-  auto known = [&](const std::string &name) {
-    const auto names = ctx.engine.pipeline_names();
-    return std::find(names.begin(), names.end(), name) != names.end();
-  };
-  if (parts.size() == 2 && parts[0] == "health" && get) {
-    auto connector = ctx.engine.connector(parts[1]);
-    if (!connector) return error(404, "no connection named " + parts[1]);
-    const auto checked = connector->check();
-    const bool ok = checked && checked.value().ok;
+  write(w);
+  return json_response(status, buffer);
+}
+
+std::optional<net::HttpResponse> unknown_pipeline(RouterContext &ctx, const std::string &name) {
+  const auto names = ctx.engine.pipeline_names();
+  if (std::find(names.begin(), names.end(), name) != names.end()) return std::nullopt;
+  return error(404, "no running pipeline named " + name);
+}
+
+std::optional<int64_t> number_of(const std::string &text) {
+  int64_t value = 0;
+  const auto parsed = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (parsed.ec != std::errc() || parsed.ptr != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+net::HttpResponse health(const net::HttpRequest &, RouterContext &ctx,
+                         const std::vector<std::string> &args) {
+  auto connector = ctx.engine.connector(args[0]);
+  if (!connector) return error(404, "no connection named " + args[0]);
+  const auto checked = connector->check();
+  const bool ok = checked && checked.value().ok;
+  return json_of(ok ? 200 : 503, [&](Writer &w) {
     w.StartObject();
     w.Key("connection");
-    w.String(parts[1]);
+    w.String(args[0]);
     w.Key("ok");
     w.Bool(ok);
     w.Key("message");
     w.String(checked ? checked.value().message : checked.error().describe());
     w.EndObject();
-    return json_response(ok ? 200 : 503, buffer);
-  }
-  if (parts.size() == 1 && parts[0] == "pipelines" && get) {
+  });
+}
+
+net::HttpResponse list_pipelines(const net::HttpRequest &, RouterContext &ctx,
+                                 const std::vector<std::string> &) {
+  return json_of(200, [&](Writer &w) {
     w.StartArray();
     for (const auto &name : ctx.engine.pipeline_names())
       write_pipeline(w, name, ctx.engine, ctx.store);
     w.EndArray();
-    return json_response(200, buffer);
+  });
+}
+
+net::HttpResponse get_pipeline(const net::HttpRequest &, RouterContext &ctx,
+                               const std::vector<std::string> &args) {
+  if (auto missing = unknown_pipeline(ctx, args[0])) return *missing;
+  return json_of(200, [&](Writer &w) { write_pipeline(w, args[0], ctx.engine, ctx.store); });
+}
+
+net::HttpResponse pause_pipeline(const net::HttpRequest &, RouterContext &ctx,
+                                 const std::vector<std::string> &args) {
+  if (auto missing = unknown_pipeline(ctx, args[0])) return *missing;
+  ctx.engine.pause(args[0]);
+  return json_of(200, [&](Writer &w) { write_pipeline(w, args[0], ctx.engine, ctx.store); });
+}
+
+net::HttpResponse resume_pipeline(const net::HttpRequest &, RouterContext &ctx,
+                                  const std::vector<std::string> &args) {
+  if (auto missing = unknown_pipeline(ctx, args[0])) return *missing;
+  ctx.engine.resume(args[0]);
+  return json_of(200, [&](Writer &w) { write_pipeline(w, args[0], ctx.engine, ctx.store); });
+}
+
+net::HttpResponse backfill_pipeline(const net::HttpRequest &request, RouterContext &ctx,
+                                    const std::vector<std::string> &args) {
+  if (auto missing = unknown_pipeline(ctx, args[0])) return *missing;
+  const auto dry = query_param(request.query, "dry_run");
+  std::optional<int64_t> since;
+  if (const auto text = query_param(request.query, "since"); !text.empty()) {
+    since = timeutil::parse_iso8601_ms(text);
+    if (!since) return error(400, "since must be an ISO 8601 time");
   }
-  if (parts.size() >= 2 && parts[0] == "pipelines") {
-    const std::string &name = parts[1];
-    if (!known(name)) return error(404, "no running pipeline named " + name);
-    if (parts.size() == 2 && get) {
-      write_pipeline(w, name, ctx.engine, ctx.store);
-      return json_response(200, buffer);
-    }
-    if (parts.size() == 3 && post && (parts[2] == "pause" || parts[2] == "resume")) {
-      parts[2] == "pause" ? ctx.engine.pause(name) : ctx.engine.resume(name);
-      write_pipeline(w, name, ctx.engine, ctx.store);
-      return json_response(200, buffer);
-    }
-    if (parts.size() == 3 && post && parts[2] == "backfill") {
-      const auto dry = query_param(request.query, "dry_run");
-      std::optional<int64_t> since;
-      if (const auto text = query_param(request.query, "since"); !text.empty()) {
-        since = timeutil::parse_iso8601_ms(text);
-        if (!since) return error(400, "since must be an ISO 8601 time");
-      }
-      std::string problem;
-      const auto run = ctx.engine.start_backfill(name, dry == "true" || dry == "1", since, problem);
-      if (!run) return error(409, problem);
-      w.StartObject();
-      w.Key("run_id");
-      w.Int64(*run);
-      w.EndObject();
-      return json_response(202, buffer);
-    }
-    if (parts.size() == 3 && post && parts[2] == "replay") {
-      store::ReplayFilter filter;
-      filter.pipeline = name;
-      try {
-        if (auto status = query_param(request.query, "status"); !status.empty())
-          filter.statuses = {store::parse_event_status(status)};
-      } catch (const store::StoreError &e) {
-        return error(400, e.what());
-      }
-      for (const char *bound : {"since", "until"}) {
-        const auto text = query_param(request.query, bound);
-        if (text.empty()) continue;
-        const auto when = timeutil::parse_iso8601_ms(text);
-        if (!when) return error(400, std::string(bound) + " must be an ISO 8601 time");
-        (std::string(bound) == "since" ? filter.received_from : filter.received_to) =
-            store::from_unix_ms(*when);
-      }
-      const auto replayed = ctx.store.replay(filter);
-      ctx.engine.wake(name);
-      w.StartObject();
-      w.Key("replayed");
-      w.Int64(replayed);
-      w.EndObject();
-      return json_response(200, buffer);
-    }
+  std::string problem;
+  const auto run = ctx.engine.start_backfill(args[0], dry == "true" || dry == "1", since, problem);
+  if (!run) return error(409, problem);
+  return json_of(202, [&](Writer &w) {
+    w.StartObject();
+    w.Key("run_id");
+    w.Int64(*run);
+    w.EndObject();
+  });
+}
+
+net::HttpResponse replay_pipeline(const net::HttpRequest &request, RouterContext &ctx,
+                                  const std::vector<std::string> &args) {
+  if (auto missing = unknown_pipeline(ctx, args[0])) return *missing;
+  store::ReplayFilter filter;
+  filter.pipeline = args[0];
+  try {
+    if (auto status = query_param(request.query, "status"); !status.empty())
+      filter.statuses = {store::parse_event_status(status)};
+  } catch (const store::StoreError &e) {
+    return error(400, e.what());
   }
-  if (parts.size() == 1 && post && (parts[0] == "pause-all" || parts[0] == "resume-all")) {
-    parts[0] == "pause-all" ? ctx.engine.pause_all() : ctx.engine.resume_all();
+  for (const char *bound : {"since", "until"}) {
+    const auto text = query_param(request.query, bound);
+    if (text.empty()) continue;
+    const auto when = timeutil::parse_iso8601_ms(text);
+    if (!when) return error(400, std::string(bound) + " must be an ISO 8601 time");
+    (std::string(bound) == "since" ? filter.received_from : filter.received_to) =
+        store::from_unix_ms(*when);
+  }
+  const auto replayed = ctx.store.replay(filter);
+  ctx.engine.wake(args[0]);
+  return json_of(200, [&](Writer &w) {
+    w.StartObject();
+    w.Key("replayed");
+    w.Int64(replayed);
+    w.EndObject();
+  });
+}
+
+net::HttpResponse kill_switch(RouterContext &ctx, bool pause) {
+  pause ? ctx.engine.pause_all() : ctx.engine.resume_all();
+  return json_of(200, [&](Writer &w) {
     w.StartObject();
     w.Key("paused_all");
-    w.Bool(parts[0] == "pause-all");
+    w.Bool(pause);
     w.EndObject();
-    return json_response(200, buffer);
+  });
+}
+
+net::HttpResponse pause_all(const net::HttpRequest &, RouterContext &ctx,
+                            const std::vector<std::string> &) {
+  return kill_switch(ctx, true);
+}
+
+net::HttpResponse resume_all(const net::HttpRequest &, RouterContext &ctx,
+                             const std::vector<std::string> &) {
+  return kill_switch(ctx, false);
+}
+
+net::HttpResponse list_events(const net::HttpRequest &request, RouterContext &ctx,
+                              const std::vector<std::string> &) {
+  store::EventQuery query;
+  if (auto p = query_param(request.query, "pipeline"); !p.empty()) query.pipeline = p;
+  try {
+    if (auto s = query_param(request.query, "status"); !s.empty())
+      query.status = store::parse_event_status(s);
+  } catch (const store::StoreError &) {
+    return error(400, "status must be pending, in_flight, done, failed or dead");
   }
-  if (parts.size() == 1 && parts[0] == "events" && get) {
-    store::EventQuery query;
-    if (auto p = query_param(request.query, "pipeline"); !p.empty()) query.pipeline = p;
-    try {
-      if (auto s = query_param(request.query, "status"); !s.empty())
-        query.status = store::parse_event_status(s);
-      if (auto l = query_param(request.query, "limit"); !l.empty())
-        query.limit = std::clamp(std::stoi(l), 1, 1000);
-      if (auto a = query_param(request.query, "after"); !a.empty()) query.after_id = std::stoll(a);
-    } catch (const std::exception &) {
-      return error(
-          400, "status must be pending, in_flight, done, failed or dead; limit and after numbers");
-    }
+  if (auto l = query_param(request.query, "limit"); !l.empty()) {
+    const auto limit = number_of(l);
+    if (!limit) return error(400, "limit must be a number from 1 to 1000");
+    query.limit = static_cast<int>(std::clamp<int64_t>(*limit, 1, 1000));
+  }
+  if (auto a = query_param(request.query, "after"); !a.empty()) {
+    const auto after = number_of(a);
+    if (!after) return error(400, "after must be an event id (a number)");
+    query.after_id = *after;
+  }
+  return json_of(200, [&](Writer &w) {
     w.StartArray();
     for (const auto &e : ctx.store.list_events(query)) write_event(w, e, false);
     w.EndArray();
-    return json_response(200, buffer);
-  }
-  if (parts.size() >= 2 && parts[0] == "events") {
-    int64_t id = 0;
-    try {
-      id = std::stoll(parts[1]);
-    } catch (const std::exception &) {
-      return error(400, "event ids are numbers");
-    }
-    if (parts.size() == 2 && get) {
-      auto event = ctx.store.get_event(id);
-      if (!event) return error(404, "no event " + parts[1]);
-      write_event(w, *event, true);
-      return json_response(200, buffer);
-    }
-    if (parts.size() == 3 && post && parts[2] == "replay") {
-      auto event = ctx.store.get_event(id);
-      if (!event) return error(404, "no event " + parts[1]);
-      if (!ctx.store.replay(id)) return error(409, "event " + parts[1] + " is in flight");
-      ctx.engine.wake(event->pipeline);
-      w.StartObject();
-      w.Key("replayed");
-      w.Int64(id);
-      w.EndObject();
-      return json_response(200, buffer);
-    }
-  }
-  if (parts.size() == 2 && parts[0] == "runs" && get) {
-    int64_t id = 0;
-    try {
-      id = std::stoll(parts[1]);
-    } catch (const std::exception &) {
-      return error(400, "run ids are numbers");
-    }
-    auto run = ctx.store.get_sync_run(id);
-    if (!run) return error(404, "no run " + parts[1]);
+  });
+}
+
+net::HttpResponse get_event(const net::HttpRequest &, RouterContext &ctx,
+                            const std::vector<std::string> &args) {
+  const auto id = number_of(args[0]);
+  if (!id) return error(400, "event ids are numbers");
+  auto event = ctx.store.get_event(*id);
+  if (!event) return error(404, "no event " + args[0]);
+  return json_of(200, [&](Writer &w) { write_event(w, *event, true); });
+}
+
+net::HttpResponse replay_event(const net::HttpRequest &, RouterContext &ctx,
+                               const std::vector<std::string> &args) {
+  const auto id = number_of(args[0]);
+  if (!id) return error(400, "event ids are numbers");
+  auto event = ctx.store.get_event(*id);
+  if (!event) return error(404, "no event " + args[0]);
+  if (!ctx.store.replay(*id)) return error(409, "event " + args[0] + " is in flight");
+  ctx.engine.wake(event->pipeline);
+  return json_of(200, [&](Writer &w) {
+    w.StartObject();
+    w.Key("replayed");
+    w.Int64(*id);
+    w.EndObject();
+  });
+}
+
+net::HttpResponse get_run(const net::HttpRequest &, RouterContext &ctx,
+                          const std::vector<std::string> &args) {
+  const auto id = number_of(args[0]);
+  if (!id) return error(400, "run ids are numbers");
+  auto run = ctx.store.get_sync_run(*id);
+  if (!run) return error(404, "no run " + args[0]);
+  return json_of(200, [&](Writer &w) {
     w.StartObject();
     w.Key("id");
     w.Int64(run->id);
@@ -380,7 +437,59 @@ net::HttpResponse admin(const net::HttpRequest &request, RouterContext &ctx,
     w.String(run->error);
     write_time(w, "started_at", run->started_at);
     w.EndObject();
-    return json_response(200, buffer);
+  });
+}
+
+// The admin API, as docs/admin-api.yaml describes it. A {parameter} matches one path segment.
+struct AdminRoute {
+  const char *method;
+  const char *pattern;
+  AdminHandler handler;
+};
+const AdminRoute kAdminRoutes[] = {
+    {"GET", "/health/{connection}", health},
+    {"GET", "/pipelines", list_pipelines},
+    {"GET", "/pipelines/{name}", get_pipeline},
+    {"POST", "/pipelines/{name}/pause", pause_pipeline},
+    {"POST", "/pipelines/{name}/resume", resume_pipeline},
+    {"POST", "/pipelines/{name}/backfill", backfill_pipeline},
+    {"POST", "/pipelines/{name}/replay", replay_pipeline},
+    {"POST", "/pause-all", pause_all},
+    {"POST", "/resume-all", resume_all},
+    {"GET", "/events", list_events},
+    {"GET", "/events/{id}", get_event},
+    {"POST", "/events/{id}/replay", replay_event},
+    {"GET", "/runs/{id}", get_run},
+};
+
+// The {parameters} of `pattern` in `parts`, or nullopt when the path does not match it.
+std::optional<std::vector<std::string>> match(const char *pattern,
+                                              const std::vector<std::string> &parts) {
+  const auto segments = split_path(pattern);
+  if (segments.size() != parts.size()) return std::nullopt;
+  std::vector<std::string> args;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (segments[i].size() > 1 && segments[i].front() == '{')
+      args.push_back(parts[i]);
+    else if (segments[i] != parts[i])
+      return std::nullopt;
+  }
+  return args;
+}
+
+net::HttpResponse admin(const net::HttpRequest &request, RouterContext &ctx,
+                        const std::vector<std::string> &parts) {
+  std::string allowed;
+  for (const auto &route : kAdminRoutes) {
+    auto args = match(route.pattern, parts);
+    if (!args) continue;
+    if (request.method == route.method) return route.handler(request, ctx, *args);
+    allowed += (allowed.empty() ? "" : ", ") + std::string(route.method);
+  }
+  if (!allowed.empty()) {
+    auto refused = error(405, request.method + " is not allowed on " + request.path);
+    refused.headers.emplace_back("Allow", allowed);
+    return refused;
   }
   return error(404, "no such admin route: " + request.method + " " + request.path);
 }
@@ -437,8 +546,12 @@ bool constant_time_equals(const std::string &a, const std::string &b) {
 
 namespace {
 
-const std::set<std::string> kAdminRoots = {"pipelines", "pause-all", "resume-all",
-                                           "events",    "runs",      "health"};
+// The first segments of the admin routes: anything else is a webhook path.
+const std::set<std::string> kAdminRoots = [] {
+  std::set<std::string> roots;
+  for (const auto &route : kAdminRoutes) roots.insert(split_path(route.pattern).front());
+  return roots;
+}();
 
 bool is_webhook(const net::HttpRequest &request) {
   if (request.method != "POST") return false;
