@@ -22,6 +22,7 @@
 #include "store/store.hpp"
 #include "store/uri.hpp"
 #include "util/json.hpp"
+#include "util/logging.hpp"
 #include "util/time.hpp"
 
 namespace crmhost::cli {
@@ -282,7 +283,9 @@ int backfill_command(const std::vector<std::string> &args, std::ostream &out, st
   auto created =
       registry.find(connection.plugin)->create_connector(connection.name, connection.settings_json);
   if (!created) {
-    err << "crmhost backfill: connection " << connection.name << ": " << created.error().describe()
+    // Plugin and provider text: masked as in the log and the admin API.
+    err << "crmhost backfill: connection " << connection.name << ": "
+        << logging::redact(created.error().describe())
         << "\n";
     return 1;
   }
@@ -346,7 +349,7 @@ int backfill_command(const std::vector<std::string> &args, std::ostream &out, st
     out << "backfill run " << outcome.run_id << ": " << outcome.counts.enqueued << " queued, "
         << outcome.counts.duplicates << " already queued, " << outcome.pages << " pages\n";
   if (!outcome.ok) {
-    err << "crmhost backfill: " << outcome.error << "\n";
+    err << "crmhost backfill: " << logging::redact(outcome.error) << "\n";
     return 1;
   }
   return 0;

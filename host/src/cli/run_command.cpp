@@ -154,7 +154,8 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   try {
     engine.start();
   } catch (const std::exception &e) {
-    err << "crmhost run: " << e.what() << "\n";
+    // A plugin's refusal of its settings: its words, masked as in the log.
+    err << "crmhost run: " << logging::redact(e.what()) << "\n";
     return 1;
   }
   // Webhooks and health on the listen addresses; handlers run on their own pool because a
