@@ -81,7 +81,7 @@ TEST_CASE("a v1-signed delivery is accepted and names the record to fetch") {
   const auto &e = result->events[0];
   CHECK(e.object == "contact");
   CHECK(e.id == "123");
-  CHECK(e.event == "upsert");
+  CHECK(e.event == crmhost::plugins::EventKind::upsert);
   CHECK_FALSE(e.data_json);  // the host fetches the record
   CHECK(e.occurred_at == "2025-11-24T16:00:00.000Z");
   REQUIRE(e.event_id);
@@ -107,7 +107,7 @@ TEST_CASE("a v2-signed delivery is accepted over the public URL") {
   REQUIRE(result);
   REQUIRE(result->events.size() == 1);
   CHECK(result->events[0].object == "company");
-  CHECK(result->events[0].event == "delete");
+  CHECK(result->events[0].event == crmhost::plugins::EventKind::remove);
 }
 
 TEST_CASE("a v3-signed delivery within 5 minutes is accepted") {

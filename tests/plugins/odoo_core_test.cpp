@@ -117,7 +117,7 @@ TEST_CASE("a delivery with the right secret names the record to fetch") {
   const auto &e = result->events[0];
   CHECK(e.object == "deal");
   CHECK(e.id == "17");
-  CHECK(e.event == "upsert");
+  CHECK(e.event == crmhost::plugins::EventKind::upsert);
   CHECK_FALSE(e.data_json);  // the host fetches the record
   CHECK(e.occurred_at == "2025-11-24T16:00:00.123Z");
   REQUIRE(result->reply);

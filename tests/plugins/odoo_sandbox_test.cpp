@@ -61,7 +61,7 @@ struct SandboxFixture {
   static std::set<std::string> upserted(const std::vector<crmhost::plugins::Record> &records) {
     std::set<std::string> ids;
     for (const auto &r : records)
-      if (r.event == "upsert") ids.insert(r.id);
+      if (r.event == crmhost::plugins::EventKind::upsert) ids.insert(r.id);
     return ids;
   }
 };
@@ -184,7 +184,7 @@ TEST_CASE("archiving comes through as an update carrying active false") {
     const auto after = SandboxFixture::drain(*c, "contact", cursor, 100);
     bool archived = false;
     for (const auto &r : after)
-      archived |= r.id == std::to_string(id) && r.event == "upsert" &&
+      archived |= r.id == std::to_string(id) && r.event == crmhost::plugins::EventKind::upsert &&
                   r.data_json.find("\"active\":false") != std::string::npos;
     CHECK(archived);
   }
@@ -206,12 +206,12 @@ TEST_CASE("deletions are detected by id reconciliation") {
     const auto after = SandboxFixture::drain(*c, "contact", cursor, 100);
     std::set<std::string> deleted;
     for (const auto &r : after)
-      if (r.event == "delete") deleted.insert(r.id);
+      if (r.event == crmhost::plugins::EventKind::remove) deleted.insert(r.id);
     CHECK(deleted == std::set<std::string>{std::to_string(contact), std::to_string(brief)});
     // Reported once: the next reconciliation's snapshot no longer holds them.
     std::this_thread::sleep_for(std::chrono::milliseconds(1100));
     for (const auto &r : SandboxFixture::drain(*c, "contact", cursor, 100))
-      CHECK(r.event == "upsert");
+      CHECK(r.event == crmhost::plugins::EventKind::upsert);
   }
 }
 

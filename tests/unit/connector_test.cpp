@@ -142,7 +142,7 @@ TEST_CASE("connector calls return the documented JSON shapes", "[connector]") {
     REQUIRE(changed);
     REQUIRE(changed->records.size() == 1);
     CHECK(field(changed->records[0].data_json, "email") == "p1@example.com");
-    CHECK(changed->records[0].event == "upsert");
+    CHECK(changed->records[0].event == crmhost::plugins::EventKind::upsert);
 
     auto unknown = c->poll({"invoice", std::nullopt, 10});
     REQUIRE_FALSE(unknown);
@@ -157,10 +157,10 @@ TEST_CASE("connector calls return the documented JSON shapes", "[connector]") {
     REQUIRE(accepted->events.size() == 2);
     CHECK(accepted->events[0].object == "contact");
     CHECK(accepted->events[0].id == "w1");
-    CHECK(accepted->events[0].event == "upsert");
+    CHECK(accepted->events[0].event == crmhost::plugins::EventKind::upsert);
     REQUIRE(accepted->events[0].data_json);
     CHECK(field(*accepted->events[0].data_json, "email") == "w@example.com");
-    CHECK(accepted->events[1].event == "delete");
+    CHECK(accepted->events[1].event == crmhost::plugins::EventKind::remove);
     CHECK_FALSE(accepted->events[1].data_json);
 
     auto forged = c->webhook(delivery("wrong-secret!", "[]"));

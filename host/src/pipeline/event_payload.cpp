@@ -6,7 +6,7 @@ namespace crmhost::pipeline {
 
 std::string to_json(const EventPayload &p) {
   std::string out = "{\"object\":" + json::quote(p.object) + ",\"id\":" + json::quote(p.id) +
-                    ",\"event\":" + json::quote(p.event);
+                    ",\"event\":" + json::quote(plugins::to_string(p.event));
   if (p.modified_at) out += ",\"modified_at\":" + json::quote(*p.modified_at);
   if (p.data_json) out += ",\"data\":" + *p.data_json;
   return out + "}";
@@ -21,7 +21,9 @@ std::optional<EventPayload> parse_payload(const std::string &text) {
   if (!object || !id) return std::nullopt;
   p.object = *object;
   p.id = *id;
-  p.event = json::get_string(doc, "event").value_or("upsert");
+  const auto kind = plugins::parse_event_kind(json::get_string(doc, "event").value_or("upsert"));
+  if (!kind) return std::nullopt;
+  p.event = *kind;
   p.modified_at = json::get_string(doc, "modified_at");
   if (auto data = doc.FindMember("data"); data != doc.MemberEnd() && data->value.IsObject())
     p.data_json = json::to_string(data->value);
@@ -30,7 +32,7 @@ std::optional<EventPayload> parse_payload(const std::string &text) {
 
 EventPayload payload_from(const std::string &object, const plugins::Record &record) {
   EventPayload p{object, record.id, record.event, record.modified_at, std::nullopt};
-  if (record.event != "delete") p.data_json = record.data_json;
+  if (record.event != plugins::EventKind::remove) p.data_json = record.data_json;
   return p;
 }
 
@@ -48,7 +50,7 @@ store::NewEvent make_event(const std::string &pipeline, store::EventSource sourc
   e.connection = connection;
   e.object = payload.object;
   e.record_id = payload.id;
-  e.event_type = payload.event;
+  e.event_type = plugins::to_string(payload.event);
   e.payload = to_json(payload);
   e.request_id = request_id;
   e.dedupe_key = provider_event_id ? connection + ":event:" + *provider_event_id

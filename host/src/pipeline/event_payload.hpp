@@ -13,7 +13,7 @@ namespace crmhost::pipeline {
 struct EventPayload {
   std::string object;
   std::string id;
-  std::string event = "upsert";  // upsert or delete
+  plugins::EventKind event = plugins::EventKind::upsert;
   std::optional<std::string> modified_at;
   std::optional<std::string> data_json;
 };

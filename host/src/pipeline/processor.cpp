@@ -127,7 +127,7 @@ void Processor::prepare(std::vector<Item> &items, BatchStats &stats) {
   std::map<std::string, std::vector<Item *>> to_fetch;  // by object
   for (auto &item : items) {
     if (item.settled) continue;
-    if (item.payload.event == "upsert" && !item.payload.data_json)
+    if (item.payload.event == plugins::EventKind::upsert && !item.payload.data_json)
       to_fetch[item.payload.object].push_back(&item);
   }
   for (auto &[object, group] : to_fetch) {
@@ -167,7 +167,7 @@ void Processor::prepare(std::vector<Item> &items, BatchStats &stats) {
   for (auto &item : items) {
     if (item.settled) continue;
     item.link = deps_.store.find_link_by_source(p.name, item.event.connection, item.payload.id);
-    if (item.payload.event == "delete") continue;
+    if (item.payload.event == plugins::EventKind::remove) continue;
     auto mapped = deps_.map(*item.payload.data_json);
     if (!mapped) {
       settle_failure(item, "map: " + mapped.error().message, false, {}, stats);
@@ -335,14 +335,14 @@ void Processor::push_group(std::vector<Item *> &group, BatchStats &stats) {
   const auto &sink = deps_.pipeline.sink;
   plugins::PushRequest request;
   request.object = sink.object;
-  request.mode = group.front()->payload.event == "delete" ? "delete"
+  request.mode = group.front()->payload.event == plugins::EventKind::remove ? "delete"
                                                           : std::string(to_string(sink.mode));
   request.match_on = sink.match_on;
   for (Item *item : group) {
     plugins::PushInput input;
     input.ref = std::to_string(item->event.id);
     if (item->link) input.id = item->link->target_id;
-    input.data_json = item->payload.event == "delete" ? "{}" : item->mapped;
+    input.data_json = item->payload.event == plugins::EventKind::remove ? "{}" : item->mapped;
     request.records.push_back(std::move(input));
   }
   auto results = deps_.sink.push(request);
@@ -361,7 +361,7 @@ void Processor::push_group(std::vector<Item *> &group, BatchStats &stats) {
       settle_failure(item, "push: " + r.code + ": " + r.message, r.retryable, {}, stats);
       continue;
     }
-    if (item.payload.event != "delete") {
+    if (item.payload.event != plugins::EventKind::remove) {
       store::EntityLink link;
       link.pipeline = deps_.pipeline.name;
       link.source_connection = item.event.connection;
@@ -430,7 +430,7 @@ PushVerdict decide_push(const config::PipelineConfig &pipeline, const MapFunctio
                         const plugins::Record &record) {
   PushVerdict verdict;
   const auto link = store.find_link_by_source(pipeline.name, source_connection, record.id);
-  if (record.event == "delete") {
+  if (record.event == plugins::EventKind::remove) {
     verdict.decision = link ? PushDecision::delete_target : PushDecision::nothing_to_delete;
     return verdict;
   }
@@ -485,7 +485,7 @@ BatchStats Processor::process_batch() {
   std::vector<Item *> upserts, deletes;
   for (auto &item : items) {
     if (item.settled) continue;
-    if (item.payload.event == "delete") {
+    if (item.payload.event == plugins::EventKind::remove) {
       if (!item.link) {  // never pushed, so nothing to delete
         unchanged.push_back(item.event.id);
         item.settled = true;

@@ -50,15 +50,15 @@ std::optional<std::string> read_record(const rapidjson::Value &v, const std::str
   auto id = read_id(v, "id");
   if (!id || id->empty()) return where + ".id is missing or not a string";
   out.id = *id;
-  out.event = json::get_string(v, "event").value_or("upsert");
-  if (out.event != "upsert" && out.event != "delete")
-    return where + ".event must be \"upsert\" or \"delete\"";
+  const auto kind = parse_event_kind(json::get_string(v, "event").value_or("upsert"));
+  if (!kind) return where + ".event must be \"upsert\" or \"delete\"";
+  out.event = *kind;
   out.modified_at = json::get_string(v, "modified_at");
   auto data = v.FindMember("data");
   if (data != v.MemberEnd() && !data->value.IsNull()) {
     if (!data->value.IsObject()) return where + ".data is not an object";
     out.data_json = json::to_string(data->value);
-  } else if (out.event == "upsert") {
+  } else if (out.event == EventKind::upsert) {
     return where + ".data is missing";
   }
   return std::nullopt;
@@ -93,6 +93,16 @@ std::string headers_json(const Headers &headers) {
 }
 
 }  // namespace
+
+std::string_view to_string(EventKind kind) {
+  return kind == EventKind::remove ? "delete" : "upsert";
+}
+
+std::optional<EventKind> parse_event_kind(std::string_view text) {
+  if (text == "upsert") return EventKind::upsert;
+  if (text == "delete") return EventKind::remove;
+  return std::nullopt;
+}
 
 Connector::Connector(std::shared_ptr<const PluginLibrary> plugin,
                      std::unique_ptr<crm_host_instance> host, crm_connector *handle)
@@ -321,7 +331,10 @@ Outcome<WebhookResult> Connector::webhook(const WebhookRequest &request) {
     if (!id || id->empty()) return malformed("webhook", where + ".id is missing");
     event.object = *object;
     event.id = *id;
-    event.event = json::get_string(e, "event").value_or("upsert");
+    const auto kind = parse_event_kind(json::get_string(e, "event").value_or("upsert"));
+    if (!kind)
+      return malformed("webhook", where + ".event must be \"upsert\" or \"delete\"");
+    event.event = *kind;
     event.event_id = json::get_string(e, "event_id");
     event.occurred_at = json::get_string(e, "occurred_at");
     if (auto data = e.FindMember("data"); data != e.MemberEnd() && !data->value.IsNull()) {

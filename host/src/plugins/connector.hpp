@@ -20,9 +20,14 @@ class PluginLibrary;
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
+// What happened to a record: "upsert" or "delete" on the ABI, parsed once by the adapter.
+enum class EventKind { upsert, remove };
+std::string_view to_string(EventKind kind);
+std::optional<EventKind> parse_event_kind(std::string_view text);
+
 struct Record {
   std::string id;
-  std::string event = "upsert";            // "upsert" or "delete"
+  EventKind event = EventKind::upsert;
   std::optional<std::string> modified_at;  // as the plugin reports it (ISO 8601 preferred)
   std::string data_json = "{}";            // the record's fields, a JSON object
 };
@@ -85,7 +90,7 @@ struct WebhookRequest {
 struct WebhookEvent {
   std::string object;
   std::string id;
-  std::string event = "upsert";
+  EventKind event = EventKind::upsert;
   std::optional<std::string> event_id;  // the provider's own id for this event
   std::optional<std::string> occurred_at;
   std::optional<std::string> data_json;  // absent: the event names the record only; fetch it
