@@ -28,7 +28,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-#include "admin/admin_api.hpp"
+#include "http_api/router.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "util/logging.hpp"
 
@@ -287,14 +287,14 @@ int main(int argc, char **argv) {
   boost::asio::io_context io{1};
   // Handlers run the plugin's verification; the commit is awaited without holding one.
   boost::asio::thread_pool handlers(handler_threads);
-  admin::RouterContext router{engine, *db, ""};
+  http_api::RouterContext router{engine, *db, ""};
   net::ServerOptions options;
   options.listen = {"127.0.0.1:0"};
   options.max_connections = 4096;
   options.max_connections_per_client = 0;  // every generated connection comes from 127.0.0.1
   net::HttpServer server(io, handlers, options,
                          [&](const net::HttpRequest &r, net::Respond respond) {
-                           admin::route_async(r, router, std::move(respond));
+                           http_api::route_async(r, router, std::move(respond));
                          });
   server.start();
   std::thread io_thread([&] { io.run(); });

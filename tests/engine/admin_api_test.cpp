@@ -1,4 +1,4 @@
-// The admin routes, driven through admin::route against a running engine and a real store.
+// The admin routes, driven through http_api::route against a running engine and a real store.
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -10,7 +10,7 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "admin/admin_api.hpp"
+#include "http_api/router.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "util/json.hpp"
 
@@ -55,27 +55,27 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
   pipeline::Engine engine(c, registry, db);
   engine.start();
   engine.pause("contacts");  // keep events pending so the test can look at them
-  admin::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
+  http_api::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
 
-  CHECK(admin::route(call("GET", "/healthz", ""), ctx).status == 200);
-  CHECK(admin::route(call("GET", "/readyz", ""), ctx).status == 200);
-  CHECK(admin::route(call("GET", "/pipelines", ""), ctx).status == 401);
-  CHECK(admin::route(call("GET", "/pipelines", "wrong"), ctx).status == 401);
+  CHECK(http_api::route(call("GET", "/healthz", ""), ctx).status == 200);
+  CHECK(http_api::route(call("GET", "/readyz", ""), ctx).status == 200);
+  CHECK(http_api::route(call("GET", "/pipelines", ""), ctx).status == 401);
+  CHECK(http_api::route(call("GET", "/pipelines", "wrong"), ctx).status == 401);
 
-  auto hook = admin::route(
+  auto hook = http_api::route(
       call(
           "POST", "/hooks/memory", "",
           R"([{"object":"contact","id":"a1","data":{"email":"ann@example.com","api_key":"k-1"}}])"),
       ctx);
   CHECK(hook.status == 200);
-  auto again = admin::route(
+  auto again = http_api::route(
       call(
           "POST", "/hooks/memory", "",
           R"([{"object":"contact","id":"a1","data":{"email":"ann@example.com","api_key":"k-1"}}])"),
       ctx);
   CHECK(again.status == 200);  // the same delivery again: absorbed
 
-  auto list = admin::route(call("GET", "/pipelines"), ctx);
+  auto list = http_api::route(call("GET", "/pipelines"), ctx);
   REQUIRE(list.status == 200);
   auto pipelines = json::parse(list.body, "pipelines");
   REQUIRE(pipelines.IsArray());
@@ -88,46 +88,46 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
   CHECK(pipelines[0]["latency_seconds"]["p50"].IsNull());
   CHECK_FALSE(pipelines[0].HasMember("polls"));  // a webhook pipeline does not poll
 
-  auto health = admin::route(call("GET", "/health/src"), ctx);
+  auto health = http_api::route(call("GET", "/health/src"), ctx);
   CHECK(health.status == 200);
   CHECK_THAT(health.body, Catch::Contains(R"("ok":true)"));
-  CHECK(admin::route(call("GET", "/health/src", ""), ctx).status == 401);
-  CHECK(admin::route(call("GET", "/health/nope"), ctx).status == 404);
+  CHECK(http_api::route(call("GET", "/health/src", ""), ctx).status == 401);
+  CHECK(http_api::route(call("GET", "/health/nope"), ctx).status == 404);
 
-  CHECK(admin::route(call("POST", "/pipelines/nope/pause"), ctx).status == 404);
-  CHECK(admin::route(call("POST", "/pause-all"), ctx).status == 200);
-  CHECK(admin::route(call("POST", "/resume-all"), ctx).status == 200);
+  CHECK(http_api::route(call("POST", "/pipelines/nope/pause"), ctx).status == 404);
+  CHECK(http_api::route(call("POST", "/pause-all"), ctx).status == 200);
+  CHECK(http_api::route(call("POST", "/resume-all"), ctx).status == 200);
   CHECK(engine.is_paused("contacts"));  // its own pause still holds
 
   auto events = json::parse(
-      admin::route(call("GET", "/events?pipeline=contacts&status=pending&limit=10"), ctx).body,
+      http_api::route(call("GET", "/events?pipeline=contacts&status=pending&limit=10"), ctx).body,
       "events");
   REQUIRE(events.Size() == 1);
   const auto id = events[0]["id"].GetInt64();
   CHECK(std::string(events[0]["request_id"].GetString()) == "req-admin");
-  auto one = admin::route(call("GET", "/events/" + std::to_string(id)), ctx);
+  auto one = http_api::route(call("GET", "/events/" + std::to_string(id)), ctx);
   REQUIRE(one.status == 200);
   CHECK_THAT(one.body, Catch::Contains("[email]") && !Catch::Contains("ann@example.com") &&
                            !Catch::Contains("k-1"));
-  CHECK(admin::route(call("GET", "/events/999999"), ctx).status == 404);
-  CHECK(admin::route(call("GET", "/events?status=bogus"), ctx).status == 400);
+  CHECK(http_api::route(call("GET", "/events/999999"), ctx).status == 404);
+  CHECK(http_api::route(call("GET", "/events?status=bogus"), ctx).status == 400);
 
   for (const auto &e : db->claim({"contacts", "test", 10, std::chrono::milliseconds(60000)}))
     CHECK(db->dead_letter(e.id, e.claim_token, "boom"));
-  auto replay_one = admin::route(call("POST", "/events/" + std::to_string(id) + "/replay"), ctx);
+  auto replay_one = http_api::route(call("POST", "/events/" + std::to_string(id) + "/replay"), ctx);
   CHECK(replay_one.status == 200);
   CHECK(db->get_event(id)->status == store::EventStatus::pending);
-  auto replay_all = admin::route(call("POST", "/pipelines/contacts/replay?status=dead"), ctx);
+  auto replay_all = http_api::route(call("POST", "/pipelines/contacts/replay?status=dead"), ctx);
   CHECK(replay_all.status == 200);
   CHECK_THAT(replay_all.body, Catch::Contains("\"replayed\":0"));
 
   const auto run = db->start_sync_run("contacts", store::SyncRunKind::poll);
-  auto got_run = admin::route(call("GET", "/runs/" + std::to_string(run)), ctx);
+  auto got_run = http_api::route(call("GET", "/runs/" + std::to_string(run)), ctx);
   CHECK(got_run.status == 200);
   CHECK_THAT(got_run.body, Catch::Contains("\"kind\":\"poll\""));
-  CHECK(admin::route(call("GET", "/runs/424242"), ctx).status == 404);
+  CHECK(http_api::route(call("GET", "/runs/424242"), ctx).status == 404);
 
-  auto scraped = admin::route(call("GET", "/metrics", ""), ctx);  // no token needed
+  auto scraped = http_api::route(call("GET", "/metrics", ""), ctx);  // no token needed
   REQUIRE(scraped.status == 200);
   CHECK_THAT(
       scraped.body,
@@ -148,13 +148,13 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
     CHECK(rc == 0);
   }
 
-  CHECK(admin::route(call("POST", "/pipelines/contacts/backfill"), ctx).status == 409);  // no poll
+  CHECK(http_api::route(call("POST", "/pipelines/contacts/backfill"), ctx).status == 409);  // no poll
 
   // Once pushed, the pipeline reports the push and its latency from receipt.
   engine.resume("contacts");
   rapidjson::Document after;
   for (int i = 0; i < 100; ++i) {
-    after = json::parse(admin::route(call("GET", "/pipelines/contacts"), ctx).body, "pipeline");
+    after = json::parse(http_api::route(call("GET", "/pipelines/contacts"), ctx).body, "pipeline");
     if (after["counts"]["pushed"].GetInt64() > 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -180,7 +180,7 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
       ++documented;
       std::string upper = method;
       for (auto &ch : upper) ch = static_cast<char>(std::toupper(ch));
-      const auto response = admin::route(call(upper, target), ctx);
+      const auto response = http_api::route(call(upper, target), ctx);
       INFO(upper << " " << target << " -> " << response.status << " " << response.body);
       CHECK(response.body.find("no such admin route") == std::string::npos);
       CHECK(response.status != 405);
@@ -189,18 +189,18 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
   CHECK(documented == 16);
 
   // With a metrics token configured, /metrics wants it (and only it).
-  admin::RouterContext guarded{engine, *db, "an-admin-token-of-32-characters!",
+  http_api::RouterContext guarded{engine, *db, "an-admin-token-of-32-characters!",
                                "a-metrics-token-for-scrapers"};
-  CHECK(admin::route(call("GET", "/metrics", ""), guarded).status == 401);
-  CHECK(admin::route(call("GET", "/metrics"), guarded).status == 401);
-  CHECK(admin::route(call("GET", "/metrics", "a-metrics-token-for-scrapers"), guarded).status ==
+  CHECK(http_api::route(call("GET", "/metrics", ""), guarded).status == 401);
+  CHECK(http_api::route(call("GET", "/metrics"), guarded).status == 401);
+  CHECK(http_api::route(call("GET", "/metrics", "a-metrics-token-for-scrapers"), guarded).status ==
         200);
 
-  admin::RouterContext closed{engine, *db, ""};
-  CHECK(admin::route(call("GET", "/pipelines"), closed).status == 403);
-  CHECK(admin::constant_time_equals("abc", "abc"));
-  CHECK_FALSE(admin::constant_time_equals("abc", "abcd"));
-  CHECK_FALSE(admin::constant_time_equals("abd", "abc"));
+  http_api::RouterContext closed{engine, *db, ""};
+  CHECK(http_api::route(call("GET", "/pipelines"), closed).status == 403);
+  CHECK(http_api::constant_time_equals("abc", "abc"));
+  CHECK_FALSE(http_api::constant_time_equals("abc", "abcd"));
+  CHECK_FALSE(http_api::constant_time_equals("abd", "abc"));
   engine.stop();
   db.reset();
   std::filesystem::remove_all(dir);
@@ -228,18 +228,18 @@ TEST_CASE("/readyz answers 503 while the store cannot write (a full disk), and w
   pipeline::Engine engine(c, registry, db);
   engine.start();
   engine.pause("contacts");
-  admin::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
-  CHECK(admin::route(call("GET", "/readyz", ""), ctx).status == 200);
+  http_api::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
+  CHECK(http_api::route(call("GET", "/readyz", ""), ctx).status == 200);
   net::HttpResponse last{200, "", {}, ""};
   for (int i = 0; i < 2000 && last.status == 200; ++i)
-    last = admin::route(call("POST", "/hooks/memory", "",
+    last = http_api::route(call("POST", "/hooks/memory", "",
                              R"([{"object":"contact","id":"f)" + std::to_string(i) +
                                  R"(","data":{"email":"f@example.com","note":")" +
                                  std::string(400, 'n') + R"("}}])"),
                         ctx);
   INFO(last.body);
   CHECK(last.status == 503);  // the delivery is refused, not acknowledged and lost
-  const auto ready = admin::route(call("GET", "/readyz", ""), ctx);
+  const auto ready = http_api::route(call("GET", "/readyz", ""), ctx);
   CHECK(ready.status == 503);
   CHECK_THAT(ready.body, Catch::Contains("store cannot write") && Catch::Contains("full"));
   engine.stop();
@@ -261,11 +261,11 @@ TEST_CASE("the admin API answers valid UTF-8 JSON whatever bytes the store holds
   pipeline::Engine engine(c, registry, db);
   engine.start();
   engine.pause("contacts");
-  admin::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
+  http_api::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
 
   // A stray byte, a truncated sequence and a surrogate, as a careless provider might send.
   const std::string bad = "Ren\xE9 \xC3( \xED\xA0\x80 ok";
-  REQUIRE(admin::route(call("POST", "/hooks/memory", "",
+  REQUIRE(http_api::route(call("POST", "/hooks/memory", "",
                             R"([{"object":"contact","id":"u1","data":{"name":")" + bad +
                                 R"(","card":"4111 1111 1111 1111"}}])"),
                        ctx)
@@ -275,7 +275,7 @@ TEST_CASE("the admin API answers valid UTF-8 JSON whatever bytes the store holds
     d.Parse<rapidjson::kParseValidateEncodingFlag>(body.c_str(), body.size());
     return !d.HasParseError();
   };
-  const auto listed = admin::route(call("GET", "/events?pipeline=contacts&limit=10"), ctx);
+  const auto listed = http_api::route(call("GET", "/events?pipeline=contacts&limit=10"), ctx);
   REQUIRE(listed.status == 200);
   auto events = json::parse(listed.body, "events");
   REQUIRE(events.Size() == 1);
@@ -283,14 +283,14 @@ TEST_CASE("the admin API answers valid UTF-8 JSON whatever bytes the store holds
   for (const auto &e : db->claim({"contacts", "test", 10, std::chrono::milliseconds(60000)}))
     CHECK(db->dead_letter(e.id, e.claim_token, "push failed: " + bad));
 
-  const auto one = admin::route(call("GET", "/events/" + std::to_string(id)), ctx);
+  const auto one = http_api::route(call("GET", "/events/" + std::to_string(id)), ctx);
   REQUIRE(one.status == 200);
   INFO(one.body);
   CHECK(strict(one.body));
   CHECK_THAT(one.body, Catch::Contains("Ren\xEF\xBF\xBD \xEF\xBF\xBD(") &&
                            Catch::Contains("[card]") && Catch::Contains(" ok"));
   CHECK_THAT(one.body, Catch::Contains("push failed: Ren\xEF\xBF\xBD"));
-  const auto missing = admin::route(call("GET", "/pipelines/no\xFFpe"), ctx);
+  const auto missing = http_api::route(call("GET", "/pipelines/no\xFFpe"), ctx);
   CHECK(missing.status == 404);
   CHECK(strict(missing.body));
   engine.stop();
@@ -315,18 +315,18 @@ TEST_CASE("a webhook body nested 500,000 deep is refused before it reaches the p
   c.pipelines = {{p.name, p}};
   pipeline::Engine engine(c, registry, db);
   engine.start();
-  admin::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
-  const auto deep = admin::route(
+  http_api::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
+  const auto deep = http_api::route(
       call("POST", "/hooks/sdk", "", std::string(500'000, '[') + std::string(500'000, ']')), ctx);
   CHECK(deep.status == 400);
   CHECK_THAT(deep.body, Catch::Contains("nests deeper than 64 levels"));
   // 64 levels are still the plugin's to judge (here: not an array of records).
-  const auto shallow = admin::route(
+  const auto shallow = http_api::route(
       call("POST", "/hooks/sdk", "", std::string(60, '[') + std::string(60, ']')), ctx);
   CHECK(shallow.status == 400);
   CHECK_THAT(shallow.body, !Catch::Contains("nests deeper"));
   const auto good =
-      admin::route(call("POST", "/hooks/sdk", "",
+      http_api::route(call("POST", "/hooks/sdk", "",
                         R"([{"object":"contact","id":"d1","data":{"email":"d1@example.com"}}])"),
                    ctx);
   CHECK(good.status == 200);

@@ -15,7 +15,7 @@
 
 #include "engine_support.hpp"
 
-#include "admin/admin_api.hpp"
+#include "http_api/router.hpp"
 #include "pipeline/engine.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "util/metrics.hpp"
@@ -92,7 +92,7 @@ TEST_CASE("reloads every few milliseconds while webhooks, admin calls and scrape
   std::shared_ptr<store::Store> db = store::open_store("sqlite://" + (dir / "state.db").string());
   pipeline::Engine engine(variant(0), registry, db);
   engine.start();
-  admin::RouterContext ctx{engine, *db, kToken};
+  http_api::RouterContext ctx{engine, *db, kToken};
   const double pushed_before = metrics::global().counter_sum(
       "crmhost_events_total", {{"pipeline", "hooks"}, {"outcome", "pushed"}});
 
@@ -106,7 +106,7 @@ TEST_CASE("reloads every few milliseconds while webhooks, admin calls and scrape
     for (int i = 0; !done; ++i) {
       const std::string record = "r" + std::to_string(id) + "-" + std::to_string(i);
       const auto start = std::chrono::steady_clock::now();
-      const auto answer = admin::route(
+      const auto answer = http_api::route(
           request("POST", "/hooks/memory",
                   R"([{"object":"contact","id":")" + record + R"(","data":{"email":")" + record +
                       R"(@example.com"}}])"),
@@ -125,13 +125,13 @@ TEST_CASE("reloads every few milliseconds while webhooks, admin calls and scrape
   auto admin_caller = [&] {
     while (!done) {
       for (const char *target : {"/pipelines", "/health/dst", "/pipelines/hooks", "/runs"})
-        if (admin::route(request("GET", target), ctx).status < 500) ++admin_calls;
+        if (http_api::route(request("GET", target), ctx).status < 500) ++admin_calls;
       std::this_thread::sleep_for(1ms);
     }
   };
   auto scraper = [&] {
     while (!done) {
-      if (admin::route(request("GET", "/metrics"), ctx).status == 200) ++scrapes;
+      if (http_api::route(request("GET", "/metrics"), ctx).status == 200) ++scrapes;
       std::this_thread::sleep_for(2ms);
     }
   };

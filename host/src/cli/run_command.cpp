@@ -9,7 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
-#include "admin/admin_api.hpp"
+#include "http_api/router.hpp"
 #include "cli/cli.hpp"
 #include "config/config.hpp"
 #include "net/http_client.hpp"
@@ -167,11 +167,11 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   server_options.max_connections_per_client = loaded.config->max_connections_per_client;
   if (const auto &tls = loaded.config->tls)
     server_options.tls = net::ServerOptions::Tls{tls->certificate, tls->key};
-  admin::RouterContext router{engine, *db, loaded.config->admin_token, loaded.config->metrics_token,
+  http_api::RouterContext router{engine, *db, loaded.config->admin_token, loaded.config->metrics_token,
                               loaded.config->tls ? "https" : "http"};
   net::HttpServer server(signals_io, http_handlers, server_options,
                          [&](const net::HttpRequest &request, net::Respond respond) {
-                           admin::route_async(request, router, std::move(respond));
+                           http_api::route_async(request, router, std::move(respond));
                          });
   try {
     server.start();

@@ -1,4 +1,4 @@
-#include "admin/admin_api.hpp"
+#include "http_api/router.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -20,7 +20,7 @@
 #include "util/text.hpp"
 #include "util/time.hpp"
 
-namespace crmhost::admin {
+namespace crmhost::http_api {
 
 namespace {
 
@@ -657,4 +657,4 @@ void route_async(const net::HttpRequest &request, RouterContext &ctx, net::Respo
   }
 }
 
-}  // namespace crmhost::admin
+}  // namespace crmhost::http_api

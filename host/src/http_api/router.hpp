@@ -8,7 +8,7 @@
 #include "pipeline/engine.hpp"
 #include "store/store.hpp"
 
-namespace crmhost::admin {
+namespace crmhost::http_api {
 
 struct RouterContext {
   pipeline::Engine &engine;
@@ -38,4 +38,4 @@ void route_async(const net::HttpRequest &request, RouterContext &context, net::R
 // Compares in time independent of where the inputs differ.
 bool constant_time_equals(const std::string &a, const std::string &b);
 
-}  // namespace crmhost::admin
+}  // namespace crmhost::http_api
