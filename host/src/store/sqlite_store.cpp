@@ -395,10 +395,14 @@ class SqliteStore final : public SqlStore {
     } catch (...) {
       // The commit (or savepoint bookkeeping) failed: nothing of this batch is durable.
       const auto error = std::current_exception();
-      try {
-        db.exec_script("ROLLBACK");
-      } catch (const StoreError &e) {
-        spdlog::warn("store: SQLite rollback after a failed commit: {}", e.what());
+      // SQLite may have rolled back itself (a full disk): then there is nothing to undo, and
+      // saying so on every failed commit only floods the log.
+      if (db.in_transaction()) {
+        try {
+          db.exec_script("ROLLBACK");
+        } catch (const StoreError &e) {
+          spdlog::warn("store: SQLite rollback after a failed commit: {}", e.what());
+        }
       }
       note_write_outcome(error);
       for (WriteJob *job : batch) job->finish(error);
