@@ -26,6 +26,7 @@
 #include "plugins/connector.hpp"
 #include "plugins/plugin_library.hpp"
 #include "store/store.hpp"
+#include "util/log_throttle.hpp"
 
 namespace crmhost::pipeline {
 
@@ -190,7 +191,11 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
               self->pipeline_.name, stats.claimed, stats.pushed, stats.unchanged, stats.echoes,
               stats.stale, stats.retried, stats.dead);
       } catch (const std::exception &e) {
-        spdlog::error("pipeline {}: processing failed: {}", self->pipeline_.name, e.what());
+        // A store that cannot write fails every turn (5 a second): a few lines per 10 s.
+        static logging::LogThrottle throttle(3, std::chrono::seconds(10));
+        if (auto note = throttle.admit(self->pipeline_.name))
+          spdlog::error("pipeline {}: processing failed: {}{}", self->pipeline_.name, e.what(),
+                        *note);
       }
       self->end(self->processing_);
       asio::post(self->strand_, [self, full] {
