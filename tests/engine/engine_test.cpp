@@ -4,6 +4,7 @@
 #include <set>
 #include <thread>
 
+#include <sqlite3.h>
 #include <catch2/catch.hpp>
 
 #include "engine_support.hpp"
@@ -394,6 +395,35 @@ TEST_CASE("a failing poll run leaves the cursor where it was and records the fai
   CHECK(after->value == "cursor-7");
   CHECK(after->version == before->version);
   CHECK(h.db->get_sync_run(outcome.run_id)->status == store::SyncRunStatus::failed);
+}
+
+// Found by scripts/soak: with the store's disk full, the poll lane's first write (the run's
+// record) threw out of its thread-pool task and std::terminate ended the host at every start.
+TEST_CASE("a poll whose store refuses writes fails that run and the lane polls again", "[engine]") {
+  Harness h;
+  const auto sql = [&](const char *statement) {
+    sqlite3 *raw = nullptr;
+    REQUIRE(sqlite3_open((h.dir / "state.db").c_str(), &raw) == SQLITE_OK);
+    sqlite3_busy_timeout(raw, 5000);
+    const int rc = sqlite3_exec(raw, statement, nullptr, nullptr, nullptr);
+    sqlite3_close(raw);
+    REQUIRE(rc == SQLITE_OK);
+  };
+  // A full disk in miniature: every new run record is refused, as SQLITE_FULL refuses an insert.
+  sql("CREATE TRIGGER full_disk BEFORE INSERT ON sync_runs "
+      "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
+  auto config = make_config(5);
+  pipeline::Engine engine(config, h.registry, h.db);
+  engine.start();  // polls at once, and that run cannot be recorded
+  std::this_thread::sleep_for(300ms);
+  CHECK(count_status(*h.db, store::EventStatus::pending) +
+            count_status(*h.db, store::EventStatus::done) ==
+        0);
+  sql("DROP TRIGGER full_disk");  // the disk has room again
+  engine.poll_now("contacts");
+  REQUIRE(eventually([&] { return count_status(*h.db, store::EventStatus::done) == 5; }));
+  CHECK(sink_records(engine) == 5);
+  engine.stop();
 }
 
 TEST_CASE("plugin state through crm.state.v1 is stored encrypted in the store", "[engine]") {

@@ -233,8 +233,13 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
       PollOptions options;
       options.stop_requested = &self->stopping_;
       self->last_poll_ms_ = unix_now_ms();
-      const auto outcome =
-          run_poll(self->pipeline_, *self->store_, *self->source_->connector, options);
+      PollOutcome outcome;
+      try {  // run_poll reports failures in its outcome; this keeps the lane alive regardless
+        outcome = run_poll(self->pipeline_, *self->store_, *self->source_->connector, options);
+      } catch (const std::exception &e) {
+        outcome.ok = false;
+        outcome.error = e.what();
+      }
       if (!outcome.ok)
         spdlog::warn("pipeline {}: poll failed after {} pages: {}", self->pipeline_.name,
                      outcome.pages, outcome.error);

@@ -29,23 +29,26 @@ PollOutcome run_poll(const config::PipelineConfig &pipeline, store::Store &store
   const auto source_kind =
       options.lane == PollLane::backfill ? store::EventSource::backfill : store::EventSource::poll;
   PollOutcome outcome;
-  if (options.run_id)
-    outcome.run_id = *options.run_id;
-  else if (!options.dry_run)
-    outcome.run_id = store.start_sync_run(pipeline.name, options.lane == PollLane::backfill
-                                                             ? store::SyncRunKind::backfill
-                                                             : store::SyncRunKind::poll);
-  const std::string request_id = "run-" + std::to_string(outcome.run_id);
-
   std::optional<std::string> cursor;
   int64_t version = 0;
-  if (auto stored = store.get_cursor(pipeline.name, cursor_key)) {
-    version = stored->version;
-    if (!stored->value.empty()) cursor = stored->value;
-  }
-  if (options.from_beginning) cursor.reset();
-
+  // Everything that touches the store is inside the try, the run's own record included: a store
+  // that refuses writes (a full disk) fails this run, and the poll lane tries again at its next
+  // turn. An exception out of here would end the host (the lanes run on a thread pool).
   try {
+    if (options.run_id)
+      outcome.run_id = *options.run_id;
+    else if (!options.dry_run)
+      outcome.run_id = store.start_sync_run(pipeline.name, options.lane == PollLane::backfill
+                                                               ? store::SyncRunKind::backfill
+                                                               : store::SyncRunKind::poll);
+    const std::string request_id = "run-" + std::to_string(outcome.run_id);
+
+    if (auto stored = store.get_cursor(pipeline.name, cursor_key)) {
+      version = stored->version;
+      if (!stored->value.empty()) cursor = stored->value;
+    }
+    if (options.from_beginning) cursor.reset();
+
     for (;;) {
       if (options.stop_requested && options.stop_requested->load()) break;
       auto page = source.poll({poll.object, cursor, poll.page_size});
