@@ -97,7 +97,7 @@ TEST_CASE("crmhost backfill reaches providers, and its dry run judges the mapped
     registry->load_directory(CRMHOST_PLUGIN_OUTPUT_DIR);
     auto loaded = crmhost::config::load({config}, registry.get());
     REQUIRE(loaded.config);
-    auto db = crmhost::store::open_store(loaded.config->store);
+    std::shared_ptr<crmhost::store::Store> db = crmhost::store::open_store(loaded.config->store);
     services->state = std::make_shared<crmhost::pipeline::StoreStateBackend>(db);
     crmhost::pipeline::Engine engine(*loaded.config, registry, db);
     engine.start();

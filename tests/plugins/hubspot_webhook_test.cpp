@@ -198,7 +198,7 @@ TEST_CASE("every event type becomes fetch or delete events") {
   REQUIRE(result);
   std::vector<std::string> seen;
   for (const auto &e : result->events) {
-    seen.push_back(e.id + ":" + e.event);
+    seen.push_back(e.id + ":" + std::string(crmhost::plugins::to_string(e.event)));
     CHECK(e.object == "contact");
     CHECK(e.event_id);
     CHECK_FALSE(e.data_json);
