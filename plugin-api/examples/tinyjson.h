@@ -9,6 +9,7 @@
 #ifndef CRMHOST_EXAMPLE_TINYJSON_H
 #define CRMHOST_EXAMPLE_TINYJSON_H
 
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,6 +261,47 @@ static inline int tj_parse_literal(tj_parser *p, const char *word, int type, tj_
   return 1;
 }
 
+static inline size_t tj_digits(const tj_parser *p, size_t at) {
+  size_t n = 0;
+  while (at + n < p->len && p->text[at + n] >= '0' && p->text[at + n] <= '9') ++n;
+  return n;
+}
+
+/* JSON's number grammar exactly, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, and within a
+ * double's range: the raw text of values is echoed into results, so a number the host's JSON
+ * parser would refuse (01, 1., +1, .5, 1e999) must be refused here, as the sender's fault. */
+static inline int tj_parse_number(tj_parser *p, tj_value *v) {
+  size_t n = p->pos, digits;
+  char small[64], *text = small;
+  if (n < p->len && p->text[n] == '-') ++n;
+  digits = tj_digits(p, n);
+  if (digits == 0) return tj_fail(p, n == p->pos ? "unexpected character" : "bad number");
+  if (p->text[n] == '0' && digits > 1) return tj_fail(p, "bad number (leading zero)");
+  n += digits;
+  if (n < p->len && p->text[n] == '.') {
+    digits = tj_digits(p, ++n);
+    if (digits == 0) return tj_fail(p, "bad number");
+    n += digits;
+  }
+  if (n < p->len && (p->text[n] == 'e' || p->text[n] == 'E')) {
+    ++n;
+    if (n < p->len && (p->text[n] == '+' || p->text[n] == '-')) ++n;
+    digits = tj_digits(p, n);
+    if (digits == 0) return tj_fail(p, "bad number");
+    n += digits;
+  }
+  n -= p->pos;
+  if (n >= sizeof small && !(text = (char *)malloc(n + 1))) return tj_fail(p, "out of memory");
+  memcpy(text, p->text + p->pos, n);
+  text[n] = '\0';
+  v->number = strtod(text, NULL);
+  if (text != small) free(text);
+  if (v->number > DBL_MAX || v->number < -DBL_MAX) return tj_fail(p, "number out of range");
+  v->type = TJ_NUMBER;
+  p->pos += n;
+  return 1;
+}
+
 static inline int tj_parse_value(tj_parser *p, tj_value *v) {
   int ok;
   tj_skip_ws(p);
@@ -287,22 +329,8 @@ static inline int tj_parse_value(tj_parser *p, tj_value *v) {
     case 'n':
       ok = tj_parse_literal(p, "null", TJ_NULL, v);
       break;
-    default: {
-      char *end = NULL;
-      char tmp[64];
-      size_t n = 0;
-      while (p->pos + n < p->len && n < sizeof tmp - 1 &&
-             strchr("+-0123456789.eE", p->text[p->pos + n]))
-        ++n;
-      if (n == 0) return tj_fail(p, "unexpected character");
-      memcpy(tmp, p->text + p->pos, n);
-      tmp[n] = '\0';
-      v->number = strtod(tmp, &end);
-      if (end != tmp + n) return tj_fail(p, "bad number");
-      v->type = TJ_NUMBER;
-      p->pos += n;
-      ok = 1;
-    }
+    default:
+      ok = tj_parse_number(p, v);
   }
   v->raw_end = p->pos;
   return ok;
