@@ -9,7 +9,6 @@
 #ifndef CRMHOST_EXAMPLE_TINYJSON_H
 #define CRMHOST_EXAMPLE_TINYJSON_H
 
-#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,16 +266,22 @@ static inline size_t tj_digits(const tj_parser *p, size_t at) {
   return n;
 }
 
-/* JSON's number grammar exactly, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, and within a
- * double's range: the raw text of values is echoed into results, so a number the host's JSON
- * parser would refuse (01, 1., +1, .5, 1e999) must be refused here, as the sender's fault. */
+/* JSON's number grammar exactly, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, and well inside
+ * a double's range: the raw text of values is echoed into results, so a number the host's JSON
+ * parser (RapidJSON) would refuse (01, 1., +1, .5, 1e999, 0e400, 400 integer digits) must be
+ * refused here, as the sender's fault. RapidJSON refuses more than 308 integer digits or a
+ * positive exponent above 308 whatever the value, and a value beyond DBL_MAX; the bounds here
+ * are those or tighter. */
 static inline int tj_parse_number(tj_parser *p, tj_value *v) {
-  size_t n = p->pos, digits;
+  size_t n = p->pos, digits, i;
+  unsigned exponent = 0;
+  int exponent_minus = 0;
   char small[64], *text = small;
   if (n < p->len && p->text[n] == '-') ++n;
   digits = tj_digits(p, n);
   if (digits == 0) return tj_fail(p, n == p->pos ? "unexpected character" : "bad number");
   if (p->text[n] == '0' && digits > 1) return tj_fail(p, "bad number (leading zero)");
+  if (digits > 308) return tj_fail(p, "number out of range");
   n += digits;
   if (n < p->len && p->text[n] == '.') {
     digits = tj_digits(p, ++n);
@@ -285,9 +290,13 @@ static inline int tj_parse_number(tj_parser *p, tj_value *v) {
   }
   if (n < p->len && (p->text[n] == 'e' || p->text[n] == 'E')) {
     ++n;
-    if (n < p->len && (p->text[n] == '+' || p->text[n] == '-')) ++n;
+    if (n < p->len && (p->text[n] == '+' || p->text[n] == '-'))
+      exponent_minus = p->text[n++] == '-';
     digits = tj_digits(p, n);
     if (digits == 0) return tj_fail(p, "bad number");
+    for (i = 0; i < digits && exponent <= 308; ++i)
+      exponent = exponent * 10 + (unsigned)(p->text[n + i] - '0');
+    if (!exponent_minus && exponent > 308) return tj_fail(p, "number out of range");
     n += digits;
   }
   n -= p->pos;
@@ -296,7 +305,7 @@ static inline int tj_parse_number(tj_parser *p, tj_value *v) {
   text[n] = '\0';
   v->number = strtod(text, NULL);
   if (text != small) free(text);
-  if (v->number > DBL_MAX || v->number < -DBL_MAX) return tj_fail(p, "number out of range");
+  if (v->number > 1e308 || v->number < -1e308) return tj_fail(p, "number out of range");
   v->type = TJ_NUMBER;
   p->pos += n;
   return 1;
