@@ -962,6 +962,9 @@ TEST_CASE("one crmhost run process survives hostile input on every parser and en
         {"${file:/dev/zero}", with_admin_token("\"${file:/dev/zero}\""),
          "it is not a regular file"},
         {"a YAML syntax error", base + "pipelines: [this is: not valid\n", "YAML syntax error"},
+        // yaml-cpp 0.7's LoadAll loops for ever on these, allocating (jbeder/yaml-cpp#1040).
+        {"a stray ','", ",\n", "(a stray ','?)"},
+        {"a stray ',' after a document", "{store: x}\n,\x80r\xe7\n", "(a stray ','?)"},
     };
     size_t refused = count_of(host.log_text(), "reload refused");
     for (const auto &b : broken) {
