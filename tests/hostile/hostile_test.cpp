@@ -841,7 +841,7 @@ TEST_CASE("one crmhost run process survives hostile input on every parser and en
             {"a run id in exponent form", get("/runs/1e3"), 400},
             {"a text run id", get("/runs/abc"), 400},
             {"a negative run id", get("/runs/-1"), 404},
-            {"/events/../..", get("/events/../.."), 400},
+            {"/events/../..", get("/events/../.."), 404},
             {"/events/..%2F..%2Fetc%2Fpasswd", get("/events/..%2F..%2Fetc%2Fpasswd"), 400},
             {"/../../etc/passwd", get("/../../etc/passwd"), 404},
             {"/pipelines/../events", get("/pipelines/../events"), 404},
@@ -859,10 +859,13 @@ TEST_CASE("one crmhost run process survives hostile input on every parser and en
             {"a pipeline name of invalid UTF-8", get("/events?pipeline=%ff\xff"), 200},
             {"an unknown pipeline", get("/pipelines/nope"), 404},
             {"an unknown connection's health", get("/health/nope"), 404},
-            {"DELETE a pipeline", request("DELETE", "/pipelines/memhooks", admin_headers()), 404},
-            {"GET a POST route", get("/pause-all"), 404},
-            {"PATCH an event", request("PATCH", "/events/1", admin_headers(), "{}"), 404},
+            {"DELETE a pipeline", request("DELETE", "/pipelines/memhooks", admin_headers()), 405},
+            {"GET a POST route", get("/pause-all"), 405},
+            {"PATCH an event", request("PATCH", "/events/1", admin_headers(), "{}"), 405},
         });
+    // A known path with another method names the allowed ones.
+    CHECK_THAT(host.send(request("GET", "/pause-all", admin_headers())).head,
+               Catch::Contains("Allow: POST"));
     // Clamped, not refused: a negative limit lists at most one event.
     const auto one = host.get_admin("/events?limit=-5");
     rapidjson::Document d;
