@@ -23,18 +23,23 @@ constexpr std::string_view kFileSecret = "F1leSecretValueZ";
 // An input holding one of these may spell a secret itself ("Env5ecret${EMPTY}ValueQ").
 constexpr std::string_view kEnvPrefix = "Env5ecret", kFilePrefix = "F1leSecret";
 
+// Never destroyed, so the exit handler that removes it can still read it.
 const std::filesystem::path &dir() {
-  static const std::filesystem::path d = [] {
-    auto path = std::filesystem::temp_directory_path() /
-                ("crmhost-config-fuzz-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(path);
-    std::ofstream(path / "secret.txt") << kFileSecret << "\n";
+  static const std::filesystem::path *d = [] {
+    auto *path = new std::filesystem::path(std::filesystem::temp_directory_path() /
+                                           ("crmhost-config-fuzz-" + std::to_string(::getpid())));
+    std::filesystem::create_directories(*path);
+    std::ofstream(*path / "secret.txt") << kFileSecret << "\n";
     ::setenv("FUZZ_SECRET", std::string(kEnvSecret).c_str(), 1);
     ::setenv("FUZZ_PORT", "8080", 1);
     ::setenv("FUZZ_EMPTY", "", 1);
+    std::atexit([] {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir(), ignored);
+    });
     return path;
   }();
-  return d;
+  return *d;
 }
 
 void check_quiet(const std::vector<crmhost::config::Problem> &list, std::string_view input) {
