@@ -260,6 +260,57 @@ static inline int tj_parse_literal(tj_parser *p, const char *word, int type, tj_
   return 1;
 }
 
+static inline size_t tj_digits(const tj_parser *p, size_t at) {
+  size_t n = 0;
+  while (at + n < p->len && p->text[at + n] >= '0' && p->text[at + n] <= '9') ++n;
+  return n;
+}
+
+/* JSON's number grammar exactly, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, and well inside
+ * a double's range: the raw text of values is echoed into results, so a number the host's JSON
+ * parser (RapidJSON) would refuse (01, 1., +1, .5, 1e999, 0e400, 400 integer digits) must be
+ * refused here, as the sender's fault. RapidJSON refuses more than 308 integer digits or a
+ * positive exponent above 308 whatever the value, and a value beyond DBL_MAX; the bounds here
+ * are those or tighter. */
+static inline int tj_parse_number(tj_parser *p, tj_value *v) {
+  size_t n = p->pos, digits, i;
+  unsigned exponent = 0;
+  int exponent_minus = 0;
+  char small[64], *text = small;
+  if (n < p->len && p->text[n] == '-') ++n;
+  digits = tj_digits(p, n);
+  if (digits == 0) return tj_fail(p, n == p->pos ? "unexpected character" : "bad number");
+  if (p->text[n] == '0' && digits > 1) return tj_fail(p, "bad number (leading zero)");
+  if (digits > 308) return tj_fail(p, "number out of range");
+  n += digits;
+  if (n < p->len && p->text[n] == '.') {
+    digits = tj_digits(p, ++n);
+    if (digits == 0) return tj_fail(p, "bad number");
+    n += digits;
+  }
+  if (n < p->len && (p->text[n] == 'e' || p->text[n] == 'E')) {
+    ++n;
+    if (n < p->len && (p->text[n] == '+' || p->text[n] == '-'))
+      exponent_minus = p->text[n++] == '-';
+    digits = tj_digits(p, n);
+    if (digits == 0) return tj_fail(p, "bad number");
+    for (i = 0; i < digits && exponent <= 308; ++i)
+      exponent = exponent * 10 + (unsigned)(p->text[n + i] - '0');
+    if (!exponent_minus && exponent > 308) return tj_fail(p, "number out of range");
+    n += digits;
+  }
+  n -= p->pos;
+  if (n >= sizeof small && !(text = (char *)malloc(n + 1))) return tj_fail(p, "out of memory");
+  memcpy(text, p->text + p->pos, n);
+  text[n] = '\0';
+  v->number = strtod(text, NULL);
+  if (text != small) free(text);
+  if (v->number > 1e308 || v->number < -1e308) return tj_fail(p, "number out of range");
+  v->type = TJ_NUMBER;
+  p->pos += n;
+  return 1;
+}
+
 static inline int tj_parse_value(tj_parser *p, tj_value *v) {
   int ok;
   tj_skip_ws(p);
@@ -287,22 +338,8 @@ static inline int tj_parse_value(tj_parser *p, tj_value *v) {
     case 'n':
       ok = tj_parse_literal(p, "null", TJ_NULL, v);
       break;
-    default: {
-      char *end = NULL;
-      char tmp[64];
-      size_t n = 0;
-      while (p->pos + n < p->len && n < sizeof tmp - 1 &&
-             strchr("+-0123456789.eE", p->text[p->pos + n]))
-        ++n;
-      if (n == 0) return tj_fail(p, "unexpected character");
-      memcpy(tmp, p->text + p->pos, n);
-      tmp[n] = '\0';
-      v->number = strtod(tmp, &end);
-      if (end != tmp + n) return tj_fail(p, "bad number");
-      v->type = TJ_NUMBER;
-      p->pos += n;
-      ok = 1;
-    }
+    default:
+      ok = tj_parse_number(p, v);
   }
   v->raw_end = p->pos;
   return ok;

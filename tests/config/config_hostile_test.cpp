@@ -108,3 +108,19 @@ TEST_CASE("a configuration file over 4 MiB is refused before it is parsed", "[ho
   REQUIRE(problems.size() == 1);
   CHECK_THAT(problems[0], Catch::Contains("a configuration file may hold at most 4194304"));
 }
+
+TEST_CASE("a stray ',' is a syntax error, not an endless loop", "[hostile]") {
+  // yaml-cpp 0.7's LoadAll loops for ever, allocating, on these (jbeder/yaml-cpp#1040).
+  for (const std::string yaml : {",", ",\x80r\xe7", "{store: x}\n, y\n", "# note\n,\n"}) {
+    INFO(yaml);
+    const auto [problems, seconds] = timed_problems(yaml);
+    REQUIRE(problems.size() == 1);
+    CHECK_THAT(problems[0], Catch::Contains("YAML syntax error: unexpected token where a value "
+                                            "should start (a stray ',"));
+    CHECK(seconds < 2.0);
+  }
+  // Several real documents are still told apart from a stuck parser.
+  const auto [several, seconds] = timed_problems("store: x\n---\nstore: y\n");
+  REQUIRE(several.size() == 1);
+  CHECK_THAT(several[0], Catch::Contains("3:1: a configuration file holds one YAML document"));
+}

@@ -7,6 +7,7 @@
 #include <set>
 
 #include <rapidjson/document.h>
+#include <yaml-cpp/eventhandler.h>
 
 #include "config/config.hpp"
 #include "config/detail.hpp"
@@ -19,6 +20,43 @@ namespace crmhost::config {
 namespace {
 
 namespace fs = std::filesystem;
+
+// The documents of a YAML stream, as parser events: where each starts and where its first
+// node is, without building (or expanding the aliases of) any node.
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  struct Document {
+    YAML::Mark start, node;
+    bool has_node = false;
+  };
+  std::vector<Document> documents;
+
+  void OnDocumentStart(const YAML::Mark &mark) override { documents.push_back({mark, mark}); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark &mark, YAML::anchor_t) override { node(mark); }
+  void OnAlias(const YAML::Mark &mark, YAML::anchor_t) override { node(mark); }
+  void OnScalar(const YAML::Mark &mark, const std::string &, YAML::anchor_t,
+                const std::string &) override {
+    node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark &mark, const std::string &, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark &mark, const std::string &, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void node(const YAML::Mark &mark) {
+    if (documents.empty() || documents.back().has_node) return;
+    documents.back().node = mark;
+    documents.back().has_node = true;
+  }
+};
 using detail::location;
 
 const std::vector<std::string> kTopKeys = {"store",
@@ -309,9 +347,32 @@ class Loader {
                                " (is it the right file?)"});
       return;
     }
-    std::vector<YAML::Node> documents;
+    YAML::Node document;
     try {
-      documents = YAML::LoadAll(in);
+      // Documents are counted first, at most three, and only the first is built. yaml-cpp
+      // 0.7's LoadAll loops for ever, allocating, on a stream where a token that cannot start
+      // a node (a stray ',') is never consumed (jbeder/yaml-cpp#1040): each document then
+      // starts where the previous one did.
+      DocumentCounter counter;
+      YAML::Parser parser(in);
+      while (counter.documents.size() < 3 && parser.HandleNextDocument(counter)) {
+      }
+      const auto &documents = counter.documents;
+      for (size_t i = 1; i < documents.size(); ++i)
+        if (documents[i].start.pos == documents[i - 1].start.pos) {
+          problem(documents[i].start,
+                  "YAML syntax error: unexpected token where a value should start (a stray "
+                  "','?)");
+          return;
+        }
+      if (documents.size() > 1) {
+        problem(documents[1].node, "a configuration file holds one YAML document, not several");
+        return;
+      }
+      if (documents.empty()) return;
+      in.clear();
+      in.seekg(0);
+      document = YAML::Load(in);
     } catch (const YAML::Exception &e) {
       std::string message = "YAML syntax error: " + e.msg;
       if (line_has_flow_interpolation(path, e.mark.line))
@@ -320,17 +381,12 @@ class Loader {
       problem(e.mark, message);
       return;
     }
-    if (documents.size() > 1) {
-      problem(documents[1].Mark(), "a configuration file holds one YAML document, not several");
-      return;
-    }
-    if (documents.empty()) return;
     YAML::Mark where;
-    if (auto excess = detail::check_bounds(documents.front(), detail::YamlBounds{}, where)) {
+    if (auto excess = detail::check_bounds(document, detail::YamlBounds{}, where)) {
       problem(where, *excess);
       return;
     }
-    top_level(documents.front());
+    top_level(document);
   }
 
   // The offending line, quoted (up to its first ':' when it may hold a secret), and the likely

@@ -161,7 +161,8 @@ Verification verify_signature(const SignatureSettings &settings, std::string_vie
       return {Verification::Outcome::malformed, "v3",
               "X-HubSpot-Request-Timestamp is not a number of milliseconds"};
     // Stale deliveries are refused as replays; far-future ones too (a skewed or forged clock).
-    if (now_ms - stamp_ms > settings.max_age_ms || stamp_ms - now_ms > settings.max_age_ms)
+    // Compared without subtracting the stamp, which may be any int64 (no overflow).
+    if (stamp_ms < now_ms - settings.max_age_ms || stamp_ms > now_ms + settings.max_age_ms)
       return refuse("v3", "X-HubSpot-Request-Timestamp is more than 5 minutes away from now");
     const std::string expected = signature_v3(settings.secret, method, uri, body, stamp);
     if (!constant_time_equal(expected, trim(*v3)))

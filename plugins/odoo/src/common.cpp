@@ -203,8 +203,9 @@ WebhookDelivery parse_webhook(std::string_view body) {
     throw sdk::Error(CRM_ERR_INVALID_INPUT, "webhook body: \"_model\" is missing");
   out.model.assign(model->value.GetString(), model->value.GetStringLength());
   auto id = doc.FindMember("_id");
-  if (id != doc.MemberEnd() && id->value.IsUint64() && id->value.GetUint64() > 0)
-    out.id = std::to_string(id->value.GetUint64());
+  // An int64 (as Odoo's ids are), so the id can be sent back as one; 2^64-1 is no record.
+  if (id != doc.MemberEnd() && id->value.IsInt64() && id->value.GetInt64() > 0)
+    out.id = std::to_string(id->value.GetInt64());
   else if (id != doc.MemberEnd() && id->value.IsString() && to_int(id->value.GetString()) &&
            *to_int(id->value.GetString()) > 0)
     out.id = id->value.GetString();
