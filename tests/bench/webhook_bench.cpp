@@ -278,7 +278,12 @@ int main(int argc, char **argv) {
   config::PipelineConfig p;
   p.name = "bench";
   p.webhook = config::WebhookSource{"src", "/hooks/bench", {}, {}};
-  p.sink = config::PushSink{"dst", "contact", config::PushMode::upsert, std::string("email"), config::ConflictPolicy::source_wins, {}};
+  p.sink = config::PushSink{"dst",
+                            "contact",
+                            config::PushMode::upsert,
+                            std::string("email"),
+                            config::ConflictPolicy::source_wins,
+                            {}};
   c.pipelines = {{p.name, p}};
   pipeline::Engine engine(c, registry, db);
   engine.start();

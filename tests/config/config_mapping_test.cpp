@@ -145,7 +145,10 @@ TEST_CASE("deals default to the fill_empty conflict policy") {
                 "    sink: { push: { connection: mem, object: contact } }\n");
   auto result = crmhost::config::load({file});
   REQUIRE(result.problems.empty());
-  CHECK(result.config->pipelines.at("deals").sink.conflict == crmhost::config::ConflictPolicy::fill_empty);
-  CHECK(result.config->pipelines.at("deals-overwrite").sink.conflict == crmhost::config::ConflictPolicy::source_wins);
-  CHECK(result.config->pipelines.at("contacts").sink.conflict == crmhost::config::ConflictPolicy::source_wins);
+  CHECK(result.config->pipelines.at("deals").sink.conflict ==
+        crmhost::config::ConflictPolicy::fill_empty);
+  CHECK(result.config->pipelines.at("deals-overwrite").sink.conflict ==
+        crmhost::config::ConflictPolicy::source_wins);
+  CHECK(result.config->pipelines.at("contacts").sink.conflict ==
+        crmhost::config::ConflictPolicy::source_wins);
 }

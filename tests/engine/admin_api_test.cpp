@@ -50,7 +50,12 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
   config::PipelineConfig p;
   p.name = "contacts";
   p.webhook = config::WebhookSource{"src", "/hooks/memory", {}, {}};
-  p.sink = config::PushSink{"dst", "contact", config::PushMode::upsert, std::string("email"), config::ConflictPolicy::source_wins, {}};
+  p.sink = config::PushSink{"dst",
+                            "contact",
+                            config::PushMode::upsert,
+                            std::string("email"),
+                            config::ConflictPolicy::source_wins,
+                            {}};
   c.pipelines = {{p.name, p}};
   pipeline::Engine engine(c, registry, db);
   engine.start();
@@ -148,7 +153,8 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
     CHECK(rc == 0);
   }
 
-  CHECK(http_api::route(call("POST", "/pipelines/contacts/backfill"), ctx).status == 409);  // no poll
+  CHECK(http_api::route(call("POST", "/pipelines/contacts/backfill"), ctx).status ==
+        409);  // no poll
 
   // Once pushed, the pipeline reports the push and its latency from receipt.
   engine.resume("contacts");
@@ -190,7 +196,7 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
 
   // With a metrics token configured, /metrics wants it (and only it).
   http_api::RouterContext guarded{engine, *db, "an-admin-token-of-32-characters!",
-                               "a-metrics-token-for-scrapers"};
+                                  "a-metrics-token-for-scrapers"};
   CHECK(http_api::route(call("GET", "/metrics", ""), guarded).status == 401);
   CHECK(http_api::route(call("GET", "/metrics"), guarded).status == 401);
   CHECK(http_api::route(call("GET", "/metrics", "a-metrics-token-for-scrapers"), guarded).status ==
@@ -223,7 +229,12 @@ TEST_CASE("/readyz answers 503 while the store cannot write (a full disk), and w
   config::PipelineConfig p;
   p.name = "contacts";
   p.webhook = config::WebhookSource{"src", "/hooks/memory", {}, {}};
-  p.sink = config::PushSink{"dst", "contact", config::PushMode::upsert, std::string("email"), config::ConflictPolicy::source_wins, {}};
+  p.sink = config::PushSink{"dst",
+                            "contact",
+                            config::PushMode::upsert,
+                            std::string("email"),
+                            config::ConflictPolicy::source_wins,
+                            {}};
   c.pipelines = {{p.name, p}};
   pipeline::Engine engine(c, registry, db);
   engine.start();
@@ -233,10 +244,10 @@ TEST_CASE("/readyz answers 503 while the store cannot write (a full disk), and w
   net::HttpResponse last{200, "", {}, ""};
   for (int i = 0; i < 2000 && last.status == 200; ++i)
     last = http_api::route(call("POST", "/hooks/memory", "",
-                             R"([{"object":"contact","id":"f)" + std::to_string(i) +
-                                 R"(","data":{"email":"f@example.com","note":")" +
-                                 std::string(400, 'n') + R"("}}])"),
-                        ctx);
+                                R"([{"object":"contact","id":"f)" + std::to_string(i) +
+                                    R"(","data":{"email":"f@example.com","note":")" +
+                                    std::string(400, 'n') + R"("}}])"),
+                           ctx);
   INFO(last.body);
   CHECK(last.status == 503);  // the delivery is refused, not acknowledged and lost
   const auto ready = http_api::route(call("GET", "/readyz", ""), ctx);
@@ -256,7 +267,12 @@ TEST_CASE("the admin API answers valid UTF-8 JSON whatever bytes the store holds
   config::PipelineConfig p;
   p.name = "contacts";
   p.webhook = config::WebhookSource{"src", "/hooks/memory", {}, {}};
-  p.sink = config::PushSink{"src", "contact", config::PushMode::upsert, std::string("email"), config::ConflictPolicy::source_wins, {}};
+  p.sink = config::PushSink{"src",
+                            "contact",
+                            config::PushMode::upsert,
+                            std::string("email"),
+                            config::ConflictPolicy::source_wins,
+                            {}};
   c.pipelines = {{p.name, p}};
   pipeline::Engine engine(c, registry, db);
   engine.start();
@@ -266,9 +282,9 @@ TEST_CASE("the admin API answers valid UTF-8 JSON whatever bytes the store holds
   // A stray byte, a truncated sequence and a surrogate, as a careless provider might send.
   const std::string bad = "Ren\xE9 \xC3( \xED\xA0\x80 ok";
   REQUIRE(http_api::route(call("POST", "/hooks/memory", "",
-                            R"([{"object":"contact","id":"u1","data":{"name":")" + bad +
-                                R"(","card":"4111 1111 1111 1111"}}])"),
-                       ctx)
+                               R"([{"object":"contact","id":"u1","data":{"name":")" + bad +
+                                   R"(","card":"4111 1111 1111 1111"}}])"),
+                          ctx)
               .status == 200);
   const auto strict = [](const std::string &body) {
     rapidjson::Document d;
@@ -311,7 +327,12 @@ TEST_CASE("a webhook body nested 500,000 deep is refused before it reaches the p
   config::PipelineConfig p;
   p.name = "contacts";
   p.webhook = config::WebhookSource{"src", "/hooks/sdk", {}, {}};
-  p.sink = config::PushSink{"src", "contact", config::PushMode::upsert, std::string("email"), config::ConflictPolicy::source_wins, {}};
+  p.sink = config::PushSink{"src",
+                            "contact",
+                            config::PushMode::upsert,
+                            std::string("email"),
+                            config::ConflictPolicy::source_wins,
+                            {}};
   c.pipelines = {{p.name, p}};
   pipeline::Engine engine(c, registry, db);
   engine.start();
@@ -327,8 +348,8 @@ TEST_CASE("a webhook body nested 500,000 deep is refused before it reaches the p
   CHECK_THAT(shallow.body, !Catch::Contains("nests deeper"));
   const auto good =
       http_api::route(call("POST", "/hooks/sdk", "",
-                        R"([{"object":"contact","id":"d1","data":{"email":"d1@example.com"}}])"),
-                   ctx);
+                           R"([{"object":"contact","id":"d1","data":{"email":"d1@example.com"}}])"),
+                      ctx);
   CHECK(good.status == 200);
   engine.stop();
 }

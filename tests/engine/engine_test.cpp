@@ -76,7 +76,12 @@ config::Config make_config(int seeded, const std::string &sink_extra = "", bool 
   } else {
     p.webhook = config::WebhookSource{"src", "/hooks/memory", {}, {}};
   }
-  p.sink = config::PushSink{"dst", "contact", config::PushMode::upsert, std::string("email"), config::ConflictPolicy::source_wins, {}};
+  p.sink = config::PushSink{"dst",
+                            "contact",
+                            config::PushMode::upsert,
+                            std::string("email"),
+                            config::ConflictPolicy::source_wins,
+                            {}};
   p.retry = config::RetryPolicy{5, 5ms, 20ms};
   p.batch_size = 10;
   c.pipelines = {{p.name, p}};

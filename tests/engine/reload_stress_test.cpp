@@ -52,7 +52,12 @@ config::PipelineConfig webhook_pipeline(const std::string &name, const std::stri
   config::PipelineConfig p;
   p.name = name;
   p.webhook = config::WebhookSource{source, path, {}, {}};
-  p.sink = config::PushSink{sink, "contact", config::PushMode::upsert, std::string("email"), config::ConflictPolicy::source_wins, {}};
+  p.sink = config::PushSink{sink,
+                            "contact",
+                            config::PushMode::upsert,
+                            std::string("email"),
+                            config::ConflictPolicy::source_wins,
+                            {}};
   p.retry = config::RetryPolicy{5, 5ms, 20ms};
   p.batch_size = batch_size;
   return p;
@@ -106,11 +111,11 @@ TEST_CASE("reloads every few milliseconds while webhooks, admin calls and scrape
     for (int i = 0; !done; ++i) {
       const std::string record = "r" + std::to_string(id) + "-" + std::to_string(i);
       const auto start = std::chrono::steady_clock::now();
-      const auto answer = http_api::route(
-          request("POST", "/hooks/memory",
-                  R"([{"object":"contact","id":")" + record + R"(","data":{"email":")" + record +
-                      R"(@example.com"}}])"),
-          ctx);
+      const auto answer =
+          http_api::route(request("POST", "/hooks/memory",
+                                  R"([{"object":"contact","id":")" + record +
+                                      R"(","data":{"email":")" + record + R"(@example.com"}}])"),
+                          ctx);
       const double ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
               .count();
@@ -174,9 +179,10 @@ TEST_CASE("reloads every few milliseconds while webhooks, admin calls and scrape
       60s));
   for (const auto &c : db->count_by_status("hooks"))
     if (c.status != store::EventStatus::done) CHECK(c.count == 0);
-  const double pushed = metrics::global().counter_sum(
-                            "crmhost_events_total", {{"pipeline", "hooks"}, {"outcome", "pushed"}}) -
-                        pushed_before;
+  const double pushed =
+      metrics::global().counter_sum("crmhost_events_total",
+                                    {{"pipeline", "hooks"}, {"outcome", "pushed"}}) -
+      pushed_before;
   CHECK(pushed == static_cast<double>(acknowledged.size()));
   auto sink = engine.connector("dst");
   REQUIRE(sink);

@@ -51,8 +51,8 @@ config::PipelineConfig make_pipeline(const std::string &name, const std::string 
   p.name = name;
   p.poll = config::PollSource{from, object, 1h, 1ms, 50, {}};
   p.map.fields_json = fields;
-  p.sink = config::PushSink{to, object, config::PushMode::upsert, match_on,
-                            *config::parse_conflict_policy(conflict), {}};
+  p.sink = config::PushSink{
+      to, object, config::PushMode::upsert, match_on, *config::parse_conflict_policy(conflict), {}};
   p.retry = config::RetryPolicy{3, 5ms, 20ms};
   p.batch_size = 50;
   return p;

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <sstream>
 
-#include <catch2/catch.hpp>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include "cli/cli.hpp"
 #include "config/config.hpp"

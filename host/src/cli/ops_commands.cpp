@@ -13,8 +13,8 @@
 
 #include "cli/cli.hpp"
 #include "config/config.hpp"
-#include "pipeline/event_payload.hpp"
 #include "net/http_client.hpp"
+#include "pipeline/event_payload.hpp"
 #include "pipeline/poller.hpp"
 #include "pipeline/processor.hpp"
 #include "pipeline/store_state.hpp"
@@ -285,8 +285,7 @@ int backfill_command(const std::vector<std::string> &args, std::ostream &out, st
   if (!created) {
     // Plugin and provider text: masked as in the log and the admin API.
     err << "crmhost backfill: connection " << connection.name << ": "
-        << logging::redact(created.error().describe())
-        << "\n";
+        << logging::redact(created.error().describe()) << "\n";
     return 1;
   }
 
@@ -303,11 +302,19 @@ int backfill_command(const std::vector<std::string> &args, std::ostream &out, st
           continue;
         }
         switch (verdict.decision) {
-          case pipeline::PushDecision::create: ++would_create; break;
-          case pipeline::PushDecision::update: ++would_update; break;
-          case pipeline::PushDecision::delete_target: ++deletes; break;
+          case pipeline::PushDecision::create:
+            ++would_create;
+            break;
+          case pipeline::PushDecision::update:
+            ++would_update;
+            break;
+          case pipeline::PushDecision::delete_target:
+            ++deletes;
+            break;
           case pipeline::PushDecision::unchanged:
-          case pipeline::PushDecision::nothing_to_delete: ++unchanged; break;
+          case pipeline::PushDecision::nothing_to_delete:
+            ++unchanged;
+            break;
         }
       }
     };
@@ -343,7 +350,8 @@ int backfill_command(const std::vector<std::string> &args, std::ostream &out, st
   if (options.dry_run)
     out << "dry run: " << outcome.counts.fetched << " records read; would create " << would_create
         << ", update " << would_update << ", delete " << deletes << "; " << unchanged
-        << " unchanged" << (unmappable ? "; " + std::to_string(unmappable) + " cannot be mapped" : "")
+        << " unchanged"
+        << (unmappable ? "; " + std::to_string(unmappable) + " cannot be mapped" : "")
         << "; nothing was queued or pushed\n";
   else
     out << "backfill run " << outcome.run_id << ": " << outcome.counts.enqueued << " queued, "

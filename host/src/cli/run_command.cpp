@@ -9,9 +9,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
-#include "http_api/router.hpp"
 #include "cli/cli.hpp"
 #include "config/config.hpp"
+#include "http_api/router.hpp"
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
 #include "pipeline/engine.hpp"
@@ -167,8 +167,9 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   server_options.max_connections_per_client = loaded.config->max_connections_per_client;
   if (const auto &tls = loaded.config->tls)
     server_options.tls = net::ServerOptions::Tls{tls->certificate, tls->key};
-  http_api::RouterContext router{engine, *db, loaded.config->admin_token, loaded.config->metrics_token,
-                              loaded.config->tls ? "https" : "http"};
+  http_api::RouterContext router{engine, *db, loaded.config->admin_token,
+                                 loaded.config->metrics_token,
+                                 loaded.config->tls ? "https" : "http"};
   net::HttpServer server(signals_io, http_handlers, server_options,
                          [&](const net::HttpRequest &request, net::Respond respond) {
                            http_api::route_async(request, router, std::move(respond));
@@ -233,7 +234,7 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
     std::unique_lock lock(stop_mutex);
     stop_requested.wait(lock, [&] { return stopping; });
   }
-  server.stop();   // no new webhooks; in-flight ones finish on the handler pool
+  server.stop();  // no new webhooks; in-flight ones finish on the handler pool
   http_handlers.join();
   engine.stop();
   signals_io.stop();

@@ -40,20 +40,28 @@ std::string webhook_object(const PipelineConfig &pipeline) {
 
 std::string_view to_string(PushMode mode) {
   switch (mode) {
-    case PushMode::upsert: return "upsert";
-    case PushMode::create: return "create";
-    case PushMode::update: return "update";
-    case PushMode::remove: return "delete";
+    case PushMode::upsert:
+      return "upsert";
+    case PushMode::create:
+      return "create";
+    case PushMode::update:
+      return "update";
+    case PushMode::remove:
+      return "delete";
   }
   return "upsert";
 }
 
 std::string_view to_string(ConflictPolicy policy) {
   switch (policy) {
-    case ConflictPolicy::source_wins: return "source_wins";
-    case ConflictPolicy::target_wins: return "target_wins";
-    case ConflictPolicy::newest_wins: return "newest_wins";
-    case ConflictPolicy::fill_empty: return "fill_empty";
+    case ConflictPolicy::source_wins:
+      return "source_wins";
+    case ConflictPolicy::target_wins:
+      return "target_wins";
+    case ConflictPolicy::newest_wins:
+      return "newest_wins";
+    case ConflictPolicy::fill_empty:
+      return "fill_empty";
   }
   return "source_wins";
 }

@@ -1151,7 +1151,8 @@ class Loader {
       if (auto s = enum_value(*v, kConflicts)) p.sink.conflict = *parse_conflict_policy(*s);
       extra.conflict_at = location(file_, v->value_mark());
     } else if (p.sink.object == "deal") {
-      p.sink.conflict = ConflictPolicy::fill_empty;  // deals: the conservative merge unless told otherwise
+      p.sink.conflict =
+          ConflictPolicy::fill_empty;  // deals: the conservative merge unless told otherwise
     }
   }
 

@@ -59,8 +59,8 @@ std::string fingerprint(const config::PipelineConfig &p, const config::Config &c
   for (const auto *r : reverse_of(p, c))  // their mapping tells echoes from changes
     out << "r:" << r->name << ':' << r->sink.object << ':' << r->map.fields_json << ':'
         << r->map.copy_unmapped << ':' << r->map.default_country << '|';
-  out << "s:" << p.sink.connection << ':' << p.sink.object << ':' << to_string(p.sink.mode)
-      << ':' << p.sink.match_on.value_or("") << ':' << to_string(p.sink.conflict) << '|';
+  out << "s:" << p.sink.connection << ':' << p.sink.object << ':' << to_string(p.sink.mode) << ':'
+      << p.sink.match_on.value_or("") << ':' << to_string(p.sink.conflict) << '|';
   for (const std::string *name : {p.webhook ? &p.webhook->connection : nullptr,
                                   p.poll ? &p.poll->connection : nullptr, &p.sink.connection}) {
     if (!name) continue;
@@ -121,7 +121,8 @@ std::shared_ptr<ConnectionHandle> Engine::connect(const config::ConnectionConfig
   handle->connector = std::shared_ptr<plugins::Connector>(
       created.value().release(), [control](plugins::Connector *connector) {
         if (!control::on_control_thread())
-          if (auto executor = control.lock()) return executor->post([connector] { delete connector; });
+          if (auto executor = control.lock())
+            return executor->post([connector] { delete connector; });
         delete connector;
       });
   return handle;

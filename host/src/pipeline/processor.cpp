@@ -335,8 +335,9 @@ void Processor::push_group(std::vector<Item *> &group, BatchStats &stats) {
   const auto &sink = deps_.pipeline.sink;
   plugins::PushRequest request;
   request.object = sink.object;
-  request.mode = group.front()->payload.event == plugins::EventKind::remove ? "delete"
-                                                          : std::string(to_string(sink.mode));
+  request.mode = group.front()->payload.event == plugins::EventKind::remove
+                     ? "delete"
+                     : std::string(to_string(sink.mode));
   request.match_on = sink.match_on;
   for (Item *item : group) {
     plugins::PushInput input;
@@ -422,7 +423,8 @@ void count_outcomes(const std::string &pipeline, const BatchStats &stats) {
 
 bool target_keeps(const config::PipelineConfig &pipeline,
                   const std::optional<store::EntityLink> &link, const std::string &hash) {
-  return link && (link->last_payload_hash == hash || pipeline.sink.conflict == config::ConflictPolicy::target_wins);
+  return link && (link->last_payload_hash == hash ||
+                  pipeline.sink.conflict == config::ConflictPolicy::target_wins);
 }
 
 PushVerdict decide_push(const config::PipelineConfig &pipeline, const MapFunction &map,
@@ -439,9 +441,10 @@ PushVerdict decide_push(const config::PipelineConfig &pipeline, const MapFunctio
     verdict.error = mapped.error().message;
     return verdict;
   }
-  verdict.decision = !link                                                  ? PushDecision::create
-                     : target_keeps(pipeline, link, store::sha256_hex(*mapped)) ? PushDecision::unchanged
-                                                                           : PushDecision::update;
+  verdict.decision = !link ? PushDecision::create
+                     : target_keeps(pipeline, link, store::sha256_hex(*mapped))
+                         ? PushDecision::unchanged
+                         : PushDecision::update;
   return verdict;
 }
 

@@ -109,7 +109,8 @@ Connector::Connector(std::shared_ptr<const PluginLibrary> plugin,
     : plugin_(std::move(plugin)), host_(std::move(host)), handle_(handle) {}
 
 Connector::~Connector() {
-  assert(control::on_control_thread() && "destroy is a [control] call: run it on the control thread");
+  assert(control::on_control_thread() &&
+         "destroy is a [control] call: run it on the control thread");
   std::lock_guard call_lock(call_mutex_);
   std::lock_guard control_lock(plugin_->control_mutex_);
   crash::PluginCallScope in_flight(plugin_->id().c_str(), host_->connection.c_str(), "destroy");
@@ -332,8 +333,7 @@ Outcome<WebhookResult> Connector::webhook(const WebhookRequest &request) {
     event.object = *object;
     event.id = *id;
     const auto kind = parse_event_kind(json::get_string(e, "event").value_or("upsert"));
-    if (!kind)
-      return malformed("webhook", where + ".event must be \"upsert\" or \"delete\"");
+    if (!kind) return malformed("webhook", where + ".event must be \"upsert\" or \"delete\"");
     event.event = *kind;
     event.event_id = json::get_string(e, "event_id");
     event.occurred_at = json::get_string(e, "occurred_at");

@@ -247,7 +247,8 @@ PluginLibrary::~PluginLibrary() {
 
 Outcome<std::unique_ptr<Connector>> PluginLibrary::create_connector(
     const std::string &connection, const std::string &settings_json) const {
-  assert(control::on_control_thread() && "create is a [control] call: run it on the control thread");
+  assert(control::on_control_thread() &&
+         "create is a [control] call: run it on the control thread");
   auto host = std::make_unique<crm_host_instance>();
   host->plugin_id = info_.id;
   host->connection = connection;

@@ -12,7 +12,8 @@ PluginRegistry::PluginRegistry(std::shared_ptr<HostServices> services)
 void PluginRegistry::load_directory(const std::filesystem::path &dir) {
   std::lock_guard lock(mutex_);
   std::error_code ec;
-  std::erase_if(refusals_, [&](const LoadRefusal &r) { return r.missing_directory && r.path == dir; });
+  std::erase_if(refusals_,
+                [&](const LoadRefusal &r) { return r.missing_directory && r.path == dir; });
   if (!std::filesystem::is_directory(dir, ec)) {
     refusals_.push_back({dir,
                          std::filesystem::exists(dir, ec)
