@@ -218,8 +218,8 @@ inline CivilDate civil_from_days(int64_t days) {
   return {static_cast<int64_t>(yoe) + era * 400 + (m <= 2), m, d};
 }
 
-// Unix milliseconds as "YYYY-MM-DDTHH:MM:SS.mmmZ", or with `separator` ' ' and without the
-// milliseconds and zone ("YYYY-MM-DD HH:MM:SS", as Odoo writes UTC).
+// Unix milliseconds as "YYYY-MM-DDTHH:MM:SS.mmmZ", or, when `iso` is false, with a space and
+// without the milliseconds and zone ("YYYY-MM-DD HH:MM:SS", as Odoo writes UTC).
 inline std::string format_utc(int64_t unix_ms, bool iso = true) {
   int64_t days = unix_ms / 86400000, rem = unix_ms % 86400000;
   if (rem < 0) {
