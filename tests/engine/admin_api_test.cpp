@@ -34,6 +34,49 @@ net::HttpRequest call(const std::string &method, const std::string &target,
   return r;
 }
 
+// A started engine with one webhook pipeline, "contacts", on `path`: connection src (plugin
+// `source`) into dst (plugin `sink`), and the router's context over it.
+struct WebhookHost {
+  std::filesystem::path dir;
+  std::shared_ptr<plugins::PluginRegistry> registry = std::make_shared<plugins::PluginRegistry>();
+  std::shared_ptr<store::Store> db;
+  std::unique_ptr<pipeline::Engine> engine;
+  std::unique_ptr<http_api::RouterContext> ctx;
+
+  WebhookHost(const std::string &name, const std::string &source, const std::string &sink,
+              const std::string &path, const store::StoreOptions &options = {}) {
+    dir = testing::fresh_test_dir(name);
+    for (const auto &plugin : {source, sink})
+      registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / (plugin + ".so"));
+    db = store::open_store("sqlite://" + (dir / "state.db").string(), options);
+    const std::string settings = R"({"webhook_secret":"s3cret-s3cret"})";
+    config::Config c;
+    c.connections = {{"src", {"src", source, settings, std::nullopt, {}}},
+                     {"dst", {"dst", sink, settings, std::nullopt, {}}}};
+    config::PipelineConfig p;
+    p.name = "contacts";
+    p.webhook = config::WebhookSource{"src", path, {}, {}};
+    p.sink = config::PushSink{"dst",
+                              "contact",
+                              config::PushMode::upsert,
+                              std::string("email"),
+                              config::ConflictPolicy::source_wins,
+                              {}};
+    c.pipelines = {{p.name, p}};
+    engine = std::make_unique<pipeline::Engine>(c, registry, db);
+    engine->start();
+    ctx =
+        std::make_unique<http_api::RouterContext>(*engine, *db, "an-admin-token-of-32-characters!");
+  }
+  ~WebhookHost() {
+    engine->stop();
+    ctx.reset();
+    engine.reset();
+    db.reset();
+    std::filesystem::remove_all(dir);
+  }
+};
+
 }  // namespace
 
 TEST_CASE("the admin API needs the token and reports and steers pipelines and events", "[admin]") {
@@ -214,32 +257,11 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
 
 TEST_CASE("/readyz answers 503 while the store cannot write (a full disk), and webhooks 503",
           "[admin]") {
-  const auto dir = testing::fresh_test_dir("admin-full");
-  auto registry = std::make_shared<plugins::PluginRegistry>();
-  registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory.so");
-  registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory-sdk.so");
   store::StoreOptions options;
   options.sqlite_max_pages = 64;  // a database that cannot grow: SQLITE_FULL, as on a full disk
-  std::shared_ptr<store::Store> db =
-      store::open_store("sqlite://" + (dir / "state.db").string(), options);
-  config::Config c;
-  c.connections = {
-      {"src", {"src", "memory", R"({"webhook_secret":"s3cret-s3cret"})", std::nullopt, {}}},
-      {"dst", {"dst", "memory-sdk", R"({"webhook_secret":"s3cret-s3cret"})", std::nullopt, {}}}};
-  config::PipelineConfig p;
-  p.name = "contacts";
-  p.webhook = config::WebhookSource{"src", "/hooks/memory", {}, {}};
-  p.sink = config::PushSink{"dst",
-                            "contact",
-                            config::PushMode::upsert,
-                            std::string("email"),
-                            config::ConflictPolicy::source_wins,
-                            {}};
-  c.pipelines = {{p.name, p}};
-  pipeline::Engine engine(c, registry, db);
-  engine.start();
-  engine.pause("contacts");
-  http_api::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
+  WebhookHost host("admin-full", "memory", "memory-sdk", "/hooks/memory", options);
+  host.engine->pause("contacts");
+  auto &ctx = *host.ctx;
   CHECK(http_api::route(call("GET", "/readyz", ""), ctx).status == 200);
   net::HttpResponse last{200, "", {}, ""};
   for (int i = 0; i < 2000 && last.status == 200; ++i)
@@ -253,31 +275,13 @@ TEST_CASE("/readyz answers 503 while the store cannot write (a full disk), and w
   const auto ready = http_api::route(call("GET", "/readyz", ""), ctx);
   CHECK(ready.status == 503);
   CHECK_THAT(ready.body, Catch::Contains("store cannot write") && Catch::Contains("full"));
-  engine.stop();
 }
 
 TEST_CASE("the admin API answers valid UTF-8 JSON whatever bytes the store holds", "[admin]") {
-  const auto dir = testing::fresh_test_dir("admin-utf8");
-  auto registry = std::make_shared<plugins::PluginRegistry>();
-  registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory.so");
-  std::shared_ptr<store::Store> db = store::open_store("sqlite://" + (dir / "state.db").string());
-  config::Config c;
-  c.connections = {
-      {"src", {"src", "memory", R"({"webhook_secret":"s3cret-s3cret"})", std::nullopt, {}}}};
-  config::PipelineConfig p;
-  p.name = "contacts";
-  p.webhook = config::WebhookSource{"src", "/hooks/memory", {}, {}};
-  p.sink = config::PushSink{"src",
-                            "contact",
-                            config::PushMode::upsert,
-                            std::string("email"),
-                            config::ConflictPolicy::source_wins,
-                            {}};
-  c.pipelines = {{p.name, p}};
-  pipeline::Engine engine(c, registry, db);
-  engine.start();
-  engine.pause("contacts");
-  http_api::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
+  WebhookHost host("admin-utf8", "memory", "memory", "/hooks/memory");
+  host.engine->pause("contacts");
+  auto &ctx = *host.ctx;
+  auto &db = host.db;
 
   // A stray byte, a truncated sequence and a surrogate, as a careless provider might send.
   const std::string bad = "Ren\xE9 \xC3( \xED\xA0\x80 ok";
@@ -309,34 +313,13 @@ TEST_CASE("the admin API answers valid UTF-8 JSON whatever bytes the store holds
   const auto missing = http_api::route(call("GET", "/pipelines/no\xFFpe"), ctx);
   CHECK(missing.status == 404);
   CHECK(strict(missing.body));
-  engine.stop();
-  db.reset();
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("a webhook body nested 500,000 deep is refused before it reaches the plugin", "[admin]") {
   // The SDK plugin's parser recursed once per level and overflowed the stack: the whole host
   // went down with one signed request.
-  const auto dir = testing::fresh_test_dir("admin-deep");
-  auto registry = std::make_shared<plugins::PluginRegistry>();
-  registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory-sdk.so");
-  std::shared_ptr<store::Store> db = store::open_store("sqlite://" + (dir / "state.db").string());
-  config::Config c;
-  c.connections = {
-      {"src", {"src", "memory-sdk", R"({"webhook_secret":"s3cret-s3cret"})", std::nullopt, {}}}};
-  config::PipelineConfig p;
-  p.name = "contacts";
-  p.webhook = config::WebhookSource{"src", "/hooks/sdk", {}, {}};
-  p.sink = config::PushSink{"src",
-                            "contact",
-                            config::PushMode::upsert,
-                            std::string("email"),
-                            config::ConflictPolicy::source_wins,
-                            {}};
-  c.pipelines = {{p.name, p}};
-  pipeline::Engine engine(c, registry, db);
-  engine.start();
-  http_api::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
+  WebhookHost host("admin-deep", "memory-sdk", "memory-sdk", "/hooks/sdk");
+  auto &ctx = *host.ctx;
   const auto deep = http_api::route(
       call("POST", "/hooks/sdk", "", std::string(500'000, '[') + std::string(500'000, ']')), ctx);
   CHECK(deep.status == 400);
@@ -351,5 +334,4 @@ TEST_CASE("a webhook body nested 500,000 deep is refused before it reaches the p
                            R"([{"object":"contact","id":"d1","data":{"email":"d1@example.com"}}])"),
                       ctx);
   CHECK(good.status == 200);
-  engine.stop();
 }

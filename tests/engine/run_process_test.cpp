@@ -14,6 +14,7 @@
 #include <boost/beast/http.hpp>
 #include <catch2/catch.hpp>
 
+#include "../support/spawn.hpp"
 #include "engine_support.hpp"
 
 #include "store/store.hpp"
@@ -119,15 +120,8 @@ struct RunningHost {
 
   void start() {
     std::filesystem::remove(log);  // never read the previous process's log as this one's
-    pid = ::fork();
+    pid = testing::spawn_crmhost_run(CRMHOST_BINARY, config, log);
     REQUIRE(pid >= 0);
-    if (pid == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      ::execl(CRMHOST_BINARY, CRMHOST_BINARY, "run", "--config", config.c_str(), nullptr);
-      ::_exit(127);
-    }
   }
 
   // Exit status after `signal`, or -1 if it did not exit within `limit`.

@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../support/spawn.hpp"
 #include "signature.hpp"
 
 using namespace std::chrono_literals;
@@ -299,14 +300,7 @@ class Host {
     config = dir / "crmhost.yaml";
     log = dir / "crmhost.log";
     write_config(good_config());
-    pid = ::fork();
-    if (pid == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      ::execl(CRMHOST_BINARY, CRMHOST_BINARY, "run", "--config", config.c_str(), nullptr);
-      ::_exit(127);
-    }
+    pid = crmhost::testing::spawn_crmhost_run(CRMHOST_BINARY, config, log);
     const auto deadline = std::chrono::steady_clock::now() + 20s;
     while (send(request("GET", "/healthz"), 1s).status != 200) {
       if (std::chrono::steady_clock::now() > deadline || !alive())
