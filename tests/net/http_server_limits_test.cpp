@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -115,19 +116,36 @@ struct DescriptorsExhausted {
   }
 };
 
-// Sends the default logger's lines to a string while it lives.
-struct CapturedLog {
-  std::ostringstream lines;
-  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
-  CapturedLog() {
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(lines);
-    spdlog::set_default_logger(std::make_shared<spdlog::logger>("captured", sink));
+// Keeps the default logger's messages while it lives. A sink of its own that copies the message
+// text without formatting it: with the descriptors exhausted on purpose, the sanitizers' checks
+// inside fmt's formatting (which open a pipe) would fail on a valid buffer.
+class MessageSink final : public spdlog::sinks::sink {
+ public:
+  void log(const spdlog::details::log_msg &msg) override {
+    std::lock_guard lock(mutex_);
+    messages_.emplace_back(msg.payload.data(), msg.payload.size());
   }
+  void flush() override {}
+  void set_pattern(const std::string &) override {}
+  void set_formatter(std::unique_ptr<spdlog::formatter>) override {}
+  std::vector<std::string> messages() const {
+    std::lock_guard lock(mutex_);
+    return messages_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::string> messages_;
+};
+
+struct CapturedLog {
+  std::shared_ptr<MessageSink> sink = std::make_shared<MessageSink>();
+  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
+  CapturedLog() { spdlog::set_default_logger(std::make_shared<spdlog::logger>("captured", sink)); }
   ~CapturedLog() { spdlog::set_default_logger(previous); }
   size_t count(const std::string &text) const {
-    std::istringstream in(lines.str());
     size_t n = 0;
-    for (std::string line; std::getline(in, line);) n += line.find(text) != std::string::npos;
+    for (const auto &message : sink->messages()) n += message.find(text) != std::string::npos;
     return n;
   }
 };

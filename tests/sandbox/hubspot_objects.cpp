@@ -281,12 +281,11 @@ HttpResponse HubSpotSandbox::Impl::batch(Portal &p, const ObjectType &type,
       continue;
     }
     Properties properties;
-    const auto member = input.IsObject() ? input.FindMember("properties") : input.MemberEnd();
-    if (!input.IsObject() || member == input.MemberEnd()) {
+    if (!input.IsObject() || !input.HasMember("properties")) {
       errors.push_back(validation_error("properties are required"));  // (guess)
       continue;
     }
-    if (auto message = read_properties(member->value, properties)) {
+    if (auto message = read_properties(input["properties"], properties)) {
       errors.push_back(validation_error(*message));
       continue;
     }

@@ -139,13 +139,13 @@ std::optional<ApiError> parse(const rapidjson::Value &body, Query &q) {
     if (!groups->value.IsArray()) return invalid("filterGroups must be an array");
     if (groups->value.Size() > kMaxGroups) return invalid("Too many filterGroups (at most 5)");
     for (const auto &group : groups->value.GetArray()) {
-      const auto filters = group.IsObject() ? group.FindMember("filters") : group.MemberEnd();
-      if (!group.IsObject() || filters == group.MemberEnd() || !filters->value.IsArray())
+      if (!group.IsObject() || !group.HasMember("filters") || !group["filters"].IsArray())
         return invalid("each filter group needs a filters array");
-      if (filters->value.Size() > kMaxFiltersPerGroup)
+      const auto &filters = group["filters"];
+      if (filters.Size() > kMaxFiltersPerGroup)
         return invalid("Too many filters in a group (at most 6)");
       auto &out = q.groups.emplace_back();
-      for (const auto &f : filters->value.GetArray()) {
+      for (const auto &f : filters.GetArray()) {
         if (!f.IsObject()) return invalid("each filter must be an object");
         Filter filter{member(f, "propertyName"),
                       member(f, "operator"),

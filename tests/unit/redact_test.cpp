@@ -113,7 +113,9 @@ TEST_CASE("redact is linear and stack-safe on megabyte fields and deep nesting",
     const auto start = std::chrono::steady_clock::now();
     const std::string out = redact(input);
     const auto took = std::chrono::steady_clock::now() - start;
-    CHECK(took < std::chrono::seconds(2));
+    // Generous: a sanitizer build on a loaded 2-core machine is 10x slower than release, and a
+    // quadratic scan of a megabyte would still take hours.
+    CHECK(took < std::chrono::seconds(20));
     CHECK(out.size() <= max_output);
     return out;
   };

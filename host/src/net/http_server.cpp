@@ -470,11 +470,13 @@ void retry_accept(Listener &listener, asio::io_context &io,
   if (state->accept_error_logged == std::chrono::steady_clock::time_point{} ||
       now - state->accept_error_logged >= kAcceptErrorLogInterval) {
     const auto unlogged = state->accept_errors_unlogged;
-    spdlog::error("HTTP accept on {} failed: {}; retrying in {} ms{}", listener.address,
-                  ec.message(), listener.backoff.count(),
-                  unlogged
-                      ? fmt::format(" ({} more failed accepts since the last report)", unlogged)
-                      : std::string());
+    // Built here and logged as it is: out of descriptors, nothing on this path may need one
+    // (the sanitizers' checks inside fmt's formatting open a pipe, and fail).
+    std::string line = "HTTP accept on " + listener.address + " failed: " + ec.message() +
+                       "; retrying in " + std::to_string(listener.backoff.count()) + " ms";
+    if (unlogged)
+      line += " (" + std::to_string(unlogged) + " more failed accepts since the last report)";
+    spdlog::error(std::string_view(line));
     state->accept_error_logged = now;
     state->accept_errors_unlogged = 0;
   } else {

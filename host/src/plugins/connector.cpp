@@ -166,10 +166,9 @@ Outcome<CheckResult> Connector::check() {
   if (!raw) return raw.error();
   rapidjson::Document doc;
   if (auto error = json::try_parse(raw->json, doc, "the result")) return malformed("check", *error);
-  auto ok = doc.IsObject() ? doc.FindMember("ok") : doc.MemberEnd();
-  if (!doc.IsObject() || ok == doc.MemberEnd() || !ok->value.IsBool())
-    return malformed("check", "\"ok\" is missing or not a boolean");
-  return CheckResult{ok->value.GetBool(), json::get_string(doc, "message").value_or(""),
+  const auto *ok = json::member(doc, "ok");
+  if (!ok || !ok->IsBool()) return malformed("check", "\"ok\" is missing or not a boolean");
+  return CheckResult{ok->GetBool(), json::get_string(doc, "message").value_or(""),
                      std::move(raw->json)};
 }
 
@@ -263,15 +262,14 @@ Outcome<std::vector<PushResult>> Connector::push(const PushRequest &request) {
   if (!raw) return raw.error();
   rapidjson::Document doc;
   if (auto error = json::try_parse(raw->json, doc, "the result")) return malformed("push", *error);
-  auto results = doc.IsObject() ? doc.FindMember("results") : doc.MemberEnd();
-  if (!doc.IsObject() || results == doc.MemberEnd() || !results->value.IsArray())
-    return malformed("push", "\"results\" is not an array");
-  if (results->value.Size() != request.records.size())
-    return malformed("push", std::to_string(results->value.Size()) + " results for " +
+  const auto *results = json::member(doc, "results");
+  if (!results || !results->IsArray()) return malformed("push", "\"results\" is not an array");
+  if (results->Size() != request.records.size())
+    return malformed("push", std::to_string(results->Size()) + " results for " +
                                  std::to_string(request.records.size()) + " records");
   std::vector<PushResult> out;
-  for (rapidjson::SizeType i = 0; i < results->value.Size(); ++i) {
-    const auto &r = results->value[i];
+  for (rapidjson::SizeType i = 0; i < results->Size(); ++i) {
+    const auto &r = (*results)[i];
     const std::string where = at("results", i);
     if (!r.IsObject()) return malformed("push", where + " is not an object");
     PushResult result;
@@ -317,12 +315,11 @@ Outcome<WebhookResult> Connector::webhook(const WebhookRequest &request) {
   rapidjson::Document doc;
   if (auto error = json::try_parse(raw->json, doc, "the result"))
     return malformed("webhook", *error);
-  auto events = doc.IsObject() ? doc.FindMember("events") : doc.MemberEnd();
-  if (!doc.IsObject() || events == doc.MemberEnd() || !events->value.IsArray())
-    return malformed("webhook", "\"events\" is not an array");
+  const auto *events = json::member(doc, "events");
+  if (!events || !events->IsArray()) return malformed("webhook", "\"events\" is not an array");
   WebhookResult result;
-  for (rapidjson::SizeType i = 0; i < events->value.Size(); ++i) {
-    const auto &e = events->value[i];
+  for (rapidjson::SizeType i = 0; i < events->Size(); ++i) {
+    const auto &e = (*events)[i];
     const std::string where = at("events", i);
     if (!e.IsObject()) return malformed("webhook", where + " is not an object");
     WebhookEvent event;
@@ -343,18 +340,16 @@ Outcome<WebhookResult> Connector::webhook(const WebhookRequest &request) {
     }
     result.events.push_back(std::move(event));
   }
-  if (auto reply = doc.FindMember("response"); reply != doc.MemberEnd()) {
-    const auto &r = reply->value;
-    auto status = r.IsObject() ? r.FindMember("status") : r.MemberEnd();
-    if (status == r.MemberEnd() || !status->value.IsInt() || status->value.GetInt() < 200 ||
-        status->value.GetInt() > 599)
+  if (const auto *reply = json::member(doc, "response")) {
+    const auto &r = *reply;
+    const auto *status = json::member(r, "status");
+    if (!status || !status->IsInt() || status->GetInt() < 200 || status->GetInt() > 599)
       return malformed("webhook", "response.status must be an HTTP status");
     WebhookReply out;
-    out.status = status->value.GetInt();
+    out.status = status->GetInt();
     out.body = json::get_string(r, "body").value_or("");
-    if (auto headers = r.FindMember("headers");
-        headers != r.MemberEnd() && headers->value.IsObject())
-      for (const auto &h : headers->value.GetObject())
+    if (const auto *headers = json::member(r, "headers"); headers && headers->IsObject())
+      for (const auto &h : headers->GetObject())
         if (h.value.IsString()) out.headers.emplace_back(h.name.GetString(), h.value.GetString());
     result.reply = std::move(out);
   }

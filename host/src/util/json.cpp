@@ -57,6 +57,12 @@ rapidjson::Document parse(std::string_view text, std::string_view what) {
   return doc;
 }
 
+const rapidjson::Value *member(const rapidjson::Value &value, const char *key) {
+  if (!value.IsObject()) return nullptr;
+  const auto it = value.FindMember(key);
+  return it == value.MemberEnd() ? nullptr : &it->value;
+}
+
 std::string to_string(const rapidjson::Value &value) {
   rapidjson::StringBuffer buffer;
   rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);

@@ -38,6 +38,11 @@ std::string to_string(const rapidjson::Value &value);
 void append_compact(const rapidjson::Value &value, std::string &out);
 std::string to_pretty_string(const rapidjson::Value &value);
 
+// The member `key` of `value`, or nullptr when `value` is not an object or lacks it. (RapidJSON's
+// MemberEnd() asserts on a non-object in debug builds, so `IsObject() ? FindMember : MemberEnd`
+// aborts there on exactly the malformed input it meant to catch.)
+const rapidjson::Value *member(const rapidjson::Value &value, const char *key);
+
 // The member `key` of `object` if it exists and is a string.
 std::optional<std::string> get_string(const rapidjson::Value &object, const char *key);
 

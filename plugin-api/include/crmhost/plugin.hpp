@@ -116,7 +116,9 @@ inline rapidjson::Document parse_json(std::string_view text, const char *what) {
 
 // The member `key` of `object` when it is a string; "" otherwise.
 inline std::string get_string(const rapidjson::Value &object, const char *key) {
-  auto it = object.IsObject() ? object.FindMember(key) : object.MemberEnd();
+  // Not `IsObject() ? FindMember : MemberEnd()`: MemberEnd asserts on a non-object in debug builds.
+  if (!object.IsObject()) return std::string();
+  auto it = object.FindMember(key);
   return it != object.MemberEnd() && it->value.IsString()
              ? std::string(it->value.GetString(), it->value.GetStringLength())
              : std::string();

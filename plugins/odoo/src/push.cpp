@@ -24,7 +24,8 @@ namespace {
 using Alloc = rapidjson::Document::AllocatorType;
 
 std::string get_text(const Value &v, const char *key) {
-  auto it = v.IsObject() ? v.FindMember(key) : v.MemberEnd();
+  if (!v.IsObject()) return std::string();
+  auto it = v.FindMember(key);
   return it != v.MemberEnd() ? sdk::scalar_text(it->value) : std::string();
 }
 
