@@ -80,30 +80,12 @@ struct WebhookHost {
 }  // namespace
 
 TEST_CASE("the admin API needs the token and reports and steers pipelines and events", "[admin]") {
-  const auto dir = testing::fresh_test_dir("admin");
-  auto registry = std::make_shared<plugins::PluginRegistry>();
-  registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory.so");
-  registry->load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory-sdk.so");
-  std::shared_ptr<store::Store> db = store::open_store("sqlite://" + (dir / "state.db").string());
-
-  config::Config c;
-  c.connections = {
-      {"src", {"src", "memory", R"({"webhook_secret":"s3cret-s3cret"})", std::nullopt, {}}},
-      {"dst", {"dst", "memory-sdk", R"({"webhook_secret":"s3cret-s3cret"})", std::nullopt, {}}}};
-  config::PipelineConfig p;
-  p.name = "contacts";
-  p.webhook = config::WebhookSource{"src", "/hooks/memory", {}, {}};
-  p.sink = config::PushSink{"dst",
-                            "contact",
-                            config::PushMode::upsert,
-                            std::string("email"),
-                            config::ConflictPolicy::source_wins,
-                            {}};
-  c.pipelines = {{p.name, p}};
-  pipeline::Engine engine(c, registry, db);
-  engine.start();
+  WebhookHost host("admin", "memory", "memory-sdk", "/hooks/memory");
+  auto &engine = *host.engine;
+  auto &db = host.db;
+  auto &ctx = *host.ctx;
+  const auto &dir = host.dir;
   engine.pause("contacts");  // keep events pending so the test can look at them
-  http_api::RouterContext ctx{engine, *db, "an-admin-token-of-32-characters!"};
 
   CHECK(http_api::route(call("GET", "/healthz", ""), ctx).status == 200);
   CHECK(http_api::route(call("GET", "/readyz", ""), ctx).status == 200);
@@ -250,9 +232,6 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
   CHECK(http_api::constant_time_equals("abc", "abc"));
   CHECK_FALSE(http_api::constant_time_equals("abc", "abcd"));
   CHECK_FALSE(http_api::constant_time_equals("abd", "abc"));
-  engine.stop();
-  db.reset();
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("/readyz answers 503 while the store cannot write (a full disk), and webhooks 503",
