@@ -14,6 +14,7 @@
 #include "mapping/mapping.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "util/json.hpp"
+#include "util/redact.hpp"
 
 namespace crmhost::config {
 
@@ -248,10 +249,8 @@ class Loader {
       if (key.size() > std::strlen(suffix) &&
           key.compare(key.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
         return false;
-    for (const char *word : {"token", "secret", "password", "passwd", "pwd", "api_key", "apikey",
-                             "api-key", "private_key", "passphrase", "credential"})
-      if (key.find(word) != std::string::npos) return true;
-    return false;
+    // The redaction policy's notion of a secret key, plus credentials it has no value form of.
+    return redaction::is_secret_key(key) || key.find("credential") != std::string::npos;
   }
 
   void find_inline_secrets(const YAML::Node &node, const std::string &name, int depth = 0) {

@@ -446,4 +446,8 @@ std::string redact(std::string_view text) {
   return Scanner(text).run();
 }
 
+bool is_secret_key(std::string_view key) {
+  return secret_key(key);
+}
+
 }  // namespace crmhost::redaction

@@ -34,4 +34,8 @@ namespace crmhost::redaction {
 // that fail Luhn or start with 0, 1, 7, 8, 9 or "+" are kept.
 std::string redact(std::string_view text);
 
+// Whether a key names a secret under the policy above (the configuration loader's warning about
+// secrets written inline asks the same question).
+bool is_secret_key(std::string_view key);
+
 }  // namespace crmhost::redaction
