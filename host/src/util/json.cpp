@@ -44,7 +44,8 @@ std::optional<std::string> try_parse(std::string_view text, rapidjson::Document 
            " levels (at offset " + std::to_string(*at) + ")";
   }
   // Iterative: no recursion, whatever the input (the depth above bounds what follows it).
-  out.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());
+  out.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseFullPrecisionFlag>(text.data(),
+                                                                                 text.size());
   if (!out.HasParseError()) return std::nullopt;
   return std::string(what) + " is not valid JSON at offset " +
          std::to_string(out.GetErrorOffset()) + ": " +
