@@ -310,6 +310,17 @@ TEST_CASE("numbers keep their exact value through parse, map and write", "[mappi
   CHECK(crmhost::json::to_string(crmhost::json::parse(written, "again")) == written);
   CHECK(first[0].GetDouble() == 3.3333333333333333e52);
   CHECK(first[1].GetDouble() == 0.30000000000000004);
+  // Edges: a zero mantissa with a large exponent (undefined behaviour in RapidJSON's own
+  // full-precision mode), underflow to zero, 64-bit integer bounds, and overflow refused.
+  const auto edges = crmhost::json::parse(
+      "[0E168,-1e-400,18446744073709551615,18446744073709551616,-9223372036854775808,1.5]", "edges");
+  CHECK(crmhost::json::to_string(edges) ==
+        "[0.0,-0.0,18446744073709551615,18446744073709553000.0,-9223372036854775808,1.5]");
+  rapidjson::Document too_big;
+  const auto error = crmhost::json::try_parse("{\"a\": 1e400}", too_big, "body");
+  REQUIRE(error);
+  CHECK(error->find("body is not valid JSON at offset 6") != std::string::npos);
+  CHECK(error->find("too big") != std::string::npos);
 }
 
 TEST_CASE("lookups stay right when records order their keys differently", "[mapping]") {

@@ -7,7 +7,9 @@
 
 #include <rapidjson/error/en.h>
 #include <rapidjson/internal/dtoa.h>
+#include <rapidjson/memorystream.h>
 #include <rapidjson/prettywriter.h>
+#include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -36,6 +38,96 @@ std::optional<size_t> nesting_exceeds(std::string_view text, size_t max_depth) {
   return std::nullopt;
 }
 
+namespace {
+
+// Builds the Document from RapidJSON's reader, but converts numbers itself: the reader's default
+// conversion can be an ulp off (a value written and read back is then another value), and its
+// full-precision mode has undefined behaviour on a zero mantissa with an exponent ("0e400").
+// std::from_chars rounds correctly.
+class ExactNumbers {
+ public:
+  explicit ExactNumbers(rapidjson::Document &doc) : doc_(doc) {}
+  bool Null() { return doc_.Null(); }
+  bool Bool(bool b) { return doc_.Bool(b); }
+  bool Int(int i) { return doc_.Int(i); }
+  bool Uint(unsigned i) { return doc_.Uint(i); }
+  bool Int64(int64_t i) { return doc_.Int64(i); }
+  bool Uint64(uint64_t i) { return doc_.Uint64(i); }
+  bool Double(double d) { return doc_.Double(d); }
+  bool String(const char *s, rapidjson::SizeType n, bool copy) { return doc_.String(s, n, copy); }
+  bool Key(const char *s, rapidjson::SizeType n, bool copy) { return doc_.Key(s, n, copy); }
+  bool StartObject() { return doc_.StartObject(); }
+  bool EndObject(rapidjson::SizeType n) { return doc_.EndObject(n); }
+  bool StartArray() { return doc_.StartArray(); }
+  bool EndArray(rapidjson::SizeType n) { return doc_.EndArray(n); }
+
+  // The reader has checked the grammar: -?digits(.digits)?([eE][+-]?digits)?
+  bool RawNumber(const char *s, rapidjson::SizeType n, bool) {
+    const char *end = s + n;
+    const bool integral =
+        std::find_if(s, end, [](char c) { return c == '.' || c == 'e' || c == 'E'; }) == end;
+    if (integral) {
+      if (*s == '-') {
+        int64_t i = 0;
+        if (auto r = std::from_chars(s, end, i); r.ec == std::errc() && r.ptr == end)
+          return doc_.Int64(i);
+      } else {
+        uint64_t u = 0;
+        if (auto r = std::from_chars(s, end, u); r.ec == std::errc() && r.ptr == end)
+          return doc_.Uint64(u);
+      }
+    }
+    double d = 0;
+    const auto r = std::from_chars(s, end, d);
+    if (r.ec == std::errc() && r.ptr == end) return doc_.Double(d);
+    if (r.ec != std::errc::result_out_of_range) return false;
+    if (overflows(s, end)) {
+      number_too_big_ = true;
+      return false;
+    }
+    return doc_.Double(*s == '-' ? -0.0 : 0.0);  // below the smallest double: zero, as RapidJSON
+  }
+
+  bool number_too_big() const { return number_too_big_; }
+
+ private:
+  // Out of range either way: too big when the decimal point sits right of the first digit.
+  static bool overflows(const char *s, const char *end) {
+    if (*s == '-') ++s;
+    const char *exp_at = std::find_if(s, end, [](char c) { return c == 'e' || c == 'E'; });
+    long long position = 0;  // the power of ten of the first nonzero digit, plus one
+    bool seen_nonzero = false, after_point = false;
+    for (const char *p = s; p < exp_at; ++p) {
+      if (*p == '.') {
+        after_point = true;
+      } else if (!seen_nonzero && *p != '0') {
+        seen_nonzero = true;
+        if (!after_point) ++position;
+      } else if (seen_nonzero && !after_point) {
+        ++position;
+      } else if (!seen_nonzero && after_point) {
+        --position;
+      }
+    }
+    if (!seen_nonzero) return false;  // a zero with any exponent is zero
+    long long exponent = 0;
+    if (exp_at != end) {
+      const char *digits = exp_at + 1;
+      const bool negative = digits < end && *digits == '-';
+      if (digits < end && (*digits == '-' || *digits == '+')) ++digits;
+      for (; digits < end && exponent < 1'000'000; ++digits)
+        exponent = exponent * 10 + (*digits - '0');
+      if (negative) exponent = -exponent;
+    }
+    return position + exponent > 0;
+  }
+
+  rapidjson::Document &doc_;
+  bool number_too_big_ = false;
+};
+
+}  // namespace
+
 std::optional<std::string> try_parse(std::string_view text, rapidjson::Document &out,
                                      std::string_view what) {
   if (auto at = nesting_exceeds(text, kMaxJsonDepth)) {
@@ -44,12 +136,23 @@ std::optional<std::string> try_parse(std::string_view text, rapidjson::Document 
            " levels (at offset " + std::to_string(*at) + ")";
   }
   // Iterative: no recursion, whatever the input (the depth above bounds what follows it).
-  out.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseFullPrecisionFlag>(text.data(),
-                                                                                 text.size());
-  if (!out.HasParseError()) return std::nullopt;
-  return std::string(what) + " is not valid JSON at offset " +
-         std::to_string(out.GetErrorOffset()) + ": " +
-         rapidjson::GetParseError_En(out.GetParseError());
+  constexpr unsigned kFlags =
+      rapidjson::kParseIterativeFlag | rapidjson::kParseNumbersAsStringsFlag;
+  rapidjson::MemoryStream stream(text.data(), text.size());
+  rapidjson::Reader reader;
+  ExactNumbers handler(out);
+  rapidjson::ParseResult result;
+  auto generate = [&](rapidjson::Document &) {
+    result = reader.Parse<kFlags>(stream, handler);
+    return !result.IsError();
+  };
+  out.Populate(generate);
+  if (!result.IsError()) return std::nullopt;
+  out.SetNull();
+  return std::string(what) + " is not valid JSON at offset " + std::to_string(result.Offset()) +
+         ": " +
+         (handler.number_too_big() ? "Number too big to be stored in double."
+                                   : rapidjson::GetParseError_En(result.Code()));
 }
 
 rapidjson::Document parse(std::string_view text, std::string_view what) {

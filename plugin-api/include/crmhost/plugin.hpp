@@ -105,8 +105,7 @@ inline rapidjson::Document parse_json(std::string_view text, const char *what) {
     }
   }
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseFullPrecisionFlag>(text.data(),
-                                                                                 text.size());
+  doc.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());
   if (doc.HasParseError()) {
     throw Error(CRM_ERR_INVALID_INPUT, std::string(what) + " is not valid JSON at offset " +
                                            std::to_string(doc.GetErrorOffset()) + ": " +

@@ -204,7 +204,7 @@ sdk::HttpResponse HubSpotConnector::api(std::string_view method, const std::stri
 void HubSpotConnector::fail(const sdk::HttpResponse &response, const std::string &what) const {
   std::string detail;
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseFullPrecisionFlag>(response.body.data(), response.body.size());
+  doc.Parse(response.body.data(), response.body.size());
   if (!doc.HasParseError() && doc.IsObject()) {
     detail = get_string(doc, "category");
     const std::string message = get_string(doc, "message");
@@ -241,7 +241,7 @@ rapidjson::Document HubSpotConnector::api_json(std::string_view method, const st
   const std::string what = std::string(method) + " " + path;
   if (response.status < 200 || response.status > 299) fail(response, what);
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseFullPrecisionFlag>(response.body.data(), response.body.size());
+  doc.Parse(response.body.data(), response.body.size());
   if (doc.HasParseError() || !doc.IsObject())
     throw Error(CRM_ERR_REMOTE,
                 what + ": HubSpot answered " + std::to_string(response.status) +
@@ -258,7 +258,7 @@ std::string HubSpotConnector::access_token(bool force_refresh) {
     // client and refresh token.
     if (auto saved = state_get(kTokenStateKey)) {
       rapidjson::Document doc;
-      doc.Parse<rapidjson::kParseFullPrecisionFlag>(saved->data(), saved->size());
+      doc.Parse(saved->data(), saved->size());
       if (!doc.HasParseError() && doc.IsObject() &&
           get_string(doc, "for") ==
               sha256_hex(settings_.client_id + "\n" + settings_.refresh_token) &&
@@ -293,7 +293,7 @@ void HubSpotConnector::refresh_access_token() {
                 response.status, 0, 0);
   if (response.status < 200 || response.status > 299) fail(response, "OAuth token refresh");
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseFullPrecisionFlag>(response.body.data(), response.body.size());
+  doc.Parse(response.body.data(), response.body.size());
   const std::string token = !doc.HasParseError() ? get_string(doc, "access_token") : "";
   if (token.empty() || !doc.HasMember("expires_in") || !doc["expires_in"].IsNumber())
     throw Error(CRM_ERR_REMOTE,

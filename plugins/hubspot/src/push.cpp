@@ -266,7 +266,7 @@ void HubSpotConnector::delete_one(const ObjectInfo &object, PushItem &item, bool
   }
   if (!written) fail(response, "DELETE " + std::string(object.path));
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseFullPrecisionFlag>(response.body.data(), response.body.size());
+  doc.Parse(response.body.data(), response.body.size());
   const auto [code, retry] =
       classify(doc.IsObject() ? get_string(doc, "category") : "", response.status);
   item.error(code,
@@ -322,7 +322,7 @@ void HubSpotConnector::push_batch(const ObjectInfo &object, const std::string &a
   }
   const int status = response.status;
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseFullPrecisionFlag>(response.body.data(), response.body.size());
+  doc.Parse(response.body.data(), response.body.size());
   const bool json = !doc.HasParseError() && doc.IsObject();
   if (status == 200 || status == 201 || status == 207) {
     written = true;

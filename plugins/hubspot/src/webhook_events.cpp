@@ -30,7 +30,7 @@ Error malformed(size_t index, const std::string &what) {
 std::vector<ParsedEvent> parse_webhook_events(std::string_view body,
                                               const std::set<std::string> &objects) {
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseFullPrecisionFlag>(body.data(), body.size());
+  doc.Parse(body.data(), body.size());
   if (doc.HasParseError() || !doc.IsArray())
     throw Error(CRM_ERR_INVALID_INPUT, "webhook body: expected a JSON array of HubSpot events");
   std::vector<ParsedEvent> out;

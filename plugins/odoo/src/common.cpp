@@ -193,7 +193,7 @@ bool secret_matches(std::string_view received, std::string_view expected) {
 
 WebhookDelivery parse_webhook(std::string_view body) {
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseFullPrecisionFlag>(body.data(), body.size());
+  doc.Parse(body.data(), body.size());
   if (doc.HasParseError() || !doc.IsObject())
     throw sdk::Error(CRM_ERR_INVALID_INPUT,
                      "webhook body: expected a JSON object from an Odoo automation rule");

@@ -236,8 +236,7 @@ OdooConnector::Reply OdooConnector::rpc(const std::string &model, const std::str
                                              {"Content-Type", "application/json"},
                                              {"Accept", "application/json"}},
                                             sdk::to_json(args), settings_.timeout_ms, flags);
-    reply.result.Parse<rapidjson::kParseFullPrecisionFlag>(response.body.data(),
-                                                           response.body.size());
+    reply.result.Parse(response.body.data(), response.body.size());
     if (response.status >= 200 && response.status <= 299 && !reply.result.HasParseError())
       return reply;
     Fault f;
@@ -285,7 +284,7 @@ OdooConnector::Reply OdooConnector::rpc(const std::string &model, const std::str
            {{"Content-Type", "application/json"}, {"Accept", "application/json"}},
            sdk::to_json(body), settings_.timeout_ms, flags);
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseFullPrecisionFlag>(response.body.data(), response.body.size());
+  doc.Parse(response.body.data(), response.body.size());
   const bool json = !doc.HasParseError() && doc.IsObject();
   if (response.status == 200 && json && doc.HasMember("result")) {
     // The result becomes the reply's root; its storage stays in the document's allocator.
@@ -359,7 +358,7 @@ int64_t OdooConnector::uid() {
            {{"Content-Type", "application/json"}, {"Accept", "application/json"}},
            sdk::to_json(body), settings_.timeout_ms, CRM_HTTP_IDEMPOTENT);
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseFullPrecisionFlag>(response.body.data(), response.body.size());
+  doc.Parse(response.body.data(), response.body.size());
   const bool json = !doc.HasParseError() && doc.IsObject();
   if (response.status == 200 && json && doc.HasMember("result")) {
     const Value &r = doc["result"];
