@@ -15,6 +15,7 @@
 #include "config/config.hpp"
 #include "net/http_client.hpp"
 #include "pipeline/event_payload.hpp"
+#include "pipeline/first_contact.hpp"
 #include "pipeline/poller.hpp"
 #include "pipeline/processor.hpp"
 #include "pipeline/store_state.hpp"
@@ -345,8 +346,37 @@ int backfill_command(const std::vector<std::string> &args, std::ostream &out, st
     else
       out << line.str() << "\n";
   };
+  // The first contact of the two sides, planned on the match key before anything is written.
+  std::optional<pipeline::FirstContactPlan> plan;
+  if (options.dry_run && pipeline.sink.match_on) {
+    const auto &sink_connection = cfg->connections.at(pipeline.sink.connection);
+    auto sink_plugin = registry.find(sink_connection.plugin);
+    if (sink_plugin && sink_plugin->description().has_capability("poll")) {
+      std::unique_ptr<plugins::Connector> sink_owned;
+      plugins::Connector *sink = created.value().get();
+      if (sink_connection.name != connection.name) {
+        auto made =
+            sink_plugin->create_connector(sink_connection.name, sink_connection.settings_json);
+        if (!made) {
+          err << "crmhost backfill: connection " << sink_connection.name << ": "
+              << logging::redact(made.error().describe()) << "\n";
+          return 1;
+        }
+        sink_owned = std::move(made.value());
+        sink = sink_owned.get();
+      }
+      std::optional<std::string> reverse;
+      for (const auto &[other_name, other] : cfg->pipelines)
+        if (other_name != name && other.sink.connection == connection.name &&
+            other.sink.object == pipeline.poll->object)
+          reverse = other_name;
+      plan = pipeline::plan_first_contact(pipeline, map, *db, *created.value(), *sink, reverse);
+    }
+  }
   const auto outcome = pipeline::run_poll(pipeline, *db, *created.value(), options);
   if (terminal) out << "\n";
+  if (plan)
+    out << "first contact: " << pipeline::describe(*plan, pipeline, connection.name) << "\n";
   if (options.dry_run)
     out << "dry run: " << outcome.counts.fetched << " records read; would create " << would_create
         << ", update " << would_update << ", delete " << deletes << "; " << unchanged

@@ -72,6 +72,24 @@ std::optional<PushMode> parse_push_mode(std::string_view text) {
   return std::nullopt;
 }
 
+std::string_view to_string(DeletePolicy policy) {
+  switch (policy) {
+    case DeletePolicy::keep_edited:
+      return "keep_edited";
+    case DeletePolicy::propagate:
+      return "propagate";
+    case DeletePolicy::archive:
+      return "archive";
+  }
+  return "keep_edited";
+}
+
+std::optional<DeletePolicy> parse_delete_policy(std::string_view text) {
+  for (auto policy : {DeletePolicy::keep_edited, DeletePolicy::propagate, DeletePolicy::archive})
+    if (to_string(policy) == text) return policy;
+  return std::nullopt;
+}
+
 std::optional<ConflictPolicy> parse_conflict_policy(std::string_view text) {
   for (auto policy : {ConflictPolicy::source_wins, ConflictPolicy::target_wins,
                       ConflictPolicy::newest_wins, ConflictPolicy::fill_empty})

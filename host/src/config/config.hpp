@@ -73,6 +73,15 @@ struct MapConfig {
 // Parsed once by the loader; the pipeline compares these, never their spellings.
 enum class PushMode { upsert, create, update, remove };  // "delete" in YAML and on the ABI
 enum class ConflictPolicy { source_wins, target_wins, newest_wins, fill_empty };
+// What a delete at the source does to a linked target record (sink.push.on_delete).
+//  keep_edited: deleted, unless the target was edited since this pipeline last wrote it and
+//               after the delete: then it is kept, and restored on the deleting side.
+//  propagate:   deleted whatever happened to it.
+//  archive:     archived (recoverable) instead, where the sink plugin supports it.
+// A delete that meets an edit is a recorded conflict under every policy.
+enum class DeletePolicy { keep_edited, propagate, archive };
+std::string_view to_string(DeletePolicy policy);
+std::optional<DeletePolicy> parse_delete_policy(std::string_view text);
 std::string_view to_string(PushMode mode);
 std::string_view to_string(ConflictPolicy policy);
 std::optional<PushMode> parse_push_mode(std::string_view text);
@@ -86,6 +95,13 @@ struct PushSink {
   // default source_wins (fill_empty for deals)
   ConflictPolicy conflict = ConflictPolicy::source_wins;
   SourceLocation where;
+  // How match keys compare, on both sides (the host's first-link check and the plugin's
+  // lookup): "trim", "lower". Empty: exactly.
+  std::vector<std::string> match_normalize = {"trim", "lower"};
+  DeletePolicy on_delete = DeletePolicy::keep_edited;
+  // Per target field: the policy that decides a first link's differing values for that field
+  // (overrides `conflict` there).
+  std::map<std::string, ConflictPolicy> conflict_fields;
 };
 
 struct RetryPolicy {

@@ -80,6 +80,8 @@ const std::vector<std::string> kLogFormats = {"text", "json"};
 const std::vector<std::string> kLogLevels = {"trace", "debug",    "info", "warn",
                                              "error", "critical", "off"};
 const std::vector<std::string> kPushModes = {"upsert", "create", "update", "delete"};
+const std::vector<std::string> kDeletePolicies = {"keep_edited", "propagate", "archive"};
+const std::vector<std::string> kKeySteps = {"trim", "lower"};
 const std::vector<std::string> kConflicts = {"source_wins", "target_wins", "newest_wins",
                                              "fill_empty"};
 
@@ -187,7 +189,7 @@ struct Ref {
 
 struct PipelineExtra {
   std::optional<Ref> webhook, poll, push;
-  SourceLocation path_at, mode_at, conflict_at;
+  SourceLocation path_at, mode_at, conflict_at, on_delete_at;
   std::string normalized_path;
   std::string path_shown, preset_shown;  // Scalar::shown()
   // The map stage, checked once every file is read (a preset is found through plugin_dir).
@@ -216,6 +218,7 @@ class Loader {
     });
     LoadResult result;
     if (!config_.allow_inline_secrets) result.warnings = std::move(inline_secrets_);
+    for (auto &w : plugin_warnings_) result.warnings.push_back(std::move(w));
     result.problems = std::move(problems_);
     if (result.problems.empty()) result.config = std::move(config_);
     return result;
@@ -223,6 +226,8 @@ class Loader {
 
  private:
   // ---- problems ----
+
+  std::vector<Problem> plugin_warnings_;  // valid, but a plugin cannot do all that is asked
 
   void problem(const YAML::Mark &mark, std::string message) {
     problems_.push_back({location(file_, mark), std::move(message)});
@@ -1129,7 +1134,8 @@ class Loader {
     const Entry &pe = *f.get("push");
     p.sink.where = location(file_, pe.key_mark());
     auto pf = fields(pe.value, pe.key_mark(), pe.ctx,
-                     {"connection", "object", "mode", "match_on", "conflict"});
+                     {"connection", "object", "mode", "match_on", "match_normalize", "conflict",
+                      "conflict_fields", "on_delete"});
     extra.push = reference(pf, p.sink.connection);
     if (require(pf, "object"))
       if (auto s = name_value(*pf.get("object"))) {
@@ -1146,12 +1152,60 @@ class Loader {
       }
     if (auto *v = pf.get("match_on"))
       if (auto s = string_value(*v)) p.sink.match_on = *s;
+    if (auto *v = pf.get("match_normalize")) match_normalize(*v, p.sink);
+    if (auto *v = pf.get("on_delete")) {
+      if (auto s = enum_value(*v, kDeletePolicies)) p.sink.on_delete = *parse_delete_policy(*s);
+      extra.on_delete_at = location(file_, v->value_mark());
+    }
+    if (auto *v = pf.get("conflict_fields")) conflict_fields(*v, p.sink);
     if (auto *v = pf.get("conflict")) {
       if (auto s = enum_value(*v, kConflicts)) p.sink.conflict = *parse_conflict_policy(*s);
       extra.conflict_at = location(file_, v->value_mark());
     } else if (p.sink.object == "deal") {
       p.sink.conflict =
           ConflictPolicy::fill_empty;  // deals: the conservative merge unless told otherwise
+    }
+  }
+
+  // A list of steps (trim, lower); an empty list or `none` compares keys exactly.
+  void match_normalize(const Entry &e, PushSink &sink) {
+    std::vector<Entry> items;
+    if (e.value.IsSequence()) {
+      for (const auto &item : e.value) items.push_back(Entry{e.key, item, e.ctx});
+    } else if (e.value.IsScalar() && e.value.Scalar() == "none") {
+      sink.match_normalize.clear();
+      return;
+    } else {
+      problem(e.value_mark(), e.ctx.name() + " must be a list of trim and lower, or none" +
+                                  (e.value.IsMap() ? ", not a mapping" : ""));
+      return;
+    }
+    std::vector<std::string> steps;
+    for (const auto &item : items)
+      if (auto s = enum_value(item, kKeySteps))
+        if (std::find(steps.begin(), steps.end(), *s) == steps.end()) steps.push_back(*s);
+    sink.match_normalize = steps;
+  }
+
+  // Target field -> conflict policy, for the fields that differ when two records first link.
+  void conflict_fields(const Entry &e, PushSink &sink) {
+    if (!e.value.IsMap()) {
+      problem(e.value_mark(), e.ctx.name() + " must map target field names to conflict policies");
+      return;
+    }
+    for (const auto &item : e.value) {
+      if (!item.first.IsScalar()) continue;
+      const Entry field{item.first, item.second, e.ctx.child(item.first.Scalar())};
+      if (auto s = enum_value(field, kConflicts)) {
+        const auto policy = *parse_conflict_policy(*s);
+        if (policy == ConflictPolicy::fill_empty) {
+          problem(field.value_mark(), field.ctx.name() +
+                                          " must be source_wins, target_wins or newest_wins "
+                                          "(fill_empty applies to whole records)");
+          continue;
+        }
+        sink.conflict_fields[item.first.Scalar()] = policy;
+      }
     }
   }
 
@@ -1319,6 +1373,24 @@ class Loader {
                                      q(p->sink.connection) + " does not support push mode " +
                                      q(to_string(p->sink.mode)) + " (it supports " +
                                      detail::join(d->push_modes) + ")");
+        for (const auto &step :
+             p->sink.match_on ? p->sink.match_normalize : std::vector<std::string>{})
+          if (std::find(d->match_normalize.begin(), d->match_normalize.end(), step) ==
+              d->match_normalize.end()) {
+            plugin_warnings_.push_back(
+                {p->sink.where, "pipeline " + q(p->name) + ": plugin " + q(d->name) +
+                                    " does not declare match_normalize " + q(step) +
+                                    ", so its lookups may miss keys that differ only in " +
+                                    (step == "lower" ? "case" : "surrounding spaces") +
+                                    " and create duplicates"});
+            break;
+          }
+        if (p->sink.on_delete == DeletePolicy::archive &&
+            std::find(d->push_modes.begin(), d->push_modes.end(), "archive") == d->push_modes.end())
+          problem(extra.on_delete_at,
+                  "plugin " + q(d->name) + " of connection " + q(p->sink.connection) +
+                      " cannot archive (its push modes are " + detail::join(d->push_modes) +
+                      "); choose on_delete keep_edited or propagate");
         if (p->sink.conflict == ConflictPolicy::fill_empty && !d->has_capability("fetch"))
           problem(extra.conflict_at.file.empty() ? extra.push->connection_at : extra.conflict_at,
                   "pipeline " + q(p->name) + " uses conflict fill_empty" +

@@ -60,7 +60,12 @@ std::string fingerprint(const config::PipelineConfig &p, const config::Config &c
     out << "r:" << r->name << ':' << r->sink.object << ':' << r->map.fields_json << ':'
         << r->map.copy_unmapped << ':' << r->map.default_country << '|';
   out << "s:" << p.sink.connection << ':' << p.sink.object << ':' << to_string(p.sink.mode) << ':'
-      << p.sink.match_on.value_or("") << ':' << to_string(p.sink.conflict) << '|';
+      << p.sink.match_on.value_or("") << ':' << to_string(p.sink.conflict) << ':'
+      << to_string(p.sink.on_delete) << ':';
+  for (const auto &step : p.sink.match_normalize) out << step << ',';
+  for (const auto &[field, policy] : p.sink.conflict_fields)
+    out << field << '=' << to_string(policy) << ',';
+  out << '|';
   for (const std::string *name : {p.webhook ? &p.webhook->connection : nullptr,
                                   p.poll ? &p.poll->connection : nullptr, &p.sink.connection}) {
     if (!name) continue;
@@ -147,9 +152,14 @@ std::shared_ptr<PipelineRunner> Engine::make_runner(const config::PipelineConfig
   std::vector<ReversePipeline> reverse;
   for (const auto *r : reverse_of(pipeline, config))
     reverse.push_back({r->name, r->sink.object, compiled_map(r->map)});
-  return std::make_shared<PipelineRunner>(pipeline, fingerprint(pipeline, config), io_, *pool_,
-                                          store_, source, sink, paused_all_, options_,
-                                          config.claim_lease, std::move(reverse));
+  std::optional<std::string> reverse_name;
+  for (const auto &r : reverse)
+    if (pipeline.poll && r.object == pipeline.poll->object) reverse_name = r.name;
+  auto runner = std::make_shared<PipelineRunner>(pipeline, fingerprint(pipeline, config), io_,
+                                                 *pool_, store_, source, sink, paused_all_,
+                                                 options_, config.claim_lease, std::move(reverse));
+  runner->set_reverse_name(std::move(reverse_name));
+  return runner;
 }
 
 void Engine::start() {

@@ -21,6 +21,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "config/config.hpp"
+#include "pipeline/first_contact.hpp"
 #include "pipeline/poller.hpp"
 #include "pipeline/processor.hpp"
 #include "plugins/connector.hpp"
@@ -71,6 +72,9 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
                                  compiled_map(pipeline_.map), std::move(reverse), options.owner,
                                  lease, &stopping_}),
         rng_(std::random_device{}()) {}
+  // The pipeline that writes back into this one's source (set before start): with it, the
+  // first poll of a pipeline that never ran plans the first contact of the two sides.
+  void set_reverse_name(std::optional<std::string> name) { reverse_name_ = std::move(name); }
 
   const config::PipelineConfig &config() const { return pipeline_; }
   const std::string &fingerprint() const { return fingerprint_; }
@@ -235,6 +239,7 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
       self->last_poll_ms_ = unix_now_ms();
       PollOutcome outcome;
       try {  // run_poll reports failures in its outcome; this keeps the lane alive regardless
+        self->report_first_contact();
         outcome = run_poll(self->pipeline_, *self->store_, *self->source_->connector, options);
       } catch (const std::exception &e) {
         outcome.ok = false;
@@ -250,6 +255,24 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
         self->schedule_poll(again ? Millis(0) : self->next_poll_delay());
       });
     });
+  }
+
+  // Two populated systems meeting is the riskiest moment of a two-way sync: before the first
+  // poll of a pipeline that has never run (no cursor, no link), both sides are read and the plan
+  // logged: how many records would link, conflict, or be created on each side. Once per runner.
+  void report_first_contact() {
+    if (first_contact_checked_.exchange(true) || !reverse_name_ || !pipeline_.sink.match_on ||
+        !sink_->plugin->description().has_capability("poll"))
+      return;
+    if (store_->get_cursor(pipeline_.name,
+                           lane_cursor_object(pipeline_.poll->object, PollLane::live)))
+      return;
+    const auto plan = plan_first_contact(pipeline_, compiled_map(pipeline_.map), *store_,
+                                         *source_->connector, *sink_->connector, reverse_name_);
+    if (plan.already_linked > 0) return;
+    spdlog::info("pipeline {}: first contact of {} and {}: {}", pipeline_.name,
+                 pipeline_.poll->connection, pipeline_.sink.connection,
+                 describe(plan, pipeline_, pipeline_.poll->connection));
   }
 
   bool begin(bool &flag) {
@@ -299,6 +322,8 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
   bool backfilling_ = false;
   bool poll_again_ = false;  // touched only on the strand
   Processor processor_;
+  std::optional<std::string> reverse_name_;
+  std::atomic<bool> first_contact_checked_{false};
   std::mt19937_64 rng_;  // touched only on the io thread (poll scheduling)
 };
 

@@ -72,7 +72,107 @@ std::string only_empty_fields(const std::string &mapped, const std::string &targ
   return json::to_string(out);
 }
 
+// A scalar as text, for comparing values across providers (HubSpot answers numbers and booleans
+// as strings); arrays and objects as their JSON.
+std::string value_text(const rapidjson::Value &v) {
+  if (v.IsNull()) return "";
+  if (v.IsString()) return std::string(v.GetString(), v.GetStringLength());
+  if (v.IsBool()) return v.GetBool() ? "true" : "false";
+  return json::to_string(v);
+}
+
 }  // namespace
+
+std::string normalize_match_key(std::string_view value, const std::vector<std::string> &steps) {
+  std::string out(value);
+  for (const auto &step : steps) {
+    if (step == "trim") {
+      const auto is_space = [](char c) {
+        return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+      };
+      while (!out.empty() && is_space(out.back())) out.pop_back();
+      size_t start = 0;
+      while (start < out.size() && is_space(out[start])) ++start;
+      out.erase(0, start);
+    } else if (step == "lower") {
+      for (char &c : out)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+  }
+  return out;
+}
+
+FirstLinkMerge merge_first_link(const config::PushSink &sink, const std::string &mapped_json,
+                                const std::string &target_json, std::optional<int64_t> source_ms,
+                                std::optional<int64_t> target_ms) {
+  FirstLinkMerge merge;
+  rapidjson::Document mapped, target;
+  if (json::try_parse(mapped_json, mapped, "the mapped record") || !mapped.IsObject()) {
+    merge.write_json = mapped_json;
+    return merge;
+  }
+  if (json::try_parse(target_json, target, "the target record") || !target.IsObject())
+    target.SetObject();
+  rapidjson::Document write(rapidjson::kObjectType);
+  auto &alloc = write.GetAllocator();
+  for (const auto &m : mapped.GetObject()) {
+    const std::string field(m.name.GetString(), m.name.GetStringLength());
+    const rapidjson::Value *have = json::member(target, field.c_str());
+    const bool target_empty = !have || empty_value(*have);
+    if (target_empty && empty_value(m.value)) continue;
+    if (have && !target_empty) {
+      std::string a = value_text(m.value), b = value_text(*have);
+      if (sink.match_on && field == *sink.match_on) {
+        a = normalize_match_key(a, sink.match_normalize);
+        b = normalize_match_key(b, sink.match_normalize);
+      }
+      if (a == b) continue;  // the same value: nothing to write, nothing to decide
+    }
+    if (target_empty) {  // only the source has a value: it fills the target, no clash
+      write.AddMember(rapidjson::Value(m.name, alloc), rapidjson::Value(m.value, alloc), alloc);
+      continue;
+    }
+    auto policy = sink.conflict;
+    if (auto it = sink.conflict_fields.find(field); it != sink.conflict_fields.end())
+      policy = it->second;
+    bool source_wins = true;
+    switch (policy) {
+      case config::ConflictPolicy::source_wins:
+        break;
+      case config::ConflictPolicy::target_wins:
+      case config::ConflictPolicy::fill_empty:
+        source_wins = false;
+        break;
+      case config::ConflictPolicy::newest_wins:
+        source_wins = !source_ms || !target_ms || *source_ms >= *target_ms;
+        break;
+    }
+    merge.clashes.push_back({field, json::to_string(m.value), json::to_string(*have), source_wins});
+    if (source_wins)
+      write.AddMember(rapidjson::Value(m.name, alloc), rapidjson::Value(m.value, alloc), alloc);
+  }
+  merge.write_json = json::to_string(write);
+  return merge;
+}
+
+std::string first_link_detail(const config::PushSink &sink, const FirstLinkMerge &merge,
+                              std::optional<int64_t> source_ms, std::optional<int64_t> target_ms) {
+  std::string out =
+      R"({"reason":"first link","policy":)" + json::quote(config::to_string(sink.conflict));
+  if (source_ms)
+    out += R"(,"source_modified_at":)" + json::quote(timeutil::format_iso8601_ms(*source_ms));
+  if (target_ms)
+    out += R"(,"target_modified_at":)" + json::quote(timeutil::format_iso8601_ms(*target_ms));
+  out += R"(,"fields":{)";
+  bool first = true;
+  for (const auto &c : merge.clashes) {
+    if (!first) out += ',';
+    first = false;
+    out += json::quote(c.field) + R"(:{"source":)" + c.source_json + R"(,"target":)" +
+           c.target_json + R"(,"kept":)" + (c.source_wins ? R"("source")" : R"("target")") + "}";
+  }
+  return out + "}}";
+}
 
 struct Processor::Item {
   store::Event event;
@@ -83,6 +183,7 @@ struct Processor::Item {
   std::optional<int64_t> modified_ms;  // the source's modification time, when it reported one
   bool echo = false;
   bool settled = false;
+  bool first_link = false;  // linked in this batch to a record that existed: merged, not compared
 };
 
 Processor::Processor(ProcessorDeps deps) : deps_(std::move(deps)), rng_(std::random_device{}()) {}
@@ -238,28 +339,6 @@ void Processor::record_stale(Item &item, int64_t target_ms) {
   deps_.store.record_conflict(conflict);
 }
 
-// The current records of the linked targets among `items`, by target id: what the conflict
-// policies that look at the target before writing compare with. When the read fails, those items
-// are settled as failures (retried later) and nothing is returned.
-std::optional<std::map<std::string, plugins::Record>> Processor::fetch_targets(
-    const std::vector<Item *> &linked, const char *policy, BatchStats &stats) {
-  std::vector<std::string> ids;
-  std::set<std::string> seen;
-  for (Item *item : linked)
-    if (seen.insert(item->link->target_id).second) ids.push_back(item->link->target_id);
-  auto fetched = deps_.sink.fetch(deps_.pipeline.sink.object, ids);
-  if (!fetched) {
-    for (Item *item : linked)
-      settle_failure(
-          *item, std::string("fetch target for ") + policy + ": " + fetched.error().describe(),
-          fetched.error().retryable, store::Millis(fetched.error().retry_after_ms), stats);
-    return std::nullopt;
-  }
-  std::map<std::string, plugins::Record> targets;
-  for (auto &record : fetched->records) targets.emplace(record.id, std::move(record));
-  return targets;
-}
-
 namespace {
 void drop_settled(std::vector<Processor::Item *> &items) {
   items.erase(std::remove_if(items.begin(), items.end(), [](auto *i) { return i->settled; }),
@@ -267,11 +346,235 @@ void drop_settled(std::vector<Processor::Item *> &items) {
 }
 }  // namespace
 
+// The current records of the linked targets among `items`, by target id: what the conflict
+// policies that look at the target before writing compare with. When the read fails, those items
+// are settled as failures (retried later) and nothing is returned.
+std::optional<std::map<std::string, plugins::Record>> Processor::fetch_targets(
+    const std::vector<Item *> &linked, const char *policy, BatchStats &stats) {
+  std::vector<std::string> ids;
+  for (Item *item : linked) ids.push_back(item->link->target_id);
+  return fetch_ids(linked, ids, (std::string("fetch target for ") + policy).c_str(), stats);
+}
+
+std::optional<std::map<std::string, plugins::Record>> Processor::fetch_ids(
+    const std::vector<Item *> &items, const std::vector<std::string> &wanted, const char *why,
+    BatchStats &stats) {
+  std::vector<std::string> ids;
+  std::set<std::string> seen;
+  for (const auto &id : wanted)
+    if (seen.insert(id).second) ids.push_back(id);
+  std::map<std::string, plugins::Record> targets;
+  // A fetch takes as many ids as a push (the plugins' batch reads cap at their max_batch).
+  const size_t chunk = std::max<uint32_t>(deps_.sink_max_batch, 1);
+  for (size_t at = 0; at < ids.size(); at += chunk) {
+    std::vector<std::string> part(
+        ids.begin() + static_cast<std::ptrdiff_t>(at),
+        ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), at + chunk)));
+    auto fetched = deps_.sink.fetch(deps_.pipeline.sink.object, part);
+    if (!fetched) {
+      for (Item *item : items)
+        settle_failure(*item, std::string(why) + ": " + fetched.error().describe(),
+                       fetched.error().retryable, store::Millis(fetched.error().retry_after_ms),
+                       stats);
+      return std::nullopt;
+    }
+    for (auto &record : fetched->records) targets.emplace(record.id, std::move(record));
+  }
+  return targets;
+}
+
+std::vector<std::string> Processor::linked_pipelines(const std::string &object) const {
+  std::vector<std::string> names{deps_.pipeline.name};
+  for (const auto &r : deps_.reverse)
+    if (r.object == object) names.push_back(r.name);
+  return names;
+}
+
+void Processor::conflict(Item &item, const std::string &target_id, std::string detail,
+                         BatchStats &stats) {
+  store::Conflict c;
+  c.pipeline = deps_.pipeline.name;
+  c.object = item.payload.object;
+  c.source_connection = item.event.connection;
+  c.source_id = item.payload.id;
+  c.target_connection = deps_.pipeline.sink.connection;
+  c.target_id = target_id;
+  c.event_id = item.event.id;
+  c.detail = std::move(detail);
+  deps_.store.record_conflict(c);
+  ++stats.conflicts;
+}
+
+// The record a delete did not remove (it was edited after the delete) goes back to the side that
+// deleted it: an event for each reverse pipeline, which creates it there anew.
+void Processor::restore_on_reverse(const plugins::Record &target, const store::Event &cause) {
+  const auto &sink = deps_.pipeline.sink;
+  for (const auto &reverse : deps_.reverse) {
+    if (reverse.object != cause.object) continue;
+    auto payload = payload_from(sink.object, target);
+    payload.event = plugins::EventKind::upsert;
+    auto event = make_event(reverse.name, store::EventSource::replay, sink.connection, payload,
+                            "restore:" + std::to_string(cause.id));
+    deps_.store.enqueue({std::move(event)});
+  }
+}
+
+// Unlinked records about to be upserted on a match key: when the target already holds a record
+// with that key, the two meet for the first time. The conflict policy decides each differing
+// field (recorded as a conflict with both values), and only the source's winning values are
+// written. Needs a sink that can look up without writing (push mode "match") and fetch.
+void Processor::first_links(std::vector<Item *> &items, BatchStats &stats) {
+  const auto &sink = deps_.pipeline.sink;
+  if (!sink.match_on || sink.mode != config::PushMode::upsert) return;
+  const auto &d = deps_.sink.plugin().description();
+  if (!d.has_capability("fetch") ||
+      std::find(d.push_modes.begin(), d.push_modes.end(), "match") == d.push_modes.end())
+    return;
+  std::vector<Item *> unlinked;
+  for (Item *item : items)
+    if (!item->link) unlinked.push_back(item);
+  if (unlinked.empty()) return;
+  const size_t max_batch = std::max<uint32_t>(deps_.sink_max_batch, 1);
+  std::vector<std::pair<Item *, std::string>> matched;
+  for (size_t at = 0; at < unlinked.size(); at += max_batch) {
+    plugins::PushRequest request;
+    request.object = sink.object;
+    request.mode = "match";
+    request.match_on = sink.match_on;
+    request.match_normalize = sink.match_normalize;
+    const size_t end = std::min(unlinked.size(), at + max_batch);
+    for (size_t i = at; i < end; ++i)
+      request.records.push_back(
+          {std::to_string(unlinked[i]->event.id), std::nullopt, unlinked[i]->mapped});
+    auto results = deps_.sink.push(request);
+    if (!results) {
+      const auto &e = results.error();
+      for (size_t i = at; i < end; ++i)
+        settle_failure(*unlinked[i], "look up " + *sink.match_on + ": " + e.describe(), e.retryable,
+                       store::Millis(e.retry_after_ms), stats);
+      continue;
+    }
+    for (size_t i = at; i < end && i - at < results->size(); ++i)
+      if ((*results)[i - at].ok) matched.emplace_back(unlinked[i], (*results)[i - at].id);
+  }
+  if (matched.empty()) {
+    drop_settled(items);
+    return;
+  }
+  std::vector<Item *> matched_items;
+  std::vector<std::string> ids;
+  for (auto &[item, id] : matched) {
+    matched_items.push_back(item);
+    ids.push_back(id);
+  }
+  auto targets = fetch_ids(matched_items, ids, "fetch the matched record", stats);
+  if (!targets) {
+    drop_settled(items);
+    return;
+  }
+  std::vector<store::EventId> linked_only;
+  for (auto &[item, id] : matched) {
+    auto found = targets->find(id);
+    if (found == targets->end()) continue;  // gone since the lookup: created as new
+    std::optional<int64_t> target_ms;
+    if (found->second.modified_at)
+      target_ms = timeutil::parse_iso8601_ms(*found->second.modified_at);
+    auto merge =
+        merge_first_link(sink, item->mapped, found->second.data_json, item->modified_ms, target_ms);
+    if (!merge.clashes.empty())
+      conflict(*item, id, first_link_detail(sink, merge, item->modified_ms, target_ms), stats);
+    store::EntityLink link;
+    link.pipeline = deps_.pipeline.name;
+    link.source_connection = item->event.connection;
+    link.source_id = item->payload.id;
+    link.target_connection = sink.connection;
+    link.target_id = id;
+    link.last_payload_hash = item->hash;
+    item->link = link;
+    item->first_link = true;
+    if (merge.write_json != "{}") {
+      item->mapped = std::move(merge.write_json);
+      continue;
+    }
+    // Nothing of the source's to write: link the two as they are.
+    link.last_pushed_at = store::now_ms();
+    if (target_ms) link.target_modified_at = store::from_unix_ms(*target_ms);
+    try {
+      deps_.store.upsert_link(link);
+    } catch (const store::StoreError &e) {
+      if (e.retryable()) throw;
+      conflict(*item, id, R"({"reason":"target already linked to another source record"})", stats);
+    }
+    ++stats.linked;
+    linked_only.push_back(item->event.id);
+    item->settled = true;
+  }
+  if (!linked_only.empty())
+    deps_.store.complete_many(linked_only, items.front()->event.claim_token);
+  drop_settled(items);
+}
+
+// Deletes of linked records, before they are pushed: the target is read, and one edited since
+// this pipeline last wrote it is a delete that meets an edit (a recorded conflict). on_delete
+// decides: keep_edited keeps it when the edit is newer than the delete (and restores it on the
+// deleting side), propagate and archive remove it anyway. Already gone: the link is closed.
+void Processor::settle_deletes(std::vector<Item *> &items, BatchStats &stats) {
+  if (items.empty() || !deps_.sink.plugin().description().has_capability("fetch")) return;
+  const auto &sink = deps_.pipeline.sink;
+  auto targets = fetch_targets(items, "a delete", stats);
+  if (!targets) {
+    drop_settled(items);
+    return;
+  }
+  std::vector<store::EventId> done;
+  for (Item *item : items) {
+    const std::string &target_id = item->link->target_id;
+    auto found = targets->find(target_id);
+    if (found == targets->end()) {  // gone there too
+      deps_.store.close_links(linked_pipelines(item->payload.object), sink.connection, target_id);
+      ++stats.unchanged;
+      done.push_back(item->event.id);
+      item->settled = true;
+      continue;
+    }
+    const auto target_ms = found->second.modified_at
+                               ? timeutil::parse_iso8601_ms(*found->second.modified_at)
+                               : std::nullopt;
+    const auto &pushed = item->link->last_pushed_at;
+    if (!target_ms || (pushed && *target_ms <= store::to_unix_ms(*pushed))) continue;
+    std::optional<int64_t> deleted_ms;
+    if (item->payload.modified_at)
+      deleted_ms = timeutil::parse_iso8601_ms(*item->payload.modified_at);
+    if (!deleted_ms) deleted_ms = store::to_unix_ms(item->event.received_at);
+    const bool keep =
+        sink.on_delete == config::DeletePolicy::keep_edited && *target_ms > *deleted_ms;
+    const char *resolution = keep                                              ? "kept and restored"
+                             : sink.on_delete == config::DeletePolicy::archive ? "archived"
+                                                                               : "deleted";
+    conflict(
+        *item, target_id,
+        R"({"reason":"delete met edit","policy":)" +
+            json::quote(config::to_string(sink.on_delete)) + R"(,"resolution":")" + resolution +
+            R"(","deleted_at":)" + json::quote(timeutil::format_iso8601_ms(*deleted_ms)) +
+            R"(,"target_modified_at":)" + json::quote(timeutil::format_iso8601_ms(*target_ms)) +
+            R"(,"source":{"id":)" + json::quote(item->payload.id) + R"(,"deleted":true})" +
+            R"(,"target":)" + found->second.data_json + "}",
+        stats);
+    if (!keep) continue;
+    deps_.store.close_links(linked_pipelines(item->payload.object), sink.connection, target_id);
+    restore_on_reverse(found->second, item->event);
+    done.push_back(item->event.id);
+    item->settled = true;
+  }
+  if (!done.empty()) deps_.store.complete_many(done, items.front()->event.claim_token);
+  drop_settled(items);
+}
+
 // fill_empty on linked records: fetch the targets and keep only the fields empty there.
 void Processor::fill_empty(std::vector<Item *> &items, BatchStats &stats) {
   std::vector<Item *> linked;
   for (Item *item : items)
-    if (item->link) linked.push_back(item);
+    if (item->link && !item->first_link) linked.push_back(item);
   if (linked.empty()) return;
   auto targets = fetch_targets(linked, "fill_empty", stats);
   std::vector<store::EventId> nothing_to_fill;
@@ -302,7 +605,7 @@ void Processor::keep_newer_targets(std::vector<Item *> &items, BatchStats &stats
   if (!deps_.sink.plugin().description().has_capability("fetch")) return;
   std::vector<Item *> linked;
   for (Item *item : items)
-    if (item->link && item->modified_ms) linked.push_back(item);
+    if (item->link && item->modified_ms && !item->first_link) linked.push_back(item);
   if (linked.empty()) return;
   auto targets = fetch_targets(linked, "newest_wins", stats);
   std::vector<store::EventId> stale;
@@ -335,10 +638,12 @@ void Processor::push_group(std::vector<Item *> &group, BatchStats &stats) {
   const auto &sink = deps_.pipeline.sink;
   plugins::PushRequest request;
   request.object = sink.object;
-  request.mode = group.front()->payload.event == plugins::EventKind::remove
-                     ? "delete"
-                     : std::string(to_string(sink.mode));
+  const bool removing = group.front()->payload.event == plugins::EventKind::remove;
+  request.mode = !removing ? std::string(to_string(sink.mode))
+                 : sink.on_delete == config::DeletePolicy::archive ? "archive"
+                                                                   : "delete";
   request.match_on = sink.match_on;
+  request.match_normalize = sink.match_normalize;
   for (Item *item : group) {
     plugins::PushInput input;
     input.ref = std::to_string(item->event.id);
@@ -355,13 +660,47 @@ void Processor::push_group(std::vector<Item *> &group, BatchStats &stats) {
     return;
   }
   std::vector<store::EventId> done;
+  std::vector<Item *> restore;
   for (size_t i = 0; i < group.size(); ++i) {
     Item &item = *group[i];
     const auto &r = (*results)[i];
+    if (!r.ok && r.code == "not_found" && item.link && !removing) {
+      // The linked record is gone: deleted there since this pipeline wrote it. An edit that
+      // meets a delete; never a dead letter (it could not succeed).
+      const bool keep = sink.on_delete == config::DeletePolicy::keep_edited;
+      std::string detail = R"({"reason":"edit met delete","policy":)" +
+                           json::quote(config::to_string(sink.on_delete)) + R"(,"resolution":")" +
+                           (keep ? "restored" : "deleted") + R"(")";
+      if (item.modified_ms)
+        detail += R"(,"source_modified_at":)" +
+                  json::quote(timeutil::format_iso8601_ms(*item.modified_ms));
+      detail += R"(,"source":)" + item.mapped + R"(,"target":{"id":)" +
+                json::quote(item.link->target_id) + R"(,"deleted":true}})";
+      conflict(item, item.link->target_id, std::move(detail), stats);
+      // keep_edited: the edit wins and is created anew, unlinked from both directions. The
+      // other policies let the delete win: this link closes, and the reverse pipeline's stays for
+      // the delete to travel back to this record.
+      deps_.store.close_links(keep ? linked_pipelines(item.payload.object)
+                                   : std::vector<std::string>{deps_.pipeline.name},
+                              sink.connection, item.link->target_id);
+      item.link.reset();
+      if (keep) {
+        restore.push_back(&item);
+      } else {
+        item.settled = true;
+        done.push_back(item.event.id);
+        ++stats.unchanged;
+      }
+      continue;
+    }
     if (!r.ok) {
       settle_failure(item, "push: " + r.code + ": " + r.message, r.retryable, {}, stats);
       continue;
     }
+    // Deleted (or archived): neither direction writes to it again.
+    if (removing && item.link)
+      deps_.store.close_links(linked_pipelines(item.payload.object), sink.connection,
+                              item.link->target_id);
     if (item.payload.event != plugins::EventKind::remove) {
       store::EntityLink link;
       link.pipeline = deps_.pipeline.name;
@@ -403,6 +742,8 @@ void Processor::push_group(std::vector<Item *> &group, BatchStats &stats) {
     metrics::global().recent_observe("event_latency", deps_.pipeline.name, latency.count());
   }
   if (!done.empty()) deps_.store.complete_many(done, group.front()->event.claim_token);
+  // Unlinked now, so pushed as new records (never back to this branch).
+  if (!restore.empty()) push_group(restore, stats);
 }
 
 namespace {
@@ -410,13 +751,17 @@ namespace {
 void count_outcomes(const std::string &pipeline, const BatchStats &stats) {
   auto &registry = metrics::global();
   const std::pair<const char *, size_t> outcomes[] = {
-      {"pushed", stats.pushed},    {"unchanged", stats.unchanged}, {"echo", stats.echoes},
-      {"stale", stats.stale},      {"retried", stats.retried},     {"dead", stats.dead},
-      {"released", stats.released}};
+      {"pushed", stats.pushed},     {"unchanged", stats.unchanged}, {"echo", stats.echoes},
+      {"stale", stats.stale},       {"retried", stats.retried},     {"dead", stats.dead},
+      {"released", stats.released}, {"linked", stats.linked}};
   for (const auto &[outcome, n] : outcomes)
     if (n)
       registry.counter_add("crmhost_events_total", kEventsHelp,
                            {{"pipeline", pipeline}, {"outcome", outcome}}, static_cast<double>(n));
+  if (stats.conflicts)
+    registry.counter_add("crmhost_conflicts_total",
+                         "Conflicts recorded: first links that merged, deletes that met edits.",
+                         {{"pipeline", pipeline}}, static_cast<double>(stats.conflicts));
 }
 
 }  // namespace
@@ -534,6 +879,8 @@ BatchStats Processor::process_batch() {
     stats.unchanged += completed - std::min(completed, stats.echoes + stats.stale);
   }
 
+  first_links(upserts, stats);
+  settle_deletes(deletes, stats);
   if (p.sink.conflict == config::ConflictPolicy::fill_empty) fill_empty(upserts, stats);
   if (p.sink.conflict == config::ConflictPolicy::newest_wins) keep_newer_targets(upserts, stats);
 

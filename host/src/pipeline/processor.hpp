@@ -9,6 +9,8 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "config/config.hpp"
 #include "plugins/connector.hpp"
@@ -53,8 +55,34 @@ struct BatchStats {
   size_t stale = 0;      // newest_wins: older than the target's last seen change; a conflict
   size_t retried = 0;
   size_t dead = 0;
-  size_t released = 0;  // handed back on shutdown
+  size_t released = 0;   // handed back on shutdown
+  size_t linked = 0;     // first link to an existing record that already held the same values
+  size_t conflicts = 0;  // recorded: a first link that merged, a delete that met an edit
 };
+
+// A match key as compared on both sides: the pipeline's match_normalize steps applied ("trim":
+// ASCII whitespace at both ends; "lower": ASCII letters). The plugins' lookups do the same.
+std::string normalize_match_key(std::string_view value, const std::vector<std::string> &steps);
+
+// Two records that already exist on both sides meet for the first time (same match key): which
+// of their differing fields each side keeps, by the pipeline's conflict policy (per field where
+// conflict_fields names one). newest_wins compares the two modification times when both are
+// known; otherwise the source wins, as for a linked record.
+struct FieldClash {
+  std::string field;
+  std::string source_json, target_json;  // the two values, as JSON
+  bool source_wins = true;
+};
+struct FirstLinkMerge {
+  std::vector<FieldClash> clashes;  // fields whose values differ (both kept in the conflict)
+  std::string write_json = "{}";    // what to write to the target: the source's winning values
+};
+FirstLinkMerge merge_first_link(const config::PushSink &sink, const std::string &mapped_json,
+                                const std::string &target_json, std::optional<int64_t> source_ms,
+                                std::optional<int64_t> target_ms);
+// The conflict detail of a first link: policy, both times, and each clash with both values.
+std::string first_link_detail(const config::PushSink &sink, const FirstLinkMerge &merge,
+                              std::optional<int64_t> source_ms, std::optional<int64_t> target_ms);
 
 // What processing would do with one source record, judged from the store alone: the decision the
 // processor takes for records that are not echoes or stale (it reads the target for those), and
@@ -92,6 +120,15 @@ class Processor {
   void keep_newer_targets(std::vector<Item *> &items, BatchStats &stats);
   void record_stale(Item &item, int64_t target_ms);
   void push_group(std::vector<Item *> &group, BatchStats &stats);
+  void first_links(std::vector<Item *> &items, BatchStats &stats);
+  void settle_deletes(std::vector<Item *> &items, BatchStats &stats);
+  void restore_on_reverse(const plugins::Record &target, const store::Event &cause);
+  // This pipeline and its reverse pipelines of `object`: the links a gone record closes.
+  std::vector<std::string> linked_pipelines(const std::string &object) const;
+  void conflict(Item &item, const std::string &target_id, std::string detail, BatchStats &stats);
+  std::optional<std::map<std::string, plugins::Record>> fetch_ids(
+      const std::vector<Item *> &items, const std::vector<std::string> &ids, const char *why,
+      BatchStats &stats);
   void settle_failure(Item &item, const std::string &error, bool retryable,
                       store::Millis retry_after, BatchStats &stats);
 

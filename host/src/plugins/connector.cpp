@@ -1,5 +1,6 @@
 #include "plugins/connector.hpp"
 
+#include <algorithm>
 #include <cassert>
 #include <cstring>
 
@@ -243,6 +244,13 @@ Outcome<std::vector<PushResult>> Connector::push(const PushRequest &request) {
   req.AddMember("mode", rapidjson::Value(request.mode.c_str(), alloc), alloc);
   if (request.match_on)
     req.AddMember("match_on", rapidjson::Value(request.match_on->c_str(), alloc), alloc);
+  // Only the steps the plugin declares: one that predates them would not know the field.
+  rapidjson::Value steps(rapidjson::kArrayType);
+  const auto &honoured = plugin_->description().match_normalize;
+  for (const auto &step : request.match_normalize)
+    if (std::find(honoured.begin(), honoured.end(), step) != honoured.end())
+      steps.PushBack(rapidjson::Value(step.c_str(), alloc), alloc);
+  if (request.match_on && !steps.Empty()) req.AddMember("match_normalize", steps, alloc);
   rapidjson::Value records(rapidjson::kArrayType);
   for (const auto &input : request.records) {
     rapidjson::Value item(rapidjson::kObjectType);

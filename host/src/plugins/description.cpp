@@ -80,7 +80,8 @@ std::optional<PluginDescription> parse_description(std::string_view text, std::s
     d.objects.push_back({*object_name, json::get_string(o, "id_field").value_or("id")});
   }
   if (!read_string_array(doc, "capabilities", true, d.capabilities, error) ||
-      !read_string_array(doc, "push_modes", false, d.push_modes, error))
+      !read_string_array(doc, "push_modes", false, d.push_modes, error) ||
+      !read_string_array(doc, "match_normalize", false, d.match_normalize, error))
     return std::nullopt;
   for (const auto &capability : d.capabilities) {
     const auto &known = known_capabilities();

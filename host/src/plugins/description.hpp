@@ -18,7 +18,10 @@ struct PluginDescription {
   std::string display_name;
   std::vector<ObjectDescription> objects;
   std::vector<std::string> capabilities;  // "check", "poll", "fetch", "push", "webhook", "cancel"
-  std::vector<std::string> push_modes;    // "upsert", "create", "update", "delete"
+  std::vector<std::string>
+      push_modes;  // "upsert", "create", "update", "delete", "match", "archive"
+  // The match-key normalisation steps its push lookups honour ("trim", "lower").
+  std::vector<std::string> match_normalize;
   uint32_t max_batch = 1;
   std::string settings_schema_json;  // a JSON Schema; "{}" when the plugin gives none
   // The provider's documented limits, by rate-limit bucket ("default" is the connection's own):

@@ -54,6 +54,8 @@ class SqlStore : public Store {
                        std::int64_t version) override;
 
   void upsert_link(const EntityLink &link) override;
+  std::int64_t close_links(const std::vector<std::string> &pipelines, const std::string &connection,
+                           const std::string &id) override;
   std::optional<EntityLink> find_link_by_source(const std::string &pipeline,
                                                 const std::string &source_connection,
                                                 const std::string &source_id) override;

@@ -128,6 +128,20 @@ std::optional<EntityLink> SqlStore::find_link_by_target(const std::string &pipel
   return out;
 }
 
+std::int64_t SqlStore::close_links(const std::vector<std::string> &pipelines,
+                                   const std::string &connection, const std::string &id) {
+  std::int64_t removed = 0;
+  write_tx([&](SqlTx &tx) {
+    removed = 0;
+    for (const auto &pipeline : pipelines)
+      removed += tx.exec(
+          "DELETE FROM entity_links WHERE pipeline = ? AND ((source_connection = ? AND "
+          "source_id = ?) OR (target_connection = ? AND target_id = ?))",
+          {pipeline, connection, id, connection, id});
+  });
+  return removed;
+}
+
 bool SqlStore::note_target_modified(const std::string &pipeline,
                                     const std::string &target_connection,
                                     const std::string &target_id, Timestamp modified_at) {

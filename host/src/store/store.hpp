@@ -331,6 +331,10 @@ class Store {
                                     const std::string &target_id, Timestamp modified_at) = 0;
   virtual void record_push(const std::string &pipeline, const std::string &source_connection,
                            const std::string &source_id, const std::string &payload_hash) = 0;
+  // A record is gone (deleted, or answered not_found): removes the links of `pipelines` that
+  // have it as source or as target, so neither direction writes to it again. Returns how many.
+  virtual std::int64_t close_links(const std::vector<std::string> &pipelines,
+                                   const std::string &connection, const std::string &id) = 0;
 
   // Conflicts
   virtual std::int64_t record_conflict(const Conflict &conflict) = 0;
