@@ -283,6 +283,9 @@ int main(int argc, char **argv) {
                             config::PushMode::upsert,
                             std::string("email"),
                             config::ConflictPolicy::source_wins,
+                            {},
+                            {"trim", "lower"},
+                            config::DeletePolicy::keep_edited,
                             {}};
   c.pipelines = {{p.name, p}};
   pipeline::Engine engine(c, registry, db);

@@ -61,6 +61,9 @@ struct WebhookHost {
                               config::PushMode::upsert,
                               std::string("email"),
                               config::ConflictPolicy::source_wins,
+                              {},
+                              {"trim", "lower"},
+                              config::DeletePolicy::keep_edited,
                               {}};
     c.pipelines = {{p.name, p}};
     engine = std::make_unique<pipeline::Engine>(c, registry, db);

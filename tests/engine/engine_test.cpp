@@ -81,6 +81,9 @@ config::Config make_config(int seeded, const std::string &sink_extra = "", bool 
                             config::PushMode::upsert,
                             std::string("email"),
                             config::ConflictPolicy::source_wins,
+                            {},
+                            {"trim", "lower"},
+                            config::DeletePolicy::keep_edited,
                             {}};
   p.retry = config::RetryPolicy{5, 5ms, 20ms};
   p.batch_size = 10;

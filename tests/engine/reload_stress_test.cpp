@@ -57,6 +57,9 @@ config::PipelineConfig webhook_pipeline(const std::string &name, const std::stri
                             config::PushMode::upsert,
                             std::string("email"),
                             config::ConflictPolicy::source_wins,
+                            {},
+                            {"trim", "lower"},
+                            config::DeletePolicy::keep_edited,
                             {}};
   p.retry = config::RetryPolicy{5, 5ms, 20ms};
   p.batch_size = batch_size;

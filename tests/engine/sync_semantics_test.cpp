@@ -1,0 +1,317 @@
+// Sync semantics between two memory connectors, in both directions: match keys that differ only
+// in case or spaces, first links of records that exist on both sides (merged by the conflict
+// policy, the overruled values recorded), deletes that meet edits under each on_delete policy,
+// and the first-contact plan.
+#include <thread>
+
+#include "two_way_support.hpp"
+
+#include "pipeline/first_contact.hpp"
+#include "pipeline/processor.hpp"
+
+namespace {
+
+std::vector<plugins::Record> live(pipeline::Engine &engine, const std::string &connection) {
+  std::vector<plugins::Record> out;
+  for (auto &r : records(engine, connection))
+    if (r.event != plugins::EventKind::remove) out.push_back(std::move(r));
+  return out;
+}
+
+void remove(pipeline::Engine &engine, const std::string &connection, const std::string &id) {
+  plugins::PushRequest request;
+  request.object = "contact";
+  request.mode = "delete";
+  request.records.push_back({"t", id, "{}"});
+  auto result = engine.connector(connection)->push(request);
+  REQUIRE(result);
+  REQUIRE((*result)[0].ok);
+}
+
+int64_t dead(store::Store &db, const std::string &pipeline) {
+  for (const auto &c : db.count_by_status(pipeline))
+    if (c.status == store::EventStatus::dead) return c.count;
+  return 0;
+}
+
+std::vector<store::Conflict> conflicts_with(store::Store &db, const std::string &reason) {
+  std::vector<store::Conflict> out;
+  for (auto &c : db.list_conflicts(std::nullopt))
+    if (json::parse(c.detail, "detail")["reason"].GetString() == reason) out.push_back(c);
+  return out;
+}
+
+// Links a1 to a new b record and the pair both ways, as a running two-way sync would have.
+std::string link_pair(pipeline::Engine &engine, store::Store &db) {
+  poll_and_settle(engine, db, "a-to-b");
+  poll_and_settle(engine, db, "b-to-a");
+  auto b = live(engine, "b");
+  REQUIRE(b.size() == 1);
+  REQUIRE(db.find_link_by_source("a-to-b", "a", "a1"));
+  return b[0].id;
+}
+
+config::PipelineConfig with_delete_policy(config::PipelineConfig p, config::DeletePolicy policy) {
+  p.sink.on_delete = policy;
+  return p;
+}
+
+const std::string kAtoBCity =
+    R"({"email":{"from":"email","transform":["trim","lower"]},"full_name":"name","town":"city"})";
+const std::string kBtoACity = R"({"email":"email","name":"full_name","city":"town"})";
+
+}  // namespace
+
+TEST_CASE("a match key that differs in case or spaces links the records, in both directions",
+          "[engine][sync]") {
+  TwoWayHarness h;
+  SECTION("A -> B finds B's 'Ann@Example.com ' for A's 'ann@example.com'") {
+    auto config = two_memories(
+        R"([{"object":"contact","id":"a1","data":{"email":"ann@example.com","name":"Ann"}}])",
+        {make_pipeline("a-to-b", "a", "b", "contact", kAtoB, "source_wins", "email"),
+         make_pipeline("b-to-a", "b", "a", "contact", kBtoA, "source_wins", "email")},
+        R"([{"object":"contact","id":"b1","data":{"email":"Ann@Example.com ","full_name":"Ann"}}])");
+    pipeline::Engine engine(config, h.registry, h.db);
+    engine.start();
+    poll_and_settle(engine, *h.db, "a-to-b");
+    CHECK(live(engine, "b").size() == 1);
+    auto link = h.db->find_link_by_source("a-to-b", "a", "a1");
+    REQUIRE(link);
+    CHECK(link->target_id == "b1");
+    poll_and_settle(engine, *h.db, "b-to-a");
+    CHECK(live(engine, "a").size() == 1);
+    CHECK(live(engine, "b").size() == 1);
+    CHECK(h.db->list_conflicts(std::nullopt).empty());  // the same person, the same values
+    engine.stop();
+  }
+  SECTION("B -> A finds A's 'Bob@Example.COM' for B's 'bob@example.com'") {
+    auto config = two_memories(
+        R"([{"object":"contact","id":"a1","data":{"email":"Bob@Example.COM","name":"Bob"}}])",
+        {make_pipeline("a-to-b", "a", "b", "contact", kAtoB, "source_wins", "email"),
+         make_pipeline("b-to-a", "b", "a", "contact", kBtoA, "source_wins", "email")},
+        R"([{"object":"contact","id":"b1","data":{"email":"bob@example.com","full_name":"Bob"}}])");
+    pipeline::Engine engine(config, h.registry, h.db);
+    engine.start();
+    poll_and_settle(engine, *h.db, "b-to-a");
+    CHECK(live(engine, "a").size() == 1);
+    auto link = h.db->find_link_by_source("b-to-a", "b", "b1");
+    REQUIRE(link);
+    CHECK(link->target_id == "a1");
+    poll_and_settle(engine, *h.db, "a-to-b");
+    CHECK(live(engine, "a").size() == 1);
+    CHECK(live(engine, "b").size() == 1);
+    engine.stop();
+  }
+  SECTION("with match_normalize none the keys compare exactly: a second record is made") {
+    auto a_to_b = make_pipeline("a-to-b", "a", "b", "contact", R"({"email":"email"})",
+                                "source_wins", "email");
+    a_to_b.sink.match_normalize.clear();
+    auto config = two_memories(
+        R"([{"object":"contact","id":"a1","data":{"email":"cid@example.com"}}])", {a_to_b},
+        R"([{"object":"contact","id":"b1","data":{"email":"Cid@Example.com"}}])");
+    pipeline::Engine engine(config, h.registry, h.db);
+    engine.start();
+    poll_and_settle(engine, *h.db, "a-to-b");
+    CHECK(live(engine, "b").size() == 2);
+    engine.stop();
+  }
+}
+
+TEST_CASE("a first link merges by the conflict policy and records the overruled values",
+          "[engine][sync]") {
+  TwoWayHarness h;
+  const std::string seed_a =
+      R"([{"object":"contact","id":"a1","data":{"email":"cy@example.com","name":"Cy Young","city":"Ghent"}}])";
+  const std::string seed_b =
+      R"([{"object":"contact","id":"b1","data":{"email":"CY@example.com","full_name":"Cy Young","town":"Antwerp"}}])";
+  auto a_to_b = make_pipeline("a-to-b", "a", "b", "contact", kAtoBCity, "newest_wins", "email");
+  auto b_to_a = make_pipeline("b-to-a", "b", "a", "contact", kBtoACity, "newest_wins", "email");
+
+  SECTION("newest_wins: B's later edit of the town is kept on both sides") {
+    pipeline::Engine engine(two_memories(seed_a, {a_to_b, b_to_a}, seed_b), h.registry, h.db);
+    engine.start();
+    std::this_thread::sleep_for(20ms);
+    update(engine, "b", "contact", "b1", R"({"town":"Brussels"})");  // B is newer
+    poll_and_settle(engine, *h.db, "a-to-b");
+    REQUIRE(live(engine, "b").size() == 1);
+    CHECK(field(live(engine, "b")[0], "town") == "Brussels");
+    auto first = conflicts_with(*h.db, "first link");
+    REQUIRE(first.size() == 1);
+    CHECK(first[0].source_id == "a1");
+    CHECK(first[0].target_id == "b1");
+    const auto detail = json::parse(first[0].detail, "detail");
+    CHECK(std::string(detail["policy"].GetString()) == "newest_wins");
+    CHECK(std::string(detail["fields"]["town"]["source"].GetString()) == "Ghent");
+    CHECK(std::string(detail["fields"]["town"]["target"].GetString()) == "Brussels");
+    CHECK(std::string(detail["fields"]["town"]["kept"].GetString()) == "target");
+    CHECK_FALSE(detail["fields"].HasMember("full_name"));  // equal values are no conflict
+    CHECK_FALSE(detail["fields"].HasMember("email"));      // equal once normalised
+    // The kept value travels back: both sides agree, one record each.
+    poll_and_settle(engine, *h.db, "b-to-a");
+    REQUIRE(live(engine, "a").size() == 1);
+    CHECK(field(live(engine, "a")[0], "city") == "Brussels");
+    CHECK(live(engine, "b").size() == 1);
+    engine.stop();
+  }
+  SECTION("conflict_fields: the town is the source's whatever the times say") {
+    a_to_b.sink.conflict_fields["town"] = config::ConflictPolicy::source_wins;
+    pipeline::Engine engine(two_memories(seed_a, {a_to_b, b_to_a}, seed_b), h.registry, h.db);
+    engine.start();
+    std::this_thread::sleep_for(20ms);
+    update(engine, "b", "contact", "b1", R"({"town":"Brussels"})");
+    poll_and_settle(engine, *h.db, "a-to-b");
+    REQUIRE(live(engine, "b").size() == 1);
+    CHECK(field(live(engine, "b")[0], "town") == "Ghent");
+    auto first = conflicts_with(*h.db, "first link");
+    REQUIRE(first.size() == 1);
+    const auto detail = json::parse(first[0].detail, "detail");
+    CHECK(std::string(detail["fields"]["town"]["kept"].GetString()) == "source");
+    CHECK(std::string(detail["fields"]["town"]["target"].GetString()) == "Brussels");
+    engine.stop();
+  }
+}
+
+TEST_CASE("a delete that meets a newer edit keeps the edit and restores the record (keep_edited)",
+          "[engine][sync]") {
+  TwoWayHarness h;
+  pipeline::Engine engine(
+      two_memories(
+          R"([{"object":"contact","id":"a1","data":{"email":"dee@example.com","name":"Dee"}}])",
+          {make_pipeline("a-to-b", "a", "b", "contact", kAtoB, "newest_wins", "email"),
+           make_pipeline("b-to-a", "b", "a", "contact", kBtoA, "newest_wins", "email")}),
+      h.registry, h.db);
+  engine.start();
+  const std::string b1 = link_pair(engine, *h.db);
+
+  std::this_thread::sleep_for(10ms);
+  remove(engine, "a", "a1");  // deleted on A first...
+  std::this_thread::sleep_for(10ms);
+  update(engine, "b", "contact", b1, R"({"full_name":"Dee Edited"})");  // ...edited on B after
+  poll_and_settle(engine, *h.db, "a-to-b");                             // the delete travels first
+  REQUIRE(live(engine, "b").size() == 1);
+  CHECK(field(live(engine, "b")[0], "full_name") == "Dee Edited");
+  auto met = conflicts_with(*h.db, "delete met edit");
+  REQUIRE(met.size() == 1);
+  const auto detail = json::parse(met[0].detail, "detail");
+  CHECK(std::string(detail["resolution"].GetString()) == "kept and restored");
+  CHECK(std::string(detail["target"]["full_name"].GetString()) == "Dee Edited");
+  CHECK(std::string(detail["source"]["id"].GetString()) == "a1");
+  CHECK_FALSE(h.db->find_link_by_source("a-to-b", "a", "a1"));
+
+  // B -> A carries the kept record back: A has it again, as a new record.
+  REQUIRE(eventually([&] {
+    return settled(*h.db, "b-to-a") == total(*h.db, "b-to-a") && live(engine, "a").size() == 1;
+  }));
+  poll_and_settle(engine, *h.db, "b-to-a");
+  auto a = live(engine, "a");
+  REQUIRE(a.size() == 1);
+  CHECK(a[0].id != "a1");
+  CHECK(field(a[0], "name") == "Dee Edited");
+  poll_and_settle(engine, *h.db, "a-to-b");
+  CHECK(live(engine, "b").size() == 1);
+  CHECK(live(engine, "a").size() == 1);
+  CHECK(dead(*h.db, "a-to-b") + dead(*h.db, "b-to-a") == 0);
+  engine.stop();
+}
+
+TEST_CASE("an edit that reaches a deleted record is a conflict, never a dead letter",
+          "[engine][sync]") {
+  TwoWayHarness h;
+  const std::string seed =
+      R"([{"object":"contact","id":"a1","data":{"email":"eve@example.com","name":"Eve"}}])";
+  SECTION("keep_edited: the edit wins and the record is created anew on B") {
+    pipeline::Engine engine(
+        two_memories(seed,
+                     {make_pipeline("a-to-b", "a", "b", "contact", kAtoB, "newest_wins", "email"),
+                      make_pipeline("b-to-a", "b", "a", "contact", kBtoA, "newest_wins", "email")}),
+        h.registry, h.db);
+    engine.start();
+    const std::string b1 = link_pair(engine, *h.db);
+    std::this_thread::sleep_for(10ms);
+    update(engine, "a", "contact", "a1", R"({"name":"Eve Edited"})");
+    remove(engine, "b", b1);
+    poll_and_settle(engine, *h.db, "a-to-b");  // the edit travels first: b1 is gone
+    auto met = conflicts_with(*h.db, "edit met delete");
+    REQUIRE(met.size() == 1);
+    CHECK(std::string(json::parse(met[0].detail, "d")["resolution"].GetString()) == "restored");
+    auto b = live(engine, "b");
+    REQUIRE(b.size() == 1);
+    CHECK(b[0].id != b1);
+    CHECK(field(b[0], "full_name") == "Eve Edited");
+    auto link = h.db->find_link_by_source("a-to-b", "a", "a1");
+    REQUIRE(link);
+    CHECK(link->target_id == b[0].id);
+    poll_and_settle(engine, *h.db, "b-to-a");  // b1's delete finds no link: A keeps a1
+    CHECK(live(engine, "a").size() == 1);
+    CHECK(live(engine, "b").size() == 1);
+    CHECK(dead(*h.db, "a-to-b") + dead(*h.db, "b-to-a") == 0);
+    engine.stop();
+  }
+  SECTION("propagate: the delete wins on both sides, and the lost edit is recorded") {
+    pipeline::Engine engine(
+        two_memories(seed, {with_delete_policy(make_pipeline("a-to-b", "a", "b", "contact", kAtoB,
+                                                             "newest_wins", "email"),
+                                               config::DeletePolicy::propagate),
+                            with_delete_policy(make_pipeline("b-to-a", "b", "a", "contact", kBtoA,
+                                                             "newest_wins", "email"),
+                                               config::DeletePolicy::propagate)}),
+        h.registry, h.db);
+    engine.start();
+    const std::string b1 = link_pair(engine, *h.db);
+    std::this_thread::sleep_for(10ms);
+    update(engine, "a", "contact", "a1", R"({"name":"Eve Edited"})");
+    remove(engine, "b", b1);
+    poll_and_settle(engine, *h.db, "a-to-b");
+    auto met = conflicts_with(*h.db, "edit met delete");
+    REQUIRE(met.size() == 1);
+    const auto detail = json::parse(met[0].detail, "d");
+    CHECK(std::string(detail["resolution"].GetString()) == "deleted");
+    CHECK(std::string(detail["source"]["full_name"].GetString()) == "Eve Edited");
+    CHECK(live(engine, "b").empty());
+    CHECK(dead(*h.db, "a-to-b") == 0);
+    CHECK_FALSE(h.db->find_link_by_source("a-to-b", "a", "a1"));
+    poll_and_settle(engine, *h.db, "b-to-a");  // the delete travels back
+    CHECK(live(engine, "a").empty());
+    CHECK(dead(*h.db, "b-to-a") == 0);
+    engine.stop();
+  }
+}
+
+TEST_CASE("the first-contact plan counts links, conflicts and creations on each side",
+          "[engine][sync]") {
+  TwoWayHarness h;
+  auto a_to_b = make_pipeline("a-to-b", "a", "b", "contact", kAtoB, "source_wins", "email");
+  const auto config = two_memories(
+      R"([{"object":"contact","id":"a1","data":{"email":"ann@example.com","name":"Ann"}},
+          {"object":"contact","id":"a2","data":{"email":"bob@example.com","name":"Bob"}},
+          {"object":"contact","id":"a3","data":{"email":"carl@example.com","name":"Carl"}}])",
+      {a_to_b},
+      R"([{"object":"contact","id":"b1","data":{"email":"ANN@example.com ","full_name":"Ann"}},
+          {"object":"contact","id":"b2","data":{"email":"bob@example.com","full_name":"Robert"}},
+          {"object":"contact","id":"b3","data":{"email":"dora@example.com","full_name":"Dora"}}])");
+  const auto memory = h.registry->find("memory");
+  REQUIRE(memory);
+  auto a = memory->create_connector("a", config.connections.at("a").settings_json);
+  auto b = memory->create_connector("b", config.connections.at("b").settings_json);
+  REQUIRE(a);
+  REQUIRE(b);
+  const auto plan = pipeline::plan_first_contact(a_to_b, pipeline::compiled_map(a_to_b.map), *h.db,
+                                                 **a, **b, "b-to-a");
+  CHECK(plan.error.empty());
+  CHECK(plan.source_records == 3);
+  CHECK(plan.target_records == 3);
+  CHECK(plan.link_same == 1);         // Ann
+  CHECK(plan.link_conflicts == 1);    // Bob / Robert
+  CHECK(plan.create_on_target == 1);  // Carl
+  CHECK(plan.create_on_source == 1);  // Dora
+  REQUIRE(plan.conflict_examples.size() == 1);
+  CHECK(plan.conflict_examples[0] == "bob@example.com: full_name");
+  const auto line = pipeline::describe(plan, a_to_b, "a");
+  CHECK(line.find("would link 2 on email (1 with differing values") != std::string::npos);
+  CHECK(line.find("create 1 in b and 1 in a") != std::string::npos);
+  // Planning writes nothing.
+  CHECK(h.db->list_conflicts(std::nullopt).empty());
+  auto page = (*b)->poll({"contact", std::nullopt, 100});
+  REQUIRE(page);
+  CHECK(page->records.size() == 3);
+}
