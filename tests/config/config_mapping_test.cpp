@@ -152,3 +152,55 @@ TEST_CASE("deals default to the fill_empty conflict policy") {
   CHECK(result.config->pipelines.at("contacts").sink.conflict ==
         crmhost::config::ConflictPolicy::source_wins);
 }
+
+TEST_CASE("match_normalize, conflict_fields and on_delete are read, with defaults and errors") {
+  crmhost::test::TempDir dir;
+  const std::string head =
+      "connections:\n"
+      "  mem: { plugin: memory }\n"
+      "pipelines:\n"
+      "  p:\n"
+      "    source: { poll: { connection: mem, object: contact } }\n";
+  {
+    const auto file = dir.write(
+        "ok.yaml",
+        head +
+            "    sink:\n"
+            "      push:\n"
+            "        connection: mem\n"
+            "        object: contact\n"
+            "        match_on: email\n"
+            "        match_normalize: [lower]\n"
+            "        conflict_fields: { city: target_wins }\n"
+            "        on_delete: propagate\n"
+            "  q:\n"
+            "    source: { poll: { connection: mem, object: deal } }\n"
+            "    sink: { push: { connection: mem, object: deal, match_normalize: none } }\n");
+    auto result = crmhost::config::load({file});
+    REQUIRE(result.problems.empty());
+    const auto &p = result.config->pipelines.at("p").sink;
+    CHECK(p.match_normalize == std::vector<std::string>{"lower"});
+    CHECK(p.conflict_fields.at("city") == crmhost::config::ConflictPolicy::target_wins);
+    CHECK(p.on_delete == crmhost::config::DeletePolicy::propagate);
+    const auto &q = result.config->pipelines.at("q").sink;
+    CHECK(q.match_normalize.empty());
+    CHECK(q.on_delete == crmhost::config::DeletePolicy::keep_edited);  // the default
+  }
+  {
+    const auto file = dir.write("bad.yaml", head +
+                                                "    sink:\n"
+                                                "      push:\n"
+                                                "        connection: mem\n"
+                                                "        object: contact\n"
+                                                "        match_normalize: [trim, upper]\n"
+                                                "        conflict_fields: { city: fill_empty }\n"
+                                                "        on_delete: remove\n");
+    auto result = crmhost::config::load({file});
+    REQUIRE(result.problems.size() == 3);
+    CHECK(result.problems[0].message.find("must be one of trim, lower") != std::string::npos);
+    CHECK(result.problems[1].message.find("fill_empty applies to whole records") !=
+          std::string::npos);
+    CHECK(result.problems[2].message.find("must be one of keep_edited, propagate, archive") !=
+          std::string::npos);
+  }
+}
