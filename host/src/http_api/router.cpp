@@ -153,7 +153,8 @@ void write_pipeline(Writer &w, const std::string &name, pipeline::Engine &engine
       {"failed", processed("retried")},
       {"dead", processed("dead")},
       {"echoes", processed("echo")},
-      {"conflicts", processed("stale") + processed("conflict")}};
+      {"conflicts", processed("stale") + processed("conflict") +
+                        registry.counter_sum("crmhost_conflicts_total", {{"pipeline", name}})}};
   for (const auto &[key, n] : counts) {
     w.Key(key);
     w.Int64(static_cast<int64_t>(n));

@@ -390,8 +390,8 @@ std::vector<std::string> Processor::linked_pipelines(const std::string &object) 
   return names;
 }
 
-void Processor::conflict(Item &item, const std::string &target_id, std::string detail,
-                         BatchStats &stats) {
+void Processor::conflict(Item &item, const std::string &target_id, const char *reason,
+                         std::string detail, BatchStats &stats) {
   store::Conflict c;
   c.pipeline = deps_.pipeline.name;
   c.object = item.payload.object;
@@ -403,6 +403,10 @@ void Processor::conflict(Item &item, const std::string &target_id, std::string d
   c.detail = std::move(detail);
   deps_.store.record_conflict(c);
   ++stats.conflicts;
+  metrics::global().counter_add(
+      "crmhost_conflicts_total",
+      "Conflicts recorded by reason: first links that merged, deletes and edits that met.",
+      {{"pipeline", deps_.pipeline.name}, {"reason", reason}});
 }
 
 // The record a delete did not remove (it was edited after the delete) goes back to the side that
@@ -482,7 +486,8 @@ void Processor::first_links(std::vector<Item *> &items, BatchStats &stats) {
     auto merge =
         merge_first_link(sink, item->mapped, found->second.data_json, item->modified_ms, target_ms);
     if (!merge.clashes.empty())
-      conflict(*item, id, first_link_detail(sink, merge, item->modified_ms, target_ms), stats);
+      conflict(*item, id, "first_link",
+               first_link_detail(sink, merge, item->modified_ms, target_ms), stats);
     store::EntityLink link;
     link.pipeline = deps_.pipeline.name;
     link.source_connection = item->event.connection;
@@ -503,7 +508,8 @@ void Processor::first_links(std::vector<Item *> &items, BatchStats &stats) {
       deps_.store.upsert_link(link);
     } catch (const store::StoreError &e) {
       if (e.retryable()) throw;
-      conflict(*item, id, R"({"reason":"target already linked to another source record"})", stats);
+      conflict(*item, id, "already_linked",
+               R"({"reason":"target already linked to another source record"})", stats);
     }
     ++stats.linked;
     linked_only.push_back(item->event.id);
@@ -552,7 +558,7 @@ void Processor::settle_deletes(std::vector<Item *> &items, BatchStats &stats) {
                              : sink.on_delete == config::DeletePolicy::archive ? "archived"
                                                                                : "deleted";
     conflict(
-        *item, target_id,
+        *item, target_id, "delete_met_edit",
         R"({"reason":"delete met edit","policy":)" +
             json::quote(config::to_string(sink.on_delete)) + R"(,"resolution":")" + resolution +
             R"(","deleted_at":)" + json::quote(timeutil::format_iso8601_ms(*deleted_ms)) +
@@ -676,7 +682,7 @@ void Processor::push_group(std::vector<Item *> &group, BatchStats &stats) {
                   json::quote(timeutil::format_iso8601_ms(*item.modified_ms));
       detail += R"(,"source":)" + item.mapped + R"(,"target":{"id":)" +
                 json::quote(item.link->target_id) + R"(,"deleted":true}})";
-      conflict(item, item.link->target_id, std::move(detail), stats);
+      conflict(item, item.link->target_id, "edit_met_delete", std::move(detail), stats);
       // keep_edited: the edit wins and is created anew, unlinked from both directions. The
       // other policies let the delete win: this link closes, and the reverse pipeline's stays for
       // the delete to travel back to this record.
@@ -758,10 +764,6 @@ void count_outcomes(const std::string &pipeline, const BatchStats &stats) {
     if (n)
       registry.counter_add("crmhost_events_total", kEventsHelp,
                            {{"pipeline", pipeline}, {"outcome", outcome}}, static_cast<double>(n));
-  if (stats.conflicts)
-    registry.counter_add("crmhost_conflicts_total",
-                         "Conflicts recorded: first links that merged, deletes that met edits.",
-                         {{"pipeline", pipeline}}, static_cast<double>(stats.conflicts));
 }
 
 }  // namespace

@@ -125,7 +125,9 @@ class Processor {
   void restore_on_reverse(const plugins::Record &target, const store::Event &cause);
   // This pipeline and its reverse pipelines of `object`: the links a gone record closes.
   std::vector<std::string> linked_pipelines(const std::string &object) const;
-  void conflict(Item &item, const std::string &target_id, std::string detail, BatchStats &stats);
+  // Records a conflict of `item` with `target_id`; `reason` labels it in the metrics.
+  void conflict(Item &item, const std::string &target_id, const char *reason, std::string detail,
+                BatchStats &stats);
   std::optional<std::map<std::string, plugins::Record>> fetch_ids(
       const std::vector<Item *> &items, const std::vector<std::string> &ids, const char *why,
       BatchStats &stats);
