@@ -548,24 +548,26 @@ void Processor::settle_deletes(std::vector<Item *> &items, BatchStats &stats) {
                                : std::nullopt;
     const auto &pushed = item->link->last_pushed_at;
     if (!target_ms || (pushed && *target_ms <= store::to_unix_ms(*pushed))) continue;
+    // When the source does not say when it deleted (Odoo keeps no tombstones), the delete may
+    // have come before or after the edit: keep_edited then keeps, as nothing is lost that way.
     std::optional<int64_t> deleted_ms;
     if (item->payload.modified_at)
       deleted_ms = timeutil::parse_iso8601_ms(*item->payload.modified_at);
-    if (!deleted_ms) deleted_ms = store::to_unix_ms(item->event.received_at);
-    const bool keep =
-        sink.on_delete == config::DeletePolicy::keep_edited && *target_ms > *deleted_ms;
+    const bool keep = sink.on_delete == config::DeletePolicy::keep_edited &&
+                      (!deleted_ms || *target_ms > *deleted_ms);
     const char *resolution = keep                                              ? "kept and restored"
                              : sink.on_delete == config::DeletePolicy::archive ? "archived"
                                                                                : "deleted";
-    conflict(
-        *item, target_id, "delete_met_edit",
-        R"({"reason":"delete met edit","policy":)" +
-            json::quote(config::to_string(sink.on_delete)) + R"(,"resolution":")" + resolution +
-            R"(","deleted_at":)" + json::quote(timeutil::format_iso8601_ms(*deleted_ms)) +
-            R"(,"target_modified_at":)" + json::quote(timeutil::format_iso8601_ms(*target_ms)) +
-            R"(,"source":{"id":)" + json::quote(item->payload.id) + R"(,"deleted":true})" +
-            R"(,"target":)" + found->second.data_json + "}",
-        stats);
+    conflict(*item, target_id, "delete_met_edit",
+             R"({"reason":"delete met edit","policy":)" +
+                 json::quote(config::to_string(sink.on_delete)) + R"(,"resolution":")" +
+                 resolution + R"(","deleted_at":)" +
+                 (deleted_ms ? json::quote(timeutil::format_iso8601_ms(*deleted_ms)) : "null") +
+                 R"(,"target_modified_at":)" +
+                 json::quote(timeutil::format_iso8601_ms(*target_ms)) + R"(,"source":{"id":)" +
+                 json::quote(item->payload.id) + R"(,"deleted":true})" + R"(,"target":)" +
+                 found->second.data_json + "}",
+             stats);
     if (!keep) continue;
     deps_.store.close_links(linked_pipelines(item->payload.object), sink.connection, target_id);
     restore_on_reverse(found->second, item->event);
