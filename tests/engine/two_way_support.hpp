@@ -40,10 +40,10 @@ struct TwoWayHarness {
   }
 };
 
-config::PipelineConfig make_pipeline(const std::string &name, const std::string &from,
-                                     const std::string &to, const std::string &object,
-                                     const std::string &fields, const std::string &conflict,
-                                     const std::string &match_on) {
+inline config::PipelineConfig make_pipeline(const std::string &name, const std::string &from,
+                                            const std::string &to, const std::string &object,
+                                            const std::string &fields, const std::string &conflict,
+                                            const std::string &match_on) {
   config::PipelineConfig p;
   p.name = name;
   p.poll = config::PollSource{from, object, 1h, 1ms, 50, {}};
@@ -62,8 +62,9 @@ config::PipelineConfig make_pipeline(const std::string &name, const std::string 
   return p;
 }
 
-config::Config two_memories(const std::string &seed_a, std::vector<config::PipelineConfig> ps,
-                            const std::string &seed_b = "[]") {
+inline config::Config two_memories(const std::string &seed_a,
+                                   std::vector<config::PipelineConfig> ps,
+                                   const std::string &seed_b = "[]") {
   config::Config c;
   c.plugin_workers = 2;
   c.shutdown_grace = 5s;
@@ -80,34 +81,35 @@ const std::string kAtoB =
     R"({"email":{"from":"email","transform":["trim","lower"],"required":true},"full_name":"name"})";
 const std::string kBtoA = R"({"email":"email","name":"full_name"})";
 
-std::vector<plugins::Record> records(pipeline::Engine &engine, const std::string &connection,
-                                     const std::string &object = "contact") {
+inline std::vector<plugins::Record> records(pipeline::Engine &engine, const std::string &connection,
+                                            const std::string &object = "contact") {
   auto page = engine.connector(connection)->poll({object, std::nullopt, 1000});
   REQUIRE(page);
   return page->records;
 }
 
-std::string field(const plugins::Record &r, const char *key) {
+inline std::string field(const plugins::Record &r, const char *key) {
   auto doc = json::parse(r.data_json, "record");
   if (!doc.HasMember(key)) return "<absent>";
   return doc[key].IsString() ? doc[key].GetString() : json::to_string(doc[key]);
 }
 
-int64_t settled(store::Store &db, const std::string &pipeline) {
+inline int64_t settled(store::Store &db, const std::string &pipeline) {
   int64_t n = 0;
   for (const auto &c : db.count_by_status(pipeline))
     if (c.status == store::EventStatus::done || c.status == store::EventStatus::dead) n += c.count;
   return n;
 }
 
-int64_t total(store::Store &db, const std::string &pipeline) {
+inline int64_t total(store::Store &db, const std::string &pipeline) {
   int64_t n = 0;
   for (const auto &c : db.count_by_status(pipeline)) n += c.count;
   return n;
 }
 
 // Polls `pipeline` once and waits until every event it queued is settled.
-void poll_and_settle(pipeline::Engine &engine, store::Store &db, const std::string &pipeline) {
+inline void poll_and_settle(pipeline::Engine &engine, store::Store &db,
+                            const std::string &pipeline) {
   const auto runs = db.list_sync_runs(pipeline, 1000).size();
   engine.poll_now(pipeline);
   REQUIRE(eventually([&] {
@@ -117,8 +119,8 @@ void poll_and_settle(pipeline::Engine &engine, store::Store &db, const std::stri
   }));
 }
 
-void update(pipeline::Engine &engine, const std::string &connection, const std::string &object,
-            const std::string &id, const std::string &data) {
+inline void update(pipeline::Engine &engine, const std::string &connection,
+                   const std::string &object, const std::string &id, const std::string &data) {
   plugins::PushRequest request;
   request.object = object;
   request.mode = "update";

@@ -1,0 +1,184 @@
+// Sync semantics end to end, HubSpot <-> Odoo on their sandboxes through the engine: match keys
+// that differ in case or spaces link (each direction alone, so neither can hide the other's
+// lookup), a first link of two existing records merges by newest_wins and records the overruled
+// values, and a delete on one side that meets an edit on the other ends as on_delete says, with
+// a conflict recorded and nothing dead-lettered.
+#include <algorithm>
+
+#include "crm_world.hpp"
+
+#include "util/json.hpp"
+
+namespace {
+
+std::string normal(std::string email) {
+  while (!email.empty() && email.back() == ' ') email.pop_back();
+  std::transform(email.begin(), email.end(), email.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return email;
+}
+
+// Odoo's contacts (not companies) whose email is `email` once normalised.
+std::vector<crmsandbox::OdooRecord> odoo_contacts(const World &w, const std::string &email) {
+  std::vector<crmsandbox::OdooRecord> out;
+  for (const auto &r : w.odoo.records(kDb, "res.partner")) {
+    auto company = r.values.find("is_company");
+    if (company != r.values.end() && std::get_if<bool>(&company->second) &&
+        std::get<bool>(company->second))
+      continue;
+    if (normal(text(r.values, "email")) == email) out.push_back(r);
+  }
+  return out;
+}
+
+std::vector<crmsandbox::HubSpotRecord> hubspot_contacts(const World &w, const std::string &email) {
+  std::vector<crmsandbox::HubSpotRecord> out;
+  for (const auto &r : w.hubspot.records(kPortal, "contacts"))
+    if (normal(property(r.properties, "email")) == email) out.push_back(r);
+  return out;
+}
+
+std::vector<crmhost::store::Conflict> conflicts(World &w,
+                                                std::initializer_list<const char *> reasons) {
+  std::vector<crmhost::store::Conflict> out;
+  for (auto &c : w.db->list_conflicts(std::nullopt)) {
+    const auto detail = crmhost::json::parse(c.detail, "conflict detail");
+    for (const char *reason : reasons)
+      if (std::string(detail["reason"].GetString()) == reason) out.push_back(c);
+  }
+  return out;
+}
+
+int64_t dead(World &w) {
+  return w.count(kToOdoo, {EventStatus::dead}) + w.count(kToHubSpot, {EventStatus::dead});
+}
+
+}  // namespace
+
+TEST_CASE("keys that differ in case or spaces link instead of duplicating, each direction") {
+  World w;
+  SECTION("HubSpot -> Odoo finds 'Ann@Example.com' and 'bob@example.com ' in Odoo") {
+    w.hubspot.seed(kPortal, "contacts",
+                   {{{{"email", "ann@example.com"}, {"firstname", "Ann"}, {"lastname", "Smith"}}},
+                    {{{"email", "bob@example.com"}, {"firstname", "Bob"}, {"lastname", "Jones"}}}});
+    w.odoo.seed(kDb, "res.partner",
+                {{{"name", std::string("Ann Smith")}, {"email", std::string("Ann@Example.com")}},
+                 {{"name", std::string("Bob Jones")}, {"email", std::string("bob@example.com ")}}});
+    w.to_hubspot = false;
+    w.start();
+    REQUIRE(w.wait_quiescent(60s, {kToOdoo}));
+    CHECK(odoo_contacts(w, "ann@example.com").size() == 1);
+    CHECK(odoo_contacts(w, "bob@example.com").size() == 1);
+    CHECK(w.odoo.count(kDb, "res.partner") == 2);
+    const auto ann = hubspot_contacts(w, "ann@example.com");
+    REQUIRE(ann.size() == 1);
+    auto link = w.db->find_link_by_source(kToOdoo, "hubspot", ann[0].id);
+    REQUIRE(link);
+    CHECK(link->target_id == std::to_string(odoo_contacts(w, "ann@example.com")[0].id));
+  }
+  SECTION("Odoo -> HubSpot finds HubSpot's contact for Odoo's 'Cy@Example.COM '") {
+    w.hubspot.seed(kPortal, "contacts",
+                   {{{{"email", "cy@example.com"}, {"firstname", "Cy"}, {"lastname", "Young"}}}});
+    w.odoo.seed(kDb, "res.partner",
+                {{{"name", std::string("Cy Young")}, {"email", std::string("Cy@Example.COM ")}}});
+    w.to_odoo = false;
+    w.start();
+    REQUIRE(w.wait_quiescent(60s, {kToHubSpot}));
+    CHECK(hubspot_contacts(w, "cy@example.com").size() == 1);
+    CHECK(w.hubspot.count(kPortal, "contacts") == 1);
+    const auto cy = odoo_contacts(w, "cy@example.com");
+    REQUIRE(cy.size() == 1);
+    CHECK(w.db->find_link_by_source(kToHubSpot, "odoo", std::to_string(cy[0].id)));
+  }
+  CHECK(dead(w) == 0);
+  CHECK(conflicts(w, {"first link"}).empty());  // the same values: linked as they are
+}
+
+TEST_CASE("a first link of two existing records merges by newest_wins, both sides agreeing") {
+  World w;
+  // HubSpot's record is a minute old; Odoo's was written now: Odoo's differing values win.
+  const int64_t old_ms = wall_ms() - 60'000;
+  w.hubspot.seed(kPortal, "contacts",
+                 {{{{"email", "dee@example.com"},
+                    {"firstname", "Dee"},
+                    {"lastname", "Old"},
+                    {"city", "Ghent"}},
+                   old_ms,
+                   old_ms}});
+  w.odoo.seed(kDb, "res.partner",
+              {{{"name", std::string("Dee New")},
+                {"email", std::string("DEE@example.com")},
+                {"city", std::string("Antwerp")}}});
+  w.start();
+  REQUIRE(w.wait_quiescent(60s));
+  const auto hub = hubspot_contacts(w, "dee@example.com");
+  const auto odo = odoo_contacts(w, "dee@example.com");
+  REQUIRE(hub.size() == 1);
+  REQUIRE(odo.size() == 1);
+  CHECK(property(hub[0].properties, "city") == "Antwerp");
+  CHECK(property(hub[0].properties, "lastname") == "New");
+  CHECK(text(odo[0].values, "city") == "Antwerp");
+  CHECK(text(odo[0].values, "name") == "Dee New");
+  // The overruled values are kept in a conflict, whichever direction linked first.
+  const auto first = conflicts(w, {"first link"});
+  REQUIRE_FALSE(first.empty());
+  bool city_recorded = false;
+  for (const auto &c : first) {
+    const auto detail = crmhost::json::parse(c.detail, "detail");
+    CHECK(std::string(detail["policy"].GetString()) == "newest_wins");
+    if (!detail["fields"].HasMember("city")) continue;
+    const auto &city = detail["fields"]["city"];
+    const std::string source = city["source"].GetString(), target = city["target"].GetString();
+    CHECK(
+        ((source == "Ghent" && target == "Antwerp") || (source == "Antwerp" && target == "Ghent")));
+    const std::string kept = city["kept"].GetString();
+    CHECK((kept == "source" ? source : target) == "Antwerp");
+    city_recorded = true;
+  }
+  CHECK(city_recorded);
+  CHECK(dead(w) == 0);
+}
+
+TEST_CASE("a delete in Odoo that meets an edit in HubSpot ends as on_delete says") {
+  World w;
+  w.hubspot.seed(kPortal, "contacts",
+                 {{{{"email", "eve@example.com"}, {"firstname", "Eve"}, {"lastname", "Adams"}}}});
+  SECTION("keep_edited: the edited record is kept and comes back to Odoo") {
+    w.start();
+    REQUIRE(w.wait_quiescent(60s));
+    const auto before = odoo_contacts(w, "eve@example.com");
+    REQUIRE(before.size() == 1);
+    const auto hub_id = hubspot_contacts(w, "eve@example.com").at(0).id;
+    w.odoo.unlink(kDb, "res.partner", {before[0].id});
+    std::this_thread::sleep_for(1100ms);  // Odoo's times have whole seconds
+    REQUIRE(w.hubspot.update_record(kPortal, "contacts", hub_id, {{"city", "Edited"}}));
+    REQUIRE(w.wait_quiescent(60s));
+    const auto hub = hubspot_contacts(w, "eve@example.com");
+    REQUIRE(hub.size() == 1);
+    CHECK(property(hub[0].properties, "city") == "Edited");
+    const auto after = odoo_contacts(w, "eve@example.com");
+    REQUIRE(after.size() == 1);
+    CHECK(after[0].id != before[0].id);
+    CHECK(text(after[0].values, "city") == "Edited");
+    CHECK_FALSE(conflicts(w, {"delete met edit", "edit met delete"}).empty());
+  }
+  SECTION("propagate: the delete wins on both sides, and the edit it overruled is recorded") {
+    w.on_delete = "propagate";
+    w.start();
+    REQUIRE(w.wait_quiescent(60s));
+    const auto before = odoo_contacts(w, "eve@example.com");
+    REQUIRE(before.size() == 1);
+    const auto hub_id = hubspot_contacts(w, "eve@example.com").at(0).id;
+    w.odoo.unlink(kDb, "res.partner", {before[0].id});
+    std::this_thread::sleep_for(1100ms);
+    REQUIRE(w.hubspot.update_record(kPortal, "contacts", hub_id, {{"city", "Edited"}}));
+    REQUIRE(w.wait_quiescent(60s));
+    CHECK(hubspot_contacts(w, "eve@example.com").empty());
+    CHECK(odoo_contacts(w, "eve@example.com").empty());
+    const auto met = conflicts(w, {"delete met edit", "edit met delete"});
+    REQUIRE_FALSE(met.empty());
+    CHECK(std::string(crmhost::json::parse(met[0].detail, "d")["resolution"].GetString()) ==
+          "deleted");
+  }
+  CHECK(dead(w) == 0);
+}
