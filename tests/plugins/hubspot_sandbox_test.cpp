@@ -437,3 +437,20 @@ TEST_CASE("an update or upsert naming a missing id is not_found while the batch 
   CHECK(f.sandbox.count(kPortal, "contacts") == 2);
   CHECK(f.sandbox.record(kPortal, "contacts", live[0])->properties.count("lastname") == 0);
 }
+
+TEST_CASE("a match-key search reads past HubSpot's 200 results a page") {
+  SandboxFixture f;
+  // 200 companies share one name, so the one holding the other value is the 201st result.
+  const std::vector<crmsandbox::HubSpotSeed> twins(200, {{{"name", "Twin"}}, 0, 0});
+  const auto twin_ids = f.sandbox.seed(kPortal, "companies", twins);
+  const auto last = f.sandbox.seed(kPortal, "companies", {{{{"name", "Last"}}}});
+  RawHubSpot raw(f);
+  const auto r =
+      raw.results(R"({"object":"company","mode":"match","match_on":"name","records":[)"
+                  R"({"ref":"a","data":{"name":"twin"}},{"ref":"b","data":{"name":"Last"}}]})");
+  REQUIRE(r.size() == 2);
+  CHECK(r[0].ok);
+  CHECK(r[0].id == twin_ids.front());  // the oldest wins
+  CHECK(r[1].ok);
+  CHECK(r[1].id == last[0]);
+}
