@@ -3,9 +3,10 @@
  *
  * It keeps contacts, companies and deals in memory, one store per connection, and implements
  * every call of crm.connector.v1: poll with a cursor (a modification sequence number), fetch by
- * id, push with upsert on a match key, a webhook that accepts a JSON array of records behind a
- * shared-secret header, and check. Copy it as the template of a new connector; the JSON shapes
- * are those of plugin-api/README.md.
+ * id, push (upsert on a match key, optionally trimmed and lower-cased; every mode of the README,
+ * where archive is a delete as this store keeps no archive), a webhook that accepts a JSON array
+ * of records behind a shared-secret header, and check. Copy it as the template of a new connector;
+ * the JSON shapes are those of plugin-api/README.md.
  */
 #include <crmhost/plugin.h>
 
@@ -168,10 +169,40 @@ static mem_record *find_by_id(crm_connector *c, const char *object, const char *
   return NULL;
 }
 
-/* Finds a live record whose field `key` equals `wanted` (compared as decoded strings, or as raw
- * JSON text for other types). */
+/* The push request's "match_normalize" steps, as bits. */
+#define NORMALIZE_TRIM 1u
+#define NORMALIZE_LOWER 2u
+
+static int is_ascii_space(char ch) {
+  return ch == ' ' || (ch >= '\t' && ch <= '\r'); /* space, tab, LF, VT, FF, CR */
+}
+
+/* Whether two keys are equal once `normalize` applies to both; compares in place, no copy. */
+static int keys_equal(const char *a, size_t a_len, const char *b, size_t b_len,
+                      unsigned normalize) {
+  size_t i;
+  if (normalize & NORMALIZE_TRIM) {
+    for (; a_len && is_ascii_space(*a); --a_len) ++a;
+    while (a_len && is_ascii_space(a[a_len - 1])) --a_len;
+    for (; b_len && is_ascii_space(*b); --b_len) ++b;
+    while (b_len && is_ascii_space(b[b_len - 1])) --b_len;
+  }
+  if (a_len != b_len) return 0;
+  for (i = 0; i < a_len; ++i) {
+    char x = a[i], y = b[i];
+    if (normalize & NORMALIZE_LOWER) {
+      if (x >= 'A' && x <= 'Z') x = (char)(x - 'A' + 'a');
+      if (y >= 'A' && y <= 'Z') y = (char)(y - 'A' + 'a');
+    }
+    if (x != y) return 0;
+  }
+  return 1;
+}
+
+/* Finds the oldest live record whose field `key` equals `wanted` (strings compared after
+ * `normalize`, other types by value). */
 static mem_record *find_by_field(crm_connector *c, const char *object, const char *key,
-                                 const tj_value *wanted) {
+                                 const tj_value *wanted, unsigned normalize) {
   size_t i;
   for (i = 0; i < c->count; ++i) {
     mem_record *r = &c->records[i];
@@ -184,8 +215,7 @@ static mem_record *find_by_field(crm_connector *c, const char *object, const cha
     field = tj_get(&data, key);
     if (field && field->type == wanted->type) {
       if (field->type == TJ_STRING)
-        same = field->str_len == wanted->str_len &&
-               memcmp(field->str, wanted->str, field->str_len) == 0;
+        same = keys_equal(field->str, field->str_len, wanted->str, wanted->str_len, normalize);
       else
         same = field->type != TJ_NULL && field->number == wanted->number;
     }
@@ -295,7 +325,8 @@ static const char k_describe[] =
     "\"id\"},"
     "{\"name\":\"deal\",\"id_field\":\"id\"}],"
     "\"capabilities\":[\"check\",\"poll\",\"fetch\",\"push\",\"webhook\",\"cancel\"],"
-    "\"push_modes\":[\"upsert\",\"create\",\"update\",\"delete\"],\"max_batch\":100,"
+    "\"push_modes\":[\"upsert\",\"create\",\"update\",\"delete\",\"archive\",\"match\"],"
+    "\"match_normalize\":[\"trim\",\"lower\"],\"max_batch\":100,"
     "\"settings_schema\":{\"$schema\":\"http://json-schema.org/draft-04/"
     "schema#\",\"type\":\"object\","
     "\"additionalProperties\":false,\"required\":[\"webhook_secret\"],\"properties\":{"
@@ -504,44 +535,79 @@ static void write_push_ok(tj_buf *b, const char *ref, const mem_record *r, int c
 
 /* Applies one push input; writes its result. */
 static void push_one(crm_connector *c, const char *object, const char *mode, const char *match_on,
-                     const tj_value *item, const char *text, tj_buf *b) {
+                     unsigned normalize, const tj_value *item, const char *text, tj_buf *b) {
   const char *ref = tj_get_string(item, "ref"), *id = tj_get_string(item, "id");
   const tj_value *data = tj_get(item, "data"), *key = NULL;
+  /* delete, archive and match only name a record: they need no data */
+  const int names_only =
+      !strcmp(mode, "delete") || !strcmp(mode, "archive") || !strcmp(mode, "match");
+  const int create = strcmp(mode, "create") == 0;
   mem_record *r = NULL;
   char message[200];
   if (!ref) ref = "";
-  if (strcmp(mode, "delete") != 0 && (!data || data->type != TJ_OBJECT)) {
+  if (!names_only && (!data || data->type != TJ_OBJECT)) {
     write_push_error(b, ref, "invalid_input", "\"data\" must be an object");
     return;
   }
-  if (id) r = find_by_id(c, object, id);
-  if (!r && match_on && data && (key = tj_get(data, match_on)) && key->type != TJ_NULL)
-    r = find_by_field(c, object, match_on, key);
-  if (r && r->deleted && strcmp(mode, "create") != 0) r = NULL;
-  if (strcmp(mode, "delete") == 0) {
-    if (!r) {
-      write_push_error(b, ref, "not_found", "no such record");
-      return;
-    }
-    mark_deleted(c, r);
-    write_push_ok(b, ref, r, 0);
-  } else if (strcmp(mode, "update") == 0 || (strcmp(mode, "upsert") == 0 && r)) {
-    if (!r) {
-      snprintf(message, sizeof message, "no %s matches id or %s", object,
-               match_on ? match_on : "match key");
-      write_push_error(b, ref, "not_found", message);
-    } else if (!update_record(c, r, text + data->raw_begin, data->raw_end - data->raw_begin)) {
-      write_push_error(b, ref, "internal", "out of memory");
-    } else {
-      write_push_ok(b, ref, r, 0);
-    }
-  } else { /* create, or upsert without a match */
+  /* A given id is the only lookup: a deleted or unknown record is not_found, never matched on
+   * the key nor created again. */
+  if (!create && id) {
+    r = find_by_id(c, object, id);
+    if (r && r->deleted) r = NULL;
+  } else if (!create && match_on && data && data->type == TJ_OBJECT &&
+             (key = tj_get(data, match_on)) && key->type != TJ_NULL) {
+    r = find_by_field(c, object, match_on, key, normalize);
+  }
+  if (create || (!r && !id && strcmp(mode, "upsert") == 0)) {
     r = insert_record(c, object, NULL, text + data->raw_begin, data->raw_end - data->raw_begin);
     if (r)
       write_push_ok(b, ref, r, 1);
     else
       write_push_error(b, ref, "internal", "out of memory");
+    return;
   }
+  if (!r) {
+    if (id)
+      snprintf(message, sizeof message, "no %s has id %.64s", object, id);
+    else if (match_on)
+      snprintf(message, sizeof message, "no %s has this %.64s", object, match_on);
+    else
+      snprintf(message, sizeof message, "no id and no match_on to find the %s by", object);
+    write_push_error(b, ref, "not_found", message);
+    return;
+  }
+  if (strcmp(mode, "delete") == 0 || strcmp(mode, "archive") == 0) {
+    mark_deleted(c, r); /* no archive here: an archive is a delete */
+  } else if (strcmp(mode, "match") != 0 &&
+             !update_record(c, r, text + data->raw_begin, data->raw_end - data->raw_begin)) {
+    write_push_error(b, ref, "internal", "out of memory");
+    return;
+  }
+  write_push_ok(b, ref, r, 0);
+}
+
+/* Reads "match_normalize" into NORMALIZE_* bits; 0 with `error` set for an unknown step. */
+static int read_normalize(const tj_value *steps, unsigned *out, char *error, size_t error_size) {
+  size_t i;
+  *out = 0;
+  if (!steps || steps->type == TJ_NULL) return 1;
+  if (steps->type != TJ_ARRAY) {
+    snprintf(error, error_size, "\"match_normalize\" must be an array of step names");
+    return 0;
+  }
+  for (i = 0; i < steps->count; ++i) {
+    const tj_value *step = &steps->children[i];
+    if (step->type == TJ_STRING && strcmp(step->str, "trim") == 0) {
+      *out |= NORMALIZE_TRIM;
+    } else if (step->type == TJ_STRING && strcmp(step->str, "lower") == 0) {
+      *out |= NORMALIZE_LOWER;
+    } else {
+      snprintf(error, error_size, "match_normalize step \"%.64s\" is unknown (known: trim, lower)",
+               step->type == TJ_STRING ? step->str : "(not a string)");
+      return 0;
+    }
+  }
+  return 1;
 }
 
 static crm_status memory_push(crm_connector *c, crm_str request, crm_sink *out, crm_error *err) {
@@ -549,6 +615,7 @@ static crm_status memory_push(crm_connector *c, crm_str request, crm_sink *out, 
   char error[160];
   const char *object, *mode, *match_on;
   const tj_value *records;
+  unsigned normalize;
   size_t i;
   tj_buf b = {0};
   if (!tj_parse(request.ptr, request.len, &req, error, sizeof error))
@@ -560,11 +627,15 @@ static crm_status memory_push(crm_connector *c, crm_str request, crm_sink *out, 
   if (!mode) mode = "upsert";
   if (!known_object(object) || !records || records->type != TJ_ARRAY ||
       (strcmp(mode, "upsert") && strcmp(mode, "create") && strcmp(mode, "update") &&
-       strcmp(mode, "delete"))) {
+       strcmp(mode, "delete") && strcmp(mode, "archive") && strcmp(mode, "match"))) {
     tj_free(&req);
     return fail(err, CRM_ERR_INVALID_INPUT,
                 "push request: needs a known \"object\", a \"records\" array and a mode of upsert, "
-                "create, update or delete");
+                "create, update, delete, archive or match");
+  }
+  if (!read_normalize(tj_get(&req, "match_normalize"), &normalize, error, sizeof error)) {
+    tj_free(&req);
+    return fail(err, CRM_ERR_INVALID_INPUT, "push request: %s", error);
   }
   if (records->count > MEMORY_MAX_BATCH) {
     const size_t count = records->count; /* read before tj_free releases `records` */
@@ -575,7 +646,7 @@ static crm_status memory_push(crm_connector *c, crm_str request, crm_sink *out, 
   tj_buf_str(&b, "{\"results\":[");
   for (i = 0; i < records->count; ++i) {
     if (i) tj_buf_str(&b, ",");
-    push_one(c, object, mode, match_on, &records->children[i], request.ptr, &b);
+    push_one(c, object, mode, match_on, normalize, &records->children[i], request.ptr, &b);
   }
   tj_buf_str(&b, "]}");
   tj_free(&req);

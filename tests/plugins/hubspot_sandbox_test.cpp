@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "../support/raw_connector.hpp"
 #include "net/http_client.hpp"
 #include "plugin_support.hpp"
 #include "sandbox/hubspot.hpp"
@@ -50,6 +51,21 @@ struct SandboxFixture {
     }
     FAIL("poll never reached the head");
     return ids;
+  }
+};
+
+// hubspot.so's connector driven with raw push requests (the host's adapter does not send
+// match_normalize yet).
+struct RawHubSpot : crmhost::testing::RawConnector {
+  explicit RawHubSpot(SandboxFixture &f)
+      : RawConnector(std::filesystem::path(CRMHOST_PLUGIN_OUTPUT_DIR) / "hubspot.so", "hubspot",
+                     f.host.services, f.settings()) {}
+
+  std::vector<crmhost::plugins::PushResult> results(const std::string &request) {
+    const auto pushed = push(request);
+    INFO(pushed.message);
+    REQUIRE(pushed.status == CRM_OK);
+    return pushed.results();
   }
 };
 
@@ -293,4 +309,148 @@ TEST_CASE("numbers are written as HubSpot's text, integral ones without a fracti
   REQUIRE(small);
   CHECK(big->properties.at("amount") == "4200");
   CHECK(small->properties.at("amount") == "99.5");
+}
+
+TEST_CASE("match_normalize sends normalised keys to the upsert and to search") {
+  SandboxFixture f;
+  const auto ann = f.sandbox.seed(kPortal, "contacts", {{{{"email", "ann@example.com"}}}});
+  const auto acme = f.sandbox.seed(kPortal, "companies", {{{{"name", "Acme Corp"}}}});
+  RawHubSpot raw(f);
+  const auto contacts = raw.results(
+      R"({"object":"contact","mode":"upsert","match_on":"email","match_normalize":["trim","lower"],)"
+      R"("records":[{"ref":"a","data":{"email":"Ann@Example.com ","firstname":"Ann"}},)"
+      R"({"ref":"b","data":{"email":"New@Example.com","firstname":"New"}},)"
+      R"({"ref":"c","data":{"email":" new@example.com","lastname":"Again"}}]})");
+  REQUIRE(contacts.size() == 3);
+  for (const auto &one : contacts) {
+    INFO(one.ref << ": " << one.message);
+    CHECK(one.ok);
+  }
+  CHECK(contacts[0].id == ann[0]);
+  CHECK_FALSE(contacts[0].created);
+  CHECK(contacts[1].created);  // the first input of a new key creates it, the later one writes
+  CHECK(contacts[2].id == contacts[1].id);
+  CHECK_FALSE(contacts[2].created);
+  CHECK(f.sandbox.count(kPortal, "contacts") == 2);
+  CHECK(f.sandbox.record(kPortal, "contacts", ann[0])->properties.at("firstname") == "Ann");
+
+  // Companies are looked up by search: IN with the normalised (lower-case) value finds "Acme Corp".
+  const auto companies = raw.results(
+      R"({"object":"company","mode":"upsert","match_on":"name","match_normalize":["trim","lower"],)"
+      R"("records":[{"ref":"a","data":{"name":" ACME corp","domain":"acme.example"}}]})");
+  REQUIRE(companies.size() == 1);
+  CHECK(companies[0].ok);
+  CHECK(companies[0].id == acme[0]);
+  CHECK_FALSE(companies[0].created);
+  CHECK(f.sandbox.count(kPortal, "companies") == 1);
+  CHECK(f.sandbox.record(kPortal, "companies", acme[0])->properties.at("name") == " ACME corp");
+
+  // Without it the key is compared case aside but spaces kept: " acme corp" matches nothing and
+  // a company is created.
+  const auto plain = raw.results(R"({"object":"company","mode":"upsert","match_on":"name",)"
+                                 R"("records":[{"ref":"a","data":{"name":" acme CORP "}}]})");
+  REQUIRE(plain.size() == 1);
+  CHECK(plain[0].ok);
+  CHECK(plain[0].created);
+  CHECK(f.sandbox.count(kPortal, "companies") == 2);
+
+  const auto unknown =
+      raw.push(R"({"object":"contact","mode":"upsert","match_normalize":["upper"],"records":[]})");
+  CHECK(unknown.status == CRM_ERR_INVALID_INPUT);
+  CHECK(unknown.message.find("\"upper\"") != std::string::npos);
+}
+
+TEST_CASE("match mode answers the ids it finds and not_found, and writes nothing") {
+  SandboxFixture f;
+  crmsandbox::HubSpotSeed seed;
+  seed.properties = {{"email", "ann@example.com"}, {"firstname", "Ann"}};
+  seed.created_ms = seed.updated_ms = 1'700'000'000'000;
+  const auto ann = f.sandbox.seed(kPortal, "contacts", {seed});
+  const auto gone = f.sandbox.seed_generated(kPortal, "contacts", 1);
+  f.sandbox.archive_record(kPortal, "contacts", gone[0]);
+  RawHubSpot raw(f);
+  const auto r = raw.results(
+      R"({"object":"contact","mode":"match","match_on":"email","match_normalize":["trim","lower"],)"
+      R"("records":[{"ref":"a","data":{"email":" ANN@example.com","firstname":"Changed"}},)"
+      R"({"ref":"b","data":{"email":"nobody@example.com","firstname":"Nobody"}},)"
+      R"({"ref":"c","id":")" +
+      ann[0] + R"("},{"ref":"d","id":")" + gone[0] + R"("}]})");
+  REQUIRE(r.size() == 4);
+  CHECK(r[0].ok);
+  CHECK(r[0].id == ann[0]);
+  CHECK_FALSE(r[0].created);
+  CHECK_FALSE(r[1].ok);
+  CHECK(r[1].code == "not_found");
+  CHECK_FALSE(r[1].retryable);
+  CHECK(r[2].ok);
+  CHECK(r[2].id == ann[0]);
+  CHECK_FALSE(r[3].ok);  // archived: HubSpot's deleted
+  CHECK(r[3].code == "not_found");
+  const auto after = f.sandbox.record(kPortal, "contacts", ann[0]);
+  CHECK(after->properties.at("firstname") == "Ann");
+  CHECK(after->updated_ms == seed.updated_ms);
+  CHECK(f.sandbox.count(kPortal, "contacts") == 1);
+}
+
+TEST_CASE("archive is HubSpot's delete, by id or by a normalised key") {
+  SandboxFixture f;
+  const auto deal = f.sandbox.seed_generated(kPortal, "deals", 1);
+  const auto contact = f.sandbox.seed(kPortal, "contacts", {{{{"email", "key@example.com"}}}});
+  RawHubSpot raw(f);
+  const auto deals =
+      raw.results(R"({"object":"deal","mode":"archive","records":[{"ref":"a","id":")" + deal[0] +
+                  R"("},{"ref":"b","id":"424242"}]})");
+  REQUIRE(deals.size() == 2);
+  CHECK(deals[0].ok);
+  CHECK(deals[1].ok);  // already gone is done, as for delete
+  CHECK(f.sandbox.record(kPortal, "deals", deal[0])->archived);
+  const auto contacts = raw.results(
+      R"({"object":"contact","mode":"archive","match_on":"email","match_normalize":["trim","lower"],)"
+      R"("records":[{"ref":"a","data":{"email":"KEY@example.com "}}]})");
+  REQUIRE(contacts.size() == 1);
+  CHECK(contacts[0].ok);
+  CHECK(contacts[0].id == contact[0]);
+  CHECK(f.sandbox.record(kPortal, "contacts", contact[0])->archived);
+  CHECK(f.sandbox.count(kPortal, "contacts") == 0);
+}
+
+TEST_CASE("an update or upsert naming a missing id is not_found while the batch goes on") {
+  SandboxFixture f;
+  const auto live = f.sandbox.seed(
+      kPortal, "contacts", {{{{"email", "live@example.com"}}}, {{{"email", "other@example.com"}}}});
+  RawHubSpot raw(f);
+  for (const char *mode : {"update", "upsert"}) {
+    INFO(mode);
+    // The missing id's match key names a live contact: the id alone decides.
+    const auto r = raw.results(
+        std::string(R"({"object":"contact","mode":")") + mode +
+        R"(","match_on":"email","records":[{"ref":"x","id":"987654321",)"
+        R"("data":{"email":"live@example.com","lastname":"Nobody"}},{"ref":"y","id":")" +
+        live[1] + R"(","data":{"lastname":")" + mode + R"("}}]})");
+    REQUIRE(r.size() == 2);
+    CHECK_FALSE(r[0].ok);
+    CHECK(r[0].code == "not_found");
+    CHECK_FALSE(r[0].retryable);
+    CHECK(r[1].ok);
+    CHECK(f.sandbox.record(kPortal, "contacts", live[1])->properties.at("lastname") == mode);
+  }
+  CHECK(f.sandbox.count(kPortal, "contacts") == 2);
+  CHECK(f.sandbox.record(kPortal, "contacts", live[0])->properties.count("lastname") == 0);
+}
+
+TEST_CASE("a match-key search reads past HubSpot's 200 results a page") {
+  SandboxFixture f;
+  // 200 companies share one name, so the one holding the other value is the 201st result.
+  const std::vector<crmsandbox::HubSpotSeed> twins(200, {{{"name", "Twin"}}, 0, 0});
+  const auto twin_ids = f.sandbox.seed(kPortal, "companies", twins);
+  const auto last = f.sandbox.seed(kPortal, "companies", {{{{"name", "Last"}}}});
+  RawHubSpot raw(f);
+  const auto r =
+      raw.results(R"({"object":"company","mode":"match","match_on":"name","records":[)"
+                  R"({"ref":"a","data":{"name":"twin"}},{"ref":"b","data":{"name":"Last"}}]})");
+  REQUIRE(r.size() == 2);
+  CHECK(r[0].ok);
+  CHECK(r[0].id == twin_ids.front());  // the oldest wins
+  CHECK(r[1].ok);
+  CHECK(r[1].id == last[0]);
 }

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "../support/raw_connector.hpp"
 #include "net/http_client.hpp"
 #include "plugin_support.hpp"
 #include "sandbox/odoo.hpp"
@@ -82,6 +83,28 @@ PushRequest push_request(const std::string &object, std::vector<PushInput> recor
 }
 
 const char *const kProtocols[] = {"jsonrpc", "json2"};
+
+// odoo.so's connector driven with raw push requests (the host's adapter does not send
+// match_normalize yet).
+struct RawOdoo : crmhost::testing::RawConnector {
+  RawOdoo(SandboxFixture &f, const std::string &protocol, const std::string &extra = "")
+      : RawConnector(std::filesystem::path(CRMHOST_PLUGIN_OUTPUT_DIR) / "odoo.so", "odoo",
+                     f.host.services, f.settings(protocol, extra)) {}
+
+  std::vector<crmhost::plugins::PushResult> results(const std::string &request) {
+    const auto pushed = push(request);
+    INFO(pushed.message);
+    REQUIRE(pushed.status == CRM_OK);
+    return pushed.results();
+  }
+};
+
+std::string text_of(const crmsandbox::OdooValues &values, const char *field) {
+  const auto it = values.find(field);
+  return it != values.end() && std::holds_alternative<std::string>(it->second)
+             ? std::get<std::string>(it->second)
+             : std::string("<not text>");
+}
 
 }  // namespace
 
@@ -424,5 +447,166 @@ TEST_CASE("an answer cut short is a retryable transport failure") {
     REQUIRE_FALSE(page);
     CHECK(page.error().code == CRM_ERR_TRANSPORT);
     CHECK(page.error().retryable);
+  }
+}
+
+TEST_CASE("match_normalize finds keys stored with other case or surrounding spaces") {
+  // Ann@Example.com and "bob@example.com " (a trailing space) as people type them into Odoo.
+  const auto partners = [](SandboxFixture &f) {
+    return std::pair(
+        f.sandbox.create(kDb, "res.partner",
+                         {{"name", std::string("Ann")}, {"email", std::string("Ann@Example.com")}}),
+        f.sandbox.create(
+            kDb, "res.partner",
+            {{"name", std::string("Bob")}, {"email", std::string("bob@example.com ")}}));
+  };
+  const std::string upsert = R"({"object":"contact","mode":"upsert","match_on":"email",)";
+  const std::string ann_and_bob =
+      R"("records":[{"ref":"a","data":{"email":"ann@example.com","name":"Ann","city":"Ghent"}},)"
+      R"({"ref":"b","data":{"email":"bob@example.com","name":"Bob","city":"Oslo"}})";
+  for (const char *protocol : kProtocols) {
+    INFO(protocol);
+    SandboxFixture f;
+    const auto [ann, bob] = partners(f);
+    RawOdoo raw(f, protocol);
+    const auto r =
+        raw.results(upsert + R"("match_normalize":["trim","lower"],)" + ann_and_bob +
+                    R"(,{"ref":"c","data":{"email":"New@Example.com ","name":"New"}},)"
+                    R"({"ref":"d","data":{"email":"new@example.com","name":"Again"}}]})");
+    REQUIRE(r.size() == 4);
+    for (const auto &one : r) {
+      INFO(one.ref << ": " << one.message);
+      CHECK(one.ok);
+    }
+    CHECK(r[0].id == std::to_string(ann));
+    CHECK_FALSE(r[0].created);
+    CHECK(r[1].id == std::to_string(bob));
+    CHECK_FALSE(r[1].created);
+    CHECK(r[2].created);  // the first input of a new key creates it, the later one writes to it
+    CHECK_FALSE(r[3].created);
+    CHECK(r[3].id == r[2].id);
+    CHECK(f.sandbox.records(kDb, "res.partner").size() == 3);
+    CHECK(text_of(f.sandbox.record(kDb, "res.partner", ann)->values, "city") == "Ghent");
+    CHECK(text_of(f.sandbox.record(kDb, "res.partner", bob)->values, "city") == "Oslo");
+
+    const auto unknown =
+        raw.push(upsert + R"("match_normalize":["trim","fold"],)" + ann_and_bob + "]}");
+    CHECK(unknown.status == CRM_ERR_INVALID_INPUT);
+    CHECK(unknown.message.find("\"fold\"") != std::string::npos);
+
+    // Without match_normalize the lookup stays exact (Odoo's `in`): neither stored variant is
+    // found, so both inputs create partners, as before.
+    SandboxFixture g;
+    partners(g);
+    RawOdoo plain_raw(g, protocol);
+    const auto plain = plain_raw.results(upsert + ann_and_bob + "]}");
+    REQUIRE(plain.size() == 2);
+    CHECK(plain[0].ok);
+    CHECK(plain[0].created);
+    CHECK(plain[1].created);
+    CHECK(g.sandbox.records(kDb, "res.partner").size() == 4);
+  }
+}
+
+TEST_CASE("match mode answers the ids it finds and not_found, and writes nothing") {
+  for (const char *protocol : kProtocols) {
+    SandboxFixture f;
+    // Made an hour ago: a write now would move write_date.
+    f.sandbox.set_clock_offset(std::chrono::hours(-1));
+    const auto ann =
+        f.sandbox.create(kDb, "res.partner",
+                         {{"name", std::string("Ann")}, {"email", std::string("ann@example.com")}});
+    const auto gone = f.sandbox.create(kDb, "res.partner", {{"name", std::string("Gone")}});
+    f.sandbox.unlink(kDb, "res.partner", {gone});
+    f.sandbox.set_clock_offset(std::chrono::seconds(0));
+    const auto before = f.sandbox.record(kDb, "res.partner", ann)->values;
+    RawOdoo raw(f, protocol);
+    const auto r = raw.results(
+        R"({"object":"contact","mode":"match","match_on":"email","match_normalize":["trim","lower"],)"
+        R"("records":[{"ref":"a","data":{"email":" ANN@example.com","name":"Changed"}},)"
+        R"({"ref":"b","data":{"email":"nobody@example.com","name":"Nobody"}},)"
+        R"({"ref":"c","id":")" +
+        std::to_string(ann) + R"("},{"ref":"d","id":")" + std::to_string(gone) + R"("}]})");
+    REQUIRE(r.size() == 4);
+    CHECK(r[0].ok);
+    CHECK(r[0].id == std::to_string(ann));
+    CHECK_FALSE(r[0].created);
+    CHECK_FALSE(r[1].ok);
+    CHECK(r[1].code == "not_found");
+    CHECK_FALSE(r[1].retryable);
+    CHECK(r[2].ok);
+    CHECK(r[2].id == std::to_string(ann));
+    CHECK_FALSE(r[3].ok);
+    CHECK(r[3].code == "not_found");
+    const auto after = f.sandbox.record(kDb, "res.partner", ann)->values;
+    CHECK(text_of(after, "write_date") == text_of(before, "write_date"));
+    CHECK(text_of(after, "name") == "Ann");
+    CHECK(f.sandbox.records(kDb, "res.partner", true).size() == 1);
+  }
+}
+
+TEST_CASE("archive writes active false and a model without active answers unsupported") {
+  for (const char *protocol : kProtocols) {
+    SandboxFixture f;
+    const auto by_id = f.sandbox.create(kDb, "res.partner", {{"name", std::string("By Id")}});
+    const auto by_key = f.sandbox.create(
+        kDb, "res.partner",
+        {{"name", std::string("By Key")}, {"email", std::string("Key@Example.com")}});
+    RawOdoo raw(f, protocol);
+    const auto r = raw.results(
+        R"({"object":"contact","mode":"archive","match_on":"email","match_normalize":["lower"],)"
+        R"("records":[{"ref":"a","id":")" +
+        std::to_string(by_id) +
+        R"("},{"ref":"b","data":{"email":"key@example.com"}},{"ref":"c","id":"999999"}]})");
+    REQUIRE(r.size() == 3);
+    for (const auto &one : r) {
+      INFO(one.ref << ": " << one.message);
+      CHECK(one.ok);  // c: already gone is done, as for delete
+    }
+    CHECK(r[1].id == std::to_string(by_key));
+    for (const auto id : {by_id, by_key}) {
+      const auto record = f.sandbox.record(kDb, "res.partner", id);
+      REQUIRE(record);  // archived, not deleted
+      CHECK(std::get<bool>(record->values.at("active")) == false);
+    }
+    CHECK(f.sandbox.count(kDb, "res.partner") == 0);
+    CHECK(f.sandbox.records(kDb, "res.partner", true).size() == 2);
+
+    // res.country has no active field.
+    RawOdoo countries(f, protocol, R"(,"models":{"company":"res.country"})");
+    const auto unsupported = countries.results(
+        R"({"object":"company","mode":"archive","records":[{"ref":"x","id":"1"}]})");
+    REQUIRE(unsupported.size() == 1);
+    CHECK_FALSE(unsupported[0].ok);
+    CHECK(unsupported[0].code == "unsupported");
+    CHECK_FALSE(unsupported[0].retryable);
+  }
+}
+
+TEST_CASE("an upsert or update naming a deleted id is not_found and creates nothing") {
+  for (const char *protocol : kProtocols) {
+    SandboxFixture f;
+    const auto id = f.sandbox.create(
+        kDb, "res.partner",
+        {{"name", std::string("Gone")}, {"email", std::string("gone@example.com")}});
+    const auto live = f.sandbox.create(
+        kDb, "res.partner",
+        {{"name", std::string("Live")}, {"email", std::string("live@example.com")}});
+    f.sandbox.unlink(kDb, "res.partner", {id});
+    RawOdoo raw(f, protocol);
+    for (const char *mode : {"upsert", "update"}) {
+      INFO(mode);
+      // The match key names a live partner: the id alone decides.
+      const auto r =
+          raw.results(std::string(R"({"object":"contact","mode":")") + mode +
+                      R"(","match_on":"email","records":[{"ref":"x","id":")" + std::to_string(id) +
+                      R"(","data":{"email":"live@example.com","city":"Nowhere"}}]})");
+      REQUIRE(r.size() == 1);
+      CHECK_FALSE(r[0].ok);
+      CHECK(r[0].code == "not_found");
+      CHECK_FALSE(r[0].retryable);
+    }
+    CHECK(f.sandbox.records(kDb, "res.partner", true).size() == 1);
+    CHECK(text_of(f.sandbox.record(kDb, "res.partner", live)->values, "city") == "<not text>");
   }
 }

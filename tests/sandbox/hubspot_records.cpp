@@ -193,6 +193,7 @@ StoredRecord *HubSpotSandbox::Impl::find(Portal &p, const ObjectType &type, cons
     if (it == table.records.end() || it->second.archived != archived) return nullptr;
     return &it->second;
   }
+  // (guess) a lookup by email (an upsert's idProperty) ignores case and surrounding spaces.
   const bool email = type.plural == "contacts" && id_property == "email";
   if (email && !archived) {
     const auto it = table.by_email.find(lowercase(trim(id)));
@@ -216,7 +217,8 @@ std::optional<ApiError> HubSpotSandbox::Impl::validate(Portal &p, const ObjectTy
   if (type.plural != "contacts") return std::nullopt;
   const auto email = properties.find("email");
   if (email == properties.end() || email->second.empty()) return std::nullopt;
-  email->second = lowercase(trim(email->second));  // HubSpot stores emails in lower case
+  // (guess) HubSpot stores emails trimmed and in lower case; the fact sheet does not say.
+  email->second = lowercase(trim(email->second));
   if (!valid_email(email->second)) {
     ApiError error;
     error.message =

@@ -55,6 +55,15 @@ int compare(const std::string &a, const std::string &b) {
   return la < lb ? -1 : la > lb ? 1 : 0;
 }
 
+// (guess) IN and NOT_IN hold a string property's value, lower-cased, against the values as
+// given: HubSpot's search guide asks for lower-case values there (the fact sheet is silent), so
+// "Ann@Example.com" finds nothing. Numbers and dates still compare as numbers.
+bool in_equals(const std::string &value, const std::string &wanted) {
+  const auto x = as_number(value), y = as_number(wanted);
+  if (x && y) return *x == *y;
+  return lowercase(value) == wanted;
+}
+
 bool is_word(char c) {
   return std::isalnum(static_cast<unsigned char>(c));
 }
@@ -86,7 +95,7 @@ bool matches(const Filter &f, const Properties &properties) {
   const std::string value = has ? it->second : std::string();
   const auto in = [&] {
     return std::any_of(f.values.begin(), f.values.end(),
-                       [&](const auto &v) { return compare(value, v) == 0; });
+                       [&](const auto &v) { return in_equals(value, v); });
   };
   if (f.op == "HAS_PROPERTY") return has;
   if (f.op == "NOT_HAS_PROPERTY") return !has;

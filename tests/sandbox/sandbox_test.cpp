@@ -363,6 +363,10 @@ TEST_CASE("search combines filter groups and operators and sorts", "[sandbox]") 
         V{"Acme Corp", "Gamma Acme"});
   CHECK(names(one(R"({"propertyName":"employees","operator":"NOT_IN","values":["10","30"]})")) ==
         V{"Beta LLC", "Delta"});
+  // IN on text takes lower-case values: a value as stored, capitals and all, finds nothing.
+  CHECK(names(one(R"({"propertyName":"name","operator":"IN","values":["acme corp","delta"]})")) ==
+        V{"Acme Corp", "Delta"});
+  CHECK(names(one(R"({"propertyName":"name","operator":"IN","values":["Acme Corp"]})")).empty());
   CHECK(names(one(R"({"propertyName":"employees","operator":"NOT_HAS_PROPERTY"})")) == V{"Delta"});
   CHECK(names(one(R"({"propertyName":"employees","operator":"HAS_PROPERTY"})")).size() == 3);
   CHECK(names(one(R"({"propertyName":"name","operator":"CONTAINS_TOKEN","value":"acme"})")) ==

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../support/raw_connector.hpp"
 #include "test_support.hpp"
 #include "util/json.hpp"
 
@@ -189,6 +190,126 @@ TEST_CASE("connector calls return the documented JSON shapes", "[connector]") {
   SECTION("cancel with nothing running is harmless") {
     c->cancel();
     CHECK(c->check());
+  }
+}
+
+TEST_CASE("the C example's push honours match_normalize, match and archive", "[connector]") {
+  // Raw requests: the host's adapter does not send match_normalize yet.
+  auto plugin = crmhost::test::load_or_fail(fixture("memory"));
+  crmhost::testing::RawConnector raw(
+      fixture("memory"), "memory", std::make_shared<HostServices>(),
+      R"({"webhook_secret":"s3cret-s3cret","seed":[)"
+      R"({"object":"contact","id":"ann","data":{"email":"Ann@Example.com","name":"Ann"}},)"
+      R"({"object":"contact","id":"bob","data":{"email":"bob@example.com ","name":"Bob"}},)"
+      R"({"object":"contact","id":"gone","data":{"email":"gone@example.com","name":"Gone"}}]})");
+  const auto results = [&](const std::string &request) {
+    const auto pushed = raw.push(request);
+    INFO(pushed.message);
+    REQUIRE(pushed.status == CRM_OK);
+    return pushed.results();
+  };
+  const auto count = [&] {
+    const auto page = raw.poll(R"({"object":"contact","cursor":null,"limit":1000})");
+    return crmhost::json::parse(page.json, "poll")["records"].Size();
+  };
+  const auto name_of = [&](const std::string &id) {
+    const auto fetched = raw.fetch(R"({"object":"contact","ids":[")" + id + R"("]})");
+    const auto doc = crmhost::json::parse(fetched.json, "fetch");
+    return doc["records"].Empty() ? std::string("<missing>")
+                                  : std::string(doc["records"][0]["data"]["name"].GetString());
+  };
+  REQUIRE(results(R"({"object":"contact","mode":"delete","records":[{"ref":"g","id":"gone"}]})")
+              .at(0)
+              .ok);
+  const std::string normalize = R"("match_on":"email","match_normalize":["trim","lower"],)";
+
+  SECTION("match_normalize compares keys trimmed and lower-cased, in the batch too") {
+    // Without it keys compare exactly, as before: both inputs create.
+    const auto plain = results(
+        R"({"object":"contact","mode":"upsert","match_on":"email","records":[)"
+        R"({"ref":"a","data":{"email":"ann@example.com"}},{"ref":"b","data":{"email":"bob@example.com"}}]})");
+    REQUIRE(plain.size() == 2);
+    CHECK(plain[0].created);
+    CHECK(plain[1].created);
+
+    // With it they match, and the oldest of the records holding a key wins.
+    const auto r =
+        results(R"({"object":"contact","mode":"upsert",)" + normalize +
+                R"("records":[{"ref":"a","data":{"email":"ann@example.com","city":"Ghent"}},)"
+                R"({"ref":"b","data":{"email":"bob@example.com","city":"Oslo"}},)"
+                R"({"ref":"c","data":{"email":"New@Example.com ","name":"New"}},)"
+                R"({"ref":"d","data":{"email":"new@example.com","name":"New Again"}}]})");
+    REQUIRE(r.size() == 4);
+    CHECK(r[0].id == "ann");
+    CHECK_FALSE(r[0].created);
+    CHECK(r[1].id == "bob");
+    CHECK_FALSE(r[1].created);
+    CHECK(r[2].created);
+    CHECK(r[3].id == r[2].id);
+    CHECK_FALSE(r[3].created);
+    CHECK(name_of(r[2].id) == "New Again");
+    CHECK(count() == 6);  // ann, bob, gone (deleted), the two made above and new
+
+    const auto unknown = raw.push(
+        R"({"object":"contact","mode":"upsert","match_normalize":["trim","casefold"],"records":[]})");
+    CHECK(unknown.status == CRM_ERR_INVALID_INPUT);
+    CHECK_THAT(unknown.message, Catch::Contains("\"casefold\""));
+  }
+
+  SECTION("match answers the found id or not_found and writes nothing") {
+    const auto before = raw.poll(R"({"object":"contact","cursor":null,"limit":1000})");
+    const std::string cursor = crmhost::json::parse(before.json, "poll")["next_cursor"].GetString();
+    const auto r =
+        results(R"({"object":"contact","mode":"match",)" + normalize +
+                R"("records":[{"ref":"a","data":{"email":" ANN@example.com","name":"X"}},)"
+                R"({"ref":"b","data":{"email":"nobody@example.com"}},)"
+                R"({"ref":"c","id":"bob"},{"ref":"d","id":"gone"},{"ref":"e","id":"no"}]})");
+    REQUIRE(r.size() == 5);
+    CHECK(r[0].ok);
+    CHECK(r[0].id == "ann");
+    CHECK_FALSE(r[0].created);
+    CHECK_FALSE(r[1].ok);
+    CHECK(r[1].code == "not_found");
+    CHECK_FALSE(r[1].retryable);
+    CHECK(r[2].ok);
+    CHECK(r[2].id == "bob");
+    CHECK(r[3].code == "not_found");  // deleted
+    CHECK(r[4].code == "not_found");
+    const auto after =
+        raw.poll(std::string(R"({"object":"contact","cursor":")") + cursor + R"(","limit":1000})");
+    CHECK(crmhost::json::parse(after.json, "poll")["records"].Empty());
+    CHECK(name_of("ann") == "Ann");
+  }
+
+  SECTION("archive deletes as delete does: this store keeps no archive") {
+    const auto r =
+        results(R"({"object":"contact","mode":"archive",)" + normalize +
+                R"("records":[{"ref":"a","id":"ann"},)"
+                R"({"ref":"b","data":{"email":"BOB@example.com"}},{"ref":"c","id":"no"}]})");
+    REQUIRE(r.size() == 3);
+    CHECK(r[0].ok);
+    CHECK(r[1].ok);
+    CHECK(r[1].id == "bob");
+    CHECK_FALSE(r[2].ok);
+    CHECK(r[2].code == "not_found");  // as delete answers
+    CHECK(name_of("ann") == "<missing>");
+    CHECK(name_of("bob") == "<missing>");
+  }
+
+  SECTION("upsert and update naming a deleted id are not_found, never matched on the key") {
+    for (const char *mode : {"upsert", "update"}) {
+      INFO(mode);
+      const auto r = results(std::string(R"({"object":"contact","mode":")") + mode +
+                             R"(","match_on":"email","records":[{"ref":"x","id":"gone",)"
+                             R"("data":{"email":"bob@example.com ","name":"Not Bob"}}]})");
+      REQUIRE(r.size() == 1);
+      CHECK_FALSE(r[0].ok);
+      CHECK(r[0].code == "not_found");
+      CHECK_FALSE(r[0].retryable);
+    }
+    CHECK(count() == 3);
+    CHECK(name_of("bob") == "Bob");
+    CHECK(name_of("gone") == "<missing>");
   }
 }
 

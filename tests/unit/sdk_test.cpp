@@ -71,3 +71,25 @@ TEST_CASE("the SDK's calendar helpers agree with each other and with known dates
   CHECK(get_string(doc, "n").empty());
   CHECK(string_list(doc["a"]) == std::vector<std::string>{"p", "q"});
 }
+
+TEST_CASE("MatchNormalize reads the push request's steps and applies them to ASCII only", "[sdk]") {
+  using crmhost::sdk::MatchNormalize;
+  const auto read = [](const char *json) {
+    return MatchNormalize::from_request(crmhost::sdk::parse_json(json, "request"));
+  };
+  CHECK_FALSE(read(R"({"mode":"upsert"})").any());
+  CHECK_FALSE(read(R"({"match_normalize":[]})").any());
+  const auto both = read(R"({"match_normalize":["trim","lower"]})");
+  CHECK(both.apply(" \t\r\n\f\vAnn@Example.COM \n") == "ann@example.com");
+  CHECK(both.apply("\xC3\x89mile  X") == "\xC3\x89mile  x");  // bytes past ASCII unchanged
+  CHECK(read(R"({"match_normalize":["trim"]})").apply(" Ann ") == "Ann");
+  CHECK(read(R"({"match_normalize":["lower"]})").apply(" Ann ") == " ann ");
+  try {
+    read(R"({"match_normalize":["trim","upper"]})");
+    FAIL("an unknown step was accepted");
+  } catch (const crmhost::sdk::Error &e) {
+    CHECK(e.status() == CRM_ERR_INVALID_INPUT);
+    CHECK_THAT(e.what(), Catch::Contains("\"upper\""));
+  }
+  CHECK_THROWS_AS(read(R"({"match_normalize":"lower"})"), crmhost::sdk::Error);
+}

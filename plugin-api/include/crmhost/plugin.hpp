@@ -156,6 +156,53 @@ inline std::string lower_ascii(std::string s) {
   return s;
 }
 
+// A push request's "match_normalize" (README, push): the steps applied to both sides of every
+// comparison of match keys. `any()` is false when the request names no step.
+struct MatchNormalize {
+  bool trim = false, lower = false;
+
+  // Throws Error(CRM_ERR_INVALID_INPUT) naming an unknown step or a malformed member.
+  static MatchNormalize from_request(const rapidjson::Value &request) {
+    MatchNormalize out;
+    if (!request.IsObject()) return out;
+    auto it = request.FindMember("match_normalize");
+    if (it == request.MemberEnd() || it->value.IsNull()) return out;
+    if (!it->value.IsArray())
+      throw Error(CRM_ERR_INVALID_INPUT,
+                  "push request: \"match_normalize\" must be an array of step names");
+    for (const auto &step : it->value.GetArray()) {
+      const std::string name =
+          step.IsString() ? std::string(step.GetString(), step.GetStringLength()) : "";
+      if (name == "trim")
+        out.trim = true;
+      else if (name == "lower")
+        out.lower = true;
+      else
+        throw Error(CRM_ERR_INVALID_INPUT,
+                    "push request: match_normalize step " +
+                        (step.IsString() ? "\"" + name + "\"" : to_json(step)) +
+                        " is unknown (known: trim, lower)");
+    }
+    return out;
+  }
+
+  bool any() const { return trim || lower; }
+
+  std::string apply(std::string_view value) const {
+    if (trim) {
+      // ASCII whitespace as the contract names it: space, tab, LF, VT, FF, CR.
+      const auto space = [](char c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
+      while (!value.empty() && space(value.front())) value.remove_prefix(1);
+      while (!value.empty() && space(value.back())) value.remove_suffix(1);
+    }
+    std::string out(value);
+    if (lower)
+      for (char &c : out)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return out;
+  }
+};
+
 // What became of one input of a push: a connector settles each input once, then writes the
 // results in input order with to_json.
 struct PushOutcome {

@@ -81,7 +81,8 @@ class HubSpotConnector : public sdk::Connector {
                   std::vector<PushItem *> items, const std::string &id_property,
                   bool &anything_written);
   void resolve_by_property(const ObjectInfo &object, const std::string &property,
-                           std::vector<PushItem> &items);
+                           const sdk::MatchNormalize &normalize, std::vector<PushItem> &items);
+  void confirm_ids(const ObjectInfo &object, std::vector<PushItem> &items);
   void delete_one(const ObjectInfo &object, PushItem &item, bool &anything_written);
 
   Settings settings_;

@@ -1,5 +1,6 @@
-// push: HubSpot's batch create/update/upsert (100 inputs a call) and per-record DELETE, with one
-// result per input mapped from HubSpot's results[] and errors[] (207 partial failures included).
+// push: HubSpot's batch create/update/upsert (100 inputs a call) and per-record DELETE (which
+// HubSpot calls archive, so archive is the same call), with one result per input mapped from
+// HubSpot's results[] and errors[] (207 partial failures included); match only looks up.
 #include <algorithm>
 #include <cctype>
 #include <map>
@@ -14,6 +15,7 @@ using sdk::Error;
 struct HubSpotConnector::PushItem : sdk::PushOutcome {
   size_t index = 0;
   std::string id, match_value;
+  std::string match_key;  // match_value as compared: normalised, or lower-cased by default
   const Value *data = nullptr;
 };
 
@@ -124,9 +126,14 @@ crm_status HubSpotConnector::push(const Value &request, rapidjson::Document &res
   const ObjectInfo &object = object_of(request, "push");
   std::string mode = get_string(request, "mode");
   if (mode.empty()) mode = "upsert";
-  if (mode != "upsert" && mode != "create" && mode != "update" && mode != "delete")
-    throw Error(CRM_ERR_INVALID_INPUT,
-                "push request: mode \"" + mode + "\" is not upsert, create, update or delete");
+  if (mode != "upsert" && mode != "create" && mode != "update" && mode != "delete" &&
+      mode != "archive" && mode != "match")
+    throw Error(CRM_ERR_INVALID_INPUT, "push request: mode \"" + mode +
+                                           "\" is not upsert, create, update, delete, archive "
+                                           "or match");
+  const sdk::MatchNormalize normalize = sdk::MatchNormalize::from_request(request);
+  // delete, archive and match only name a record: they need no data.
+  const bool names_only = mode == "delete" || mode == "archive" || mode == "match";
   if (!request.HasMember("records") || !request["records"].IsArray())
     throw Error(CRM_ERR_INVALID_INPUT, "push request: \"records\" must be an array");
   const auto &records = request["records"];
@@ -146,13 +153,27 @@ crm_status HubSpotConnector::push(const Value &request, rapidjson::Document &res
     item.id = get_string(r, "id");
     if (r.IsObject() && r.HasMember("data") && r["data"].IsObject()) item.data = &r["data"];
     if (item.data && !match_on.empty()) item.match_value = get_string(*item.data, match_on.c_str());
-    if (mode != "delete" && !item.data)
-      item.error("invalid_input", "\"data\" must be an object", false);
+    item.match_key =
+        normalize.any() ? normalize.apply(item.match_value) : sdk::lower_ascii(item.match_value);
+    if (!names_only && !item.data) item.error("invalid_input", "\"data\" must be an object", false);
   }
 
   bool written = false;
-  if (mode == "delete") {
-    resolve_by_property(object, match_on, items);
+  if (mode == "match") {
+    confirm_ids(object, items);  // before the lookup below fills in ids
+    resolve_by_property(object, match_on, normalize, items);
+    for (auto &item : items) {
+      if (item.done) continue;
+      if (item.id.empty())
+        item.error("not_found",
+                   "no " + std::string(object.name) + " has this " +
+                       (match_on.empty() ? std::string("match key") : match_on),
+                   false);
+      else
+        item.succeed(item.id, false);
+    }
+  } else if (mode == "delete" || mode == "archive") {
+    resolve_by_property(object, match_on, normalize, items);
     for (auto &item : items) {
       if (item.done) continue;
       if (item.id.empty())
@@ -163,7 +184,7 @@ crm_status HubSpotConnector::push(const Value &request, rapidjson::Document &res
   } else {
     // Contacts are upserted on email by HubSpot itself; other match keys are looked up first.
     const bool native_upsert = contact && match_on == "email";
-    if (mode != "create" && !native_upsert) resolve_by_property(object, match_on, items);
+    if (mode != "create" && !native_upsert) resolve_by_property(object, match_on, normalize, items);
     std::vector<PushItem *> updates, upserts, creates;
     for (auto &item : items) {
       if (item.done) continue;
@@ -171,7 +192,9 @@ crm_status HubSpotConnector::push(const Value &request, rapidjson::Document &res
         creates.push_back(&item);
       } else if (!item.id.empty()) {
         updates.push_back(&item);
-      } else if (native_upsert && !item.match_value.empty()) {
+      } else if (native_upsert && !item.match_key.empty()) {
+        // The value HubSpot is asked for: normalised when the request says so.
+        if (normalize.any()) item.match_value = item.match_key;
         upserts.push_back(&item);
       } else if (mode == "update") {
         item.error("not_found",
@@ -189,7 +212,7 @@ crm_status HubSpotConnector::push(const Value &request, rapidjson::Document &res
       std::vector<PushItem *> round, later;
       std::set<std::string> seen;
       for (PushItem *item : upserts)
-        (seen.insert(sdk::lower_ascii(item->match_value)).second ? round : later).push_back(item);
+        (seen.insert(item->match_key).second ? round : later).push_back(item);
       push_batch(object, "upsert", round, "email", written);
       upserts = std::move(later);
     }
@@ -204,11 +227,14 @@ crm_status HubSpotConnector::push(const Value &request, rapidjson::Document &res
   return CRM_OK;
 }
 
+// HubSpot's IN on a string property matches lower-case values only, so the values go lower-cased
+// (a superset of what the match key compares equal) and the results are compared here.
 void HubSpotConnector::resolve_by_property(const ObjectInfo &object, const std::string &property,
+                                           const sdk::MatchNormalize &normalize,
                                            std::vector<PushItem> &items) {
   std::vector<PushItem *> wanted;
   for (auto &item : items)
-    if (!item.done && item.id.empty() && !item.match_value.empty()) wanted.push_back(&item);
+    if (!item.done && item.id.empty() && !item.match_key.empty()) wanted.push_back(&item);
   if (wanted.empty() || property.empty()) return;
   // One search with IN finds the records that already carry these values.
   rapidjson::Document body(rapidjson::kObjectType);
@@ -218,8 +244,8 @@ void HubSpotConnector::resolve_by_property(const ObjectInfo &object, const std::
       properties(rapidjson::kArrayType), sort(rapidjson::kObjectType), sorts(rapidjson::kArrayType);
   std::set<std::string> distinct;
   for (PushItem *item : wanted)
-    if (distinct.insert(item->match_value).second)
-      values.PushBack(Value(item->match_value.c_str(), a), a);
+    if (const std::string value = sdk::lower_ascii(item->match_key); distinct.insert(value).second)
+      values.PushBack(Value(value.c_str(), a), a);
   filter.AddMember("propertyName", Value(property.c_str(), a), a);
   filter.AddMember("operator", "IN", a);
   filter.AddMember("values", values, a);
@@ -234,19 +260,58 @@ void HubSpotConnector::resolve_by_property(const ObjectInfo &object, const std::
   body.AddMember("sorts", sorts, a);
   body.AddMember("properties", properties, a);
   body.AddMember("limit", 200, a);
-  const rapidjson::Document found =
-      api_json("POST", std::string("/crm/v3/objects/") + object.path + "/search",
-               sdk::to_json(body), CRM_HTTP_IDEMPOTENT, "search");
-  // The oldest record holding a value wins when several do.
-  std::map<std::string, std::string> id_by_value;
-  if (found.HasMember("results") && found["results"].IsArray())
-    for (const auto &r : found["results"].GetArray())
-      if (r.HasMember("properties") && r["properties"].IsObject())
-        id_by_value.emplace(sdk::lower_ascii(get_string(r["properties"], property.c_str())),
+  // The oldest record holding a value wins when several do. More than one page (200 results)
+  // only when values are held many times over; the 10,000-result ceiling ends the paging.
+  std::map<std::string, std::string> id_by_key;
+  for (int page = 0; page < 50; ++page) {
+    const rapidjson::Document found =
+        api_json("POST", std::string("/crm/v3/objects/") + object.path + "/search",
+                 sdk::to_json(body), CRM_HTTP_IDEMPOTENT, "search");
+    if (found.HasMember("results") && found["results"].IsArray())
+      for (const auto &r : found["results"].GetArray())
+        if (r.HasMember("properties") && r["properties"].IsObject()) {
+          const std::string value = get_string(r["properties"], property.c_str());
+          id_by_key.emplace(normalize.any() ? normalize.apply(value) : sdk::lower_ascii(value),
                             get_string(r, "id"));
+        }
+    std::string after;
+    if (auto paging = found.FindMember("paging");
+        paging != found.MemberEnd() && paging->value.IsObject() && paging->value.HasMember("next"))
+      after = get_string(paging->value["next"], "after");
+    if (after.empty()) break;
+    if (body.HasMember("after")) body.RemoveMember("after");
+    body.AddMember("after", Value(after.c_str(), a), a);
+  }
   for (PushItem *item : wanted)
-    if (auto it = id_by_value.find(sdk::lower_ascii(item->match_value)); it != id_by_value.end())
-      item->id = it->second;
+    if (auto it = id_by_key.find(item->match_key); it != id_by_key.end()) item->id = it->second;
+}
+
+// match mode: the inputs that came with an id are ok when HubSpot holds that record (not
+// archived); one batch read, which unlike search sees a record as soon as it is written.
+void HubSpotConnector::confirm_ids(const ObjectInfo &object, std::vector<PushItem> &items) {
+  rapidjson::Document body(rapidjson::kObjectType);
+  auto &a = body.GetAllocator();
+  Value inputs(rapidjson::kArrayType), properties(rapidjson::kArrayType);
+  std::set<std::string> distinct;
+  for (const auto &item : items)
+    if (!item.done && !item.id.empty() && distinct.insert(item.id).second) {
+      Value input(rapidjson::kObjectType);
+      input.AddMember("id", Value(item.id.c_str(), a), a);
+      inputs.PushBack(input, a);
+    }
+  if (inputs.Empty()) return;
+  properties.PushBack("hs_object_id", a);
+  body.AddMember("inputs", inputs, a);
+  body.AddMember("properties", properties, a);
+  const rapidjson::Document found =
+      api_json("POST", std::string("/crm/v3/objects/") + object.path + "/batch/read",
+               sdk::to_json(body), CRM_HTTP_IDEMPOTENT);
+  std::set<std::string> present;
+  if (found.HasMember("results") && found["results"].IsArray())
+    for (const auto &r : found["results"].GetArray()) present.insert(get_string(r, "id"));
+  for (auto &item : items)
+    if (!item.done && !item.id.empty() && !present.count(item.id))
+      item.error("not_found", "no " + std::string(object.name) + " has id " + item.id, false);
 }
 
 void HubSpotConnector::delete_one(const ObjectInfo &object, PushItem &item, bool &written) {

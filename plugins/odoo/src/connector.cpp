@@ -147,7 +147,8 @@ std::string OdooConnector::describe() {
   "objects":[{"name":"contact","id_field":"id"},{"name":"company","id_field":"id"},
              {"name":"deal","id_field":"id"}],
   "capabilities":["check","poll","fetch","push","webhook","cancel"],
-  "push_modes":["upsert","create","update","delete"],
+  "push_modes":["upsert","create","update","delete","archive","match"],
+  "match_normalize":["trim","lower"],
   "max_batch":100,
   "settings_schema":{
     "type":"object",
@@ -519,8 +520,8 @@ const std::map<std::string, OdooConnector::FieldType> &OdooConnector::field_type
       if (m.value.IsObject())
         types[m.name.GetString()] = {get_string(m.value, "type"), get_string(m.value, "relation")};
   } else {
-    // Without fields_get the usual many2one fields are still known (guess: a server that
-    // refuses fields_get to an integration user).
+    // Without fields_get the usual many2one fields are still known, and `active`, which the
+    // default models have (guess: a server that refuses fields_get to an integration user).
     log(CRM_LOG_WARN, "fields_get on " + model + " failed; using the built-in field list");
     for (const auto &[field, relation] :
          std::map<std::string, std::string>{{"parent_id", "res.partner"},
@@ -533,6 +534,7 @@ const std::map<std::string, OdooConnector::FieldType> &OdooConnector::field_type
                                             {"company_id", "res.company"},
                                             {"title", "res.partner.title"}})
       types[field] = {"many2one", relation};
+    types["active"] = {"boolean", ""};
   }
   return field_types_[model] = std::move(types);
 }

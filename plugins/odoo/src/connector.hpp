@@ -108,7 +108,10 @@ class OdooConnector : public sdk::Connector {
   std::string to_vals(const Target &t, const Value &data, Value &vals, Alloc &alloc);
   void create_batch(const Target &t, std::vector<PushItem *> items, bool &written);
   void write_one(const Target &t, PushItem &item, bool &written);
-  void unlink_batch(const Target &t, std::vector<PushItem *> items, bool &written);
+  void remove_batch(const Target &t, std::vector<PushItem *> items, bool archive, bool &written);
+  void resolve_by_match_key(const Target &t, const std::string &match_on,
+                            const sdk::MatchNormalize &normalize, std::vector<PushItem> &items);
+  void confirm_ids(const Target &t, std::vector<PushItem> &items);
 
   Settings settings_;
   std::map<std::string, Target> targets_;  // by object

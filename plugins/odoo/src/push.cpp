@@ -2,6 +2,7 @@
 // search_read for the batch), then written one by one (write applies one set of values) or
 // created together with create([...]); a batch Odoo refuses is split to find the bad record.
 // many2one fields given as text are written as the id of the record of that name (cached).
+// archive writes active=false; match only looks up.
 #include <algorithm>
 #include <cctype>
 #include <map>
@@ -15,6 +16,7 @@ using sdk::Error;
 
 struct OdooConnector::PushItem : sdk::PushOutcome {
   std::string id, match_value;
+  std::string match_key;  // match_value as compared: normalised, or lower-cased by default
   const Value *data = nullptr;
   rapidjson::Document vals{rapidjson::kObjectType};
 };
@@ -103,9 +105,14 @@ crm_status OdooConnector::push(const Value &request, rapidjson::Document &result
   const Target &t = target_of(request, "push");
   std::string mode = get_text(request, "mode");
   if (mode.empty()) mode = "upsert";
-  if (mode != "upsert" && mode != "create" && mode != "update" && mode != "delete")
-    throw Error(CRM_ERR_INVALID_INPUT,
-                "push request: mode \"" + mode + "\" is not upsert, create, update or delete");
+  if (mode != "upsert" && mode != "create" && mode != "update" && mode != "delete" &&
+      mode != "archive" && mode != "match")
+    throw Error(CRM_ERR_INVALID_INPUT, "push request: mode \"" + mode +
+                                           "\" is not upsert, create, update, delete, archive "
+                                           "or match");
+  const sdk::MatchNormalize normalize = sdk::MatchNormalize::from_request(request);
+  // delete, archive and match only name a record: they need no data.
+  const bool names_only = mode == "delete" || mode == "archive" || mode == "match";
   if (!request.HasMember("records") || !request["records"].IsArray())
     throw Error(CRM_ERR_INVALID_INPUT, "push request: \"records\" must be an array");
   const auto &records = request["records"];
@@ -124,42 +131,26 @@ crm_status OdooConnector::push(const Value &request, rapidjson::Document &result
     item.id = get_text(r, "id");
     if (r.IsObject() && r.HasMember("data") && r["data"].IsObject()) item.data = &r["data"];
     if (item.data && !match_on.empty()) item.match_value = get_text(*item.data, match_on.c_str());
-    if (mode != "delete" && !item.data)
+    item.match_key =
+        normalize.any() ? normalize.apply(item.match_value) : sdk::lower_ascii(item.match_value);
+    if (!names_only && !item.data)
       item.error("invalid_input", "\"data\" must be an object", false);
     else if (!item.id.empty() && !all_digits(item.id))
       item.error("invalid_input", "\"" + item.id + "\" is not an Odoo record id", false);
   }
 
-  // One search finds the records already holding the batch's match values (archived ones too,
-  // so a match is never duplicated); the oldest wins when several do.
-  if (mode != "create" && !match_on.empty()) {
-    rapidjson::Document args(rapidjson::kObjectType);
-    auto &a = args.GetAllocator();
-    Value values(rapidjson::kArrayType), term(rapidjson::kArrayType), domain(rapidjson::kArrayType),
-        fields(rapidjson::kArrayType);
-    std::set<std::string> distinct;
-    for (const auto &item : items)
-      if (!item.done && item.id.empty() && !item.match_value.empty() &&
-          distinct.insert(item.match_value).second)
-        values.PushBack(Value(item.match_value.c_str(), a), a);
-    if (!values.Empty()) {
-      term.PushBack(Value(match_on.c_str(), a), a).PushBack("in", a).PushBack(values, a);
-      domain.PushBack("&", a).PushBack(term, a);
-      base_domain(t, domain, a);
-      fields.PushBack(Value(match_on.c_str(), a), a);
-      args.AddMember("domain", domain, a);
-      args.AddMember("fields", fields, a);
-      args.AddMember("order", "id asc", a);
-      const rapidjson::Document found = call(t.model, "search_read", args, true);
-      std::map<std::string, std::string> id_by_value;
-      if (found.IsArray())
-        for (const auto &r : found.GetArray())
-          id_by_value.emplace(sdk::lower_ascii(get_text(r, match_on.c_str())), get_text(r, "id"));
-      for (auto &item : items)
-        if (!item.done && item.id.empty() && !item.match_value.empty())
-          if (auto it = id_by_value.find(sdk::lower_ascii(item.match_value));
-              it != id_by_value.end())
-            item.id = it->second;
+  if (mode == "match") confirm_ids(t, items);  // before the lookup below fills in ids
+  if (mode != "create" && !match_on.empty()) resolve_by_match_key(t, match_on, normalize, items);
+  if (mode == "match") {
+    for (auto &item : items) {
+      if (item.done) continue;
+      if (item.id.empty())
+        item.error("not_found",
+                   "no " + std::string(t.info->name) + " has this " +
+                       (match_on.empty() ? std::string("match key") : match_on),
+                   false);
+      else
+        item.succeed(item.id, false);
     }
   }
 
@@ -167,11 +158,11 @@ crm_status OdooConnector::push(const Value &request, rapidjson::Document &result
   std::vector<PushItem *> creates, deletes;
   // Inputs that share a match key no record has yet: the first creates it, the later ones are
   // written to it afterwards, in order (creating each would make duplicates).
-  std::map<std::string, PushItem *> creating;              // by lower-cased match key
+  std::map<std::string, PushItem *> creating;              // by match_key
   std::vector<std::pair<PushItem *, PushItem *>> repeats;  // (item, the one that creates)
   for (auto &item : items) {
     if (item.done) continue;
-    if (mode == "delete") {
+    if (mode == "delete" || mode == "archive") {
       if (item.id.empty())
         item.error("not_found", "no " + std::string(t.info->name) + " matches this record", false);
       else
@@ -187,8 +178,8 @@ crm_status OdooConnector::push(const Value &request, rapidjson::Document &result
     static_cast<Value &>(item.vals) = vals;
     if (mode == "create" || (item.id.empty() && mode == "upsert")) {
       if (mode == "create") item.id.clear();
-      if (mode == "upsert" && !item.match_value.empty()) {
-        auto [first, inserted] = creating.emplace(sdk::lower_ascii(item.match_value), &item);
+      if (mode == "upsert" && !item.match_key.empty()) {
+        auto [first, inserted] = creating.emplace(item.match_key, &item);
         if (!inserted) {
           repeats.emplace_back(&item, first->second);
           continue;
@@ -218,7 +209,14 @@ crm_status OdooConnector::push(const Value &request, rapidjson::Document &result
     item->id = creator->result_id;
     write_one(t, *item, written);
   }
-  if (!deletes.empty()) unlink_batch(t, deletes, written);
+  if (!deletes.empty() && mode == "archive" && !field_types(t.model).count("active")) {
+    for (PushItem *item : deletes)
+      item->error("unsupported",
+                  t.model + " has no active field, so its records cannot be archived; delete them",
+                  false);
+  } else if (!deletes.empty()) {
+    remove_batch(t, deletes, mode == "archive", written);
+  }
 
   auto &alloc = result.GetAllocator();
   Value results(rapidjson::kArrayType);
@@ -226,6 +224,83 @@ crm_status OdooConnector::push(const Value &request, rapidjson::Document &result
     results.PushBack(item.to_json(alloc, "Odoo returned no result"), alloc);
   result.AddMember("results", results, alloc);
   return CRM_OK;
+}
+
+// One search_read finds the records already holding the batch's match values (archived ones
+// too, so a match is never duplicated); the oldest wins when several do. Without normalisation
+// the domain asks for the exact values (`in`); with it, one ilike term per normalised value (a
+// case-insensitive substring: a superset) and the candidates are compared normalised here.
+void OdooConnector::resolve_by_match_key(const Target &t, const std::string &match_on,
+                                         const sdk::MatchNormalize &normalize,
+                                         std::vector<PushItem> &items) {
+  rapidjson::Document args(rapidjson::kObjectType);
+  auto &a = args.GetAllocator();
+  Value values(rapidjson::kArrayType), domain(rapidjson::kArrayType), fields(rapidjson::kArrayType);
+  std::set<std::string> distinct;
+  for (const auto &item : items) {
+    if (item.done || !item.id.empty() || item.match_key.empty()) continue;
+    const std::string &wanted = normalize.any() ? item.match_key : item.match_value;
+    if (distinct.insert(wanted).second) values.PushBack(Value(wanted.c_str(), a), a);
+  }
+  if (values.Empty()) return;
+  domain.PushBack("&", a);
+  if (normalize.any()) {
+    // Polish notation: n terms need n-1 leading '|'.
+    for (rapidjson::SizeType i = 1; i < values.Size(); ++i) domain.PushBack("|", a);
+    for (auto &v : values.GetArray()) {
+      // A backslash escapes in LIKE; as '_' (any one character) it still matches itself.
+      std::string pattern(v.GetString(), v.GetStringLength());
+      std::replace(pattern.begin(), pattern.end(), '\\', '_');
+      Value term(rapidjson::kArrayType);
+      term.PushBack(Value(match_on.c_str(), a), a)
+          .PushBack("ilike", a)
+          .PushBack(Value(pattern.c_str(), a), a);
+      domain.PushBack(term, a);
+    }
+  } else {
+    Value term(rapidjson::kArrayType);
+    term.PushBack(Value(match_on.c_str(), a), a).PushBack("in", a).PushBack(values, a);
+    domain.PushBack(term, a);
+  }
+  base_domain(t, domain, a);
+  fields.PushBack(Value(match_on.c_str(), a), a);
+  args.AddMember("domain", domain, a);
+  args.AddMember("fields", fields, a);
+  args.AddMember("order", "id asc", a);
+  const rapidjson::Document found = call(t.model, "search_read", args, true);
+  std::map<std::string, std::string> id_by_key;
+  if (found.IsArray())
+    for (const auto &r : found.GetArray()) {
+      const std::string value = get_text(r, match_on.c_str());
+      id_by_key.emplace(normalize.any() ? normalize.apply(value) : sdk::lower_ascii(value),
+                        get_text(r, "id"));
+    }
+  for (auto &item : items)
+    if (!item.done && item.id.empty() && !item.match_key.empty())
+      if (auto it = id_by_key.find(item.match_key); it != id_by_key.end()) item.id = it->second;
+}
+
+// match mode: the inputs that came with an id are ok when that record exists (archived or
+// not, of the object's kind); one search for the batch.
+void OdooConnector::confirm_ids(const Target &t, std::vector<PushItem> &items) {
+  rapidjson::Document args(rapidjson::kObjectType);
+  auto &a = args.GetAllocator();
+  Value ids(rapidjson::kArrayType), term(rapidjson::kArrayType), domain(rapidjson::kArrayType);
+  for (const auto &item : items)
+    if (!item.done && !item.id.empty()) ids.PushBack(static_cast<int64_t>(std::stoll(item.id)), a);
+  if (ids.Empty()) return;
+  term.PushBack("id", a).PushBack("in", a).PushBack(ids, a);
+  domain.PushBack("&", a).PushBack(term, a);
+  base_domain(t, domain, a);
+  args.AddMember("domain", domain, a);
+  const rapidjson::Document found = call(t.model, "search", args, true);
+  std::set<std::string> present;
+  if (found.IsArray())
+    for (const auto &id : found.GetArray())
+      if (id.IsInt64()) present.insert(std::to_string(id.GetInt64()));
+  for (auto &item : items)
+    if (!item.done && !item.id.empty() && !present.count(item.id))
+      item.error("not_found", "no " + std::string(t.info->name) + " has id " + item.id, false);
 }
 
 void OdooConnector::write_one(const Target &t, PushItem &item, bool &written) {
@@ -305,15 +380,23 @@ void OdooConnector::create_batch(const Target &t, std::vector<PushItem *> items,
   for (PushItem *item : items) item->error(c.code, fault_text(*reply.fault), c.retryable);
 }
 
-void OdooConnector::unlink_batch(const Target &t, std::vector<PushItem *> items, bool &written) {
+// unlink, or (archive) write active=false. Already gone counts as done either way.
+void OdooConnector::remove_batch(const Target &t, std::vector<PushItem *> items, bool archive,
+                                 bool &written) {
   rapidjson::Document args(rapidjson::kObjectType);
   auto &a = args.GetAllocator();
   Value ids(rapidjson::kArrayType);
   for (PushItem *item : items) ids.PushBack(static_cast<int64_t>(std::stoll(item->id)), a);
   args.AddMember("ids", ids, a);
+  if (archive) {
+    Value vals(rapidjson::kObjectType);
+    vals.AddMember("active", false, a);
+    args.AddMember("vals", vals, a);
+  }
+  const std::string method = archive ? "write" : "unlink";
   Reply reply;
   try {
-    reply = rpc(t.model, "unlink", args, true);
+    reply = rpc(t.model, method, args, true);
   } catch (const Error &e) {
     if (!written) throw;
     for (PushItem *item : items) item->error("transport", e.what(), true);
@@ -323,7 +406,7 @@ void OdooConnector::unlink_batch(const Target &t, std::vector<PushItem *> items,
   // Already gone is what a delete wants: a repeated delete must not dead-letter.
   if (!reply.fault || c.code == "not_found") {
     if (reply.fault && items.size() > 1) {
-      for (PushItem *item : items) unlink_batch(t, {item}, written);
+      for (PushItem *item : items) remove_batch(t, {item}, archive, written);
       return;
     }
     written = true;
@@ -331,11 +414,11 @@ void OdooConnector::unlink_batch(const Target &t, std::vector<PushItem *> items,
     return;
   }
   if (!c.retryable && c.status != CRM_ERR_UNAUTHORIZED && items.size() > 1) {
-    for (PushItem *item : items) unlink_batch(t, {item}, written);
+    for (PushItem *item : items) remove_batch(t, {item}, archive, written);
     return;
   }
   if (!written && (c.retryable || c.status == CRM_ERR_UNAUTHORIZED))
-    fail(*reply.fault, t.model + ".unlink");
+    fail(*reply.fault, t.model + "." + method);
   for (PushItem *item : items) item->error(c.code, fault_text(*reply.fault), c.retryable);
 }
 
