@@ -313,7 +313,8 @@ TEST_CASE("numbers keep their exact value through parse, map and write", "[mappi
   // Edges: a zero mantissa with a large exponent (undefined behaviour in RapidJSON's own
   // full-precision mode), underflow to zero, 64-bit integer bounds, and overflow refused.
   const auto edges = crmhost::json::parse(
-      "[0E168,-1e-400,18446744073709551615,18446744073709551616,-9223372036854775808,1.5]", "edges");
+      "[0E168,-1e-400,18446744073709551615,18446744073709551616,-9223372036854775808,1.5]",
+      "edges");
   CHECK(crmhost::json::to_string(edges) ==
         "[0.0,-0.0,18446744073709551615,18446744073709553000.0,-9223372036854775808,1.5]");
   rapidjson::Document too_big;
