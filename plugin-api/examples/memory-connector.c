@@ -336,7 +336,8 @@ static const char k_describe[] =
     "\"seed\":{\"type\":\"array\",\"description\":\"records present at creation\",\"items\":{"
     "\"type\":\"object\",\"required\":[\"object\",\"data\"],\"properties\":{"
     "\"object\":{\"enum\":[\"contact\",\"company\",\"deal\"]},\"id\":{\"type\":\"string\"},"
-    "\"data\":{\"type\":\"object\"}}}}}}}";
+    "\"data\":{\"type\":\"object\"},\"modified_ms\":{\"type\":\"number\",\"description\":"
+    "\"when it was last modified (Unix ms; default: now)\"}}}}}}}";
 
 static crm_status memory_describe(crm_sink *out, crm_error *err) {
   crm_str data;
@@ -389,15 +390,18 @@ static crm_status memory_create(crm_host_instance *instance, crm_str settings, c
   for (i = 0; seed && seed->type == TJ_ARRAY && i < seed->count; ++i) {
     const tj_value *item = &seed->children[i];
     const char *object = tj_get_string(item, "object");
-    const tj_value *data = tj_get(item, "data");
+    const tj_value *data = tj_get(item, "data"), *modified = tj_get(item, "modified_ms");
+    mem_record *r = NULL;
     if (!known_object(object) || !data || data->type != TJ_OBJECT ||
-        !insert_record(c, object, tj_get_string(item, "id"), settings.ptr + data->raw_begin,
-                       data->raw_end - data->raw_begin)) {
+        !(r = insert_record(c, object, tj_get_string(item, "id"), settings.ptr + data->raw_begin,
+                            data->raw_end - data->raw_begin))) {
       memory_destroy(c);
       tj_free(&root);
       return fail(err, CRM_ERR_INVALID_INPUT,
                   "settings.seed[%zu]: needs a known object and a data object", i);
     }
+    /* A record as old as the test needs (first links compare modification times). */
+    if (modified && modified->type == TJ_NUMBER) r->modified_ms = (long long)modified->number;
   }
   tj_free(&root);
   *out = c;

@@ -2,6 +2,7 @@
 // in case or spaces, first links of records that exist on both sides (merged by the conflict
 // policy, the overruled values recorded), deletes that meet edits under each on_delete policy,
 // and the first-contact plan.
+#include <chrono>
 #include <thread>
 
 #include "two_way_support.hpp"
@@ -120,53 +121,73 @@ TEST_CASE("a match key that differs in case or spaces links the records, in both
 TEST_CASE("a first link merges by the conflict policy and records the overruled values",
           "[engine][sync]") {
   TwoWayHarness h;
+  // A's record is a minute older than B's. Both directions poll at start, so either may link the
+  // pair first: both must decide alike.
   const std::string seed_a =
-      R"([{"object":"contact","id":"a1","data":{"email":"cy@example.com","name":"Cy Young","city":"Ghent"}}])";
+      R"([{"object":"contact","id":"a1","modified_ms":)" +
+      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count() -
+                     60'000) +
+      R"(,"data":{"email":"cy@example.com","name":"Cy Young","city":"Ghent"}}])";
   const std::string seed_b =
-      R"([{"object":"contact","id":"b1","data":{"email":"CY@example.com","full_name":"Cy Young","town":"Antwerp"}}])";
+      R"([{"object":"contact","id":"b1","data":{"email":"CY@example.com","full_name":"Cy Young","town":"Brussels"}}])";
   auto a_to_b = make_pipeline("a-to-b", "a", "b", "contact", kAtoBCity, "newest_wins", "email");
   auto b_to_a = make_pipeline("b-to-a", "b", "a", "contact", kBtoACity, "newest_wins", "email");
+  // Every first-link conflict names the town, with both values, and keeps `kept`.
+  const auto check_conflicts = [&](const std::string &kept) {
+    std::vector<store::Conflict> first;
+    REQUIRE(eventually([&] { return !(first = conflicts_with(*h.db, "first link")).empty(); }));
+    for (const auto &c : first) {
+      const auto detail = json::parse(c.detail, "detail");
+      const char *field_name = c.pipeline == "a-to-b" ? "town" : "city";
+      REQUIRE(detail["fields"].HasMember(field_name));
+      const auto &town = detail["fields"][field_name];
+      const std::string source = town["source"].GetString(), target = town["target"].GetString();
+      CHECK(((source == "Ghent" && target == "Brussels") ||
+             (source == "Brussels" && target == "Ghent")));
+      CHECK((std::string(town["kept"].GetString()) == "source" ? source : target) == kept);
+      CHECK_FALSE(detail["fields"].HasMember("full_name"));  // equal values are no conflict
+      CHECK_FALSE(detail["fields"].HasMember("email"));      // equal once normalised
+      CHECK_FALSE(detail["fields"].HasMember("name"));       // (the other direction's names)
+    }
+  };
 
-  SECTION("newest_wins: B's later edit of the town is kept on both sides") {
+  SECTION("newest_wins: B's newer town is kept on both sides") {
     pipeline::Engine engine(two_memories(seed_a, {a_to_b, b_to_a}, seed_b), h.registry, h.db);
     engine.start();
-    std::this_thread::sleep_for(20ms);
-    update(engine, "b", "contact", "b1", R"({"town":"Brussels"})");  // B is newer
     poll_and_settle(engine, *h.db, "a-to-b");
-    REQUIRE(live(engine, "b").size() == 1);
-    CHECK(field(live(engine, "b")[0], "town") == "Brussels");
-    auto first = conflicts_with(*h.db, "first link");
-    REQUIRE(first.size() == 1);
-    CHECK(first[0].source_id == "a1");
-    CHECK(first[0].target_id == "b1");
-    const auto detail = json::parse(first[0].detail, "detail");
-    CHECK(std::string(detail["policy"].GetString()) == "newest_wins");
-    CHECK(std::string(detail["fields"]["town"]["source"].GetString()) == "Ghent");
-    CHECK(std::string(detail["fields"]["town"]["target"].GetString()) == "Brussels");
-    CHECK(std::string(detail["fields"]["town"]["kept"].GetString()) == "target");
-    CHECK_FALSE(detail["fields"].HasMember("full_name"));  // equal values are no conflict
-    CHECK_FALSE(detail["fields"].HasMember("email"));      // equal once normalised
-    // The kept value travels back: both sides agree, one record each.
     poll_and_settle(engine, *h.db, "b-to-a");
+    poll_and_settle(engine, *h.db, "a-to-b");
+    check_conflicts("Brussels");
     REQUIRE(live(engine, "a").size() == 1);
+    REQUIRE(live(engine, "b").size() == 1);
     CHECK(field(live(engine, "a")[0], "city") == "Brussels");
-    CHECK(live(engine, "b").size() == 1);
+    CHECK(field(live(engine, "b")[0], "town") == "Brussels");
     engine.stop();
   }
-  SECTION("conflict_fields: the town is the source's whatever the times say") {
+  SECTION("conflict_fields: A's town wins whatever the times say") {
     a_to_b.sink.conflict_fields["town"] = config::ConflictPolicy::source_wins;
+    b_to_a.sink.conflict_fields["city"] = config::ConflictPolicy::target_wins;
     pipeline::Engine engine(two_memories(seed_a, {a_to_b, b_to_a}, seed_b), h.registry, h.db);
     engine.start();
-    std::this_thread::sleep_for(20ms);
-    update(engine, "b", "contact", "b1", R"({"town":"Brussels"})");
     poll_and_settle(engine, *h.db, "a-to-b");
+    poll_and_settle(engine, *h.db, "b-to-a");
+    poll_and_settle(engine, *h.db, "a-to-b");
+    REQUIRE(live(engine, "a").size() == 1);
     REQUIRE(live(engine, "b").size() == 1);
+    CHECK(field(live(engine, "a")[0], "city") == "Ghent");
     CHECK(field(live(engine, "b")[0], "town") == "Ghent");
-    auto first = conflicts_with(*h.db, "first link");
-    REQUIRE(first.size() == 1);
-    const auto detail = json::parse(first[0].detail, "detail");
-    CHECK(std::string(detail["fields"]["town"]["kept"].GetString()) == "source");
-    CHECK(std::string(detail["fields"]["town"]["target"].GetString()) == "Brussels");
+    std::vector<store::Conflict> first;
+    REQUIRE(eventually([&] { return !(first = conflicts_with(*h.db, "first link")).empty(); }));
+    for (const auto &c : first) {
+      const auto detail = json::parse(c.detail, "detail");
+      const char *field_name = c.pipeline == "a-to-b" ? "town" : "city";
+      REQUIRE(detail["fields"].HasMember(field_name));
+      const auto &f = detail["fields"][field_name];
+      CHECK(std::string(f[std::string(f["kept"].GetString()) == "source" ? "source" : "target"]
+                            .GetString()) == "Ghent");
+    }
     engine.stop();
   }
 }

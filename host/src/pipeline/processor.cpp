@@ -184,6 +184,9 @@ struct Processor::Item {
   bool echo = false;
   bool settled = false;
   bool first_link = false;  // linked in this batch to a record that existed: merged, not compared
+  // Linked only through the reverse pipeline's link (this pipeline never wrote the pair): its
+  // first write to that record is a first link too, merged by this pipeline's policies.
+  bool borrowed_link = false;
 };
 
 Processor::Processor(ProcessorDeps deps) : deps_(std::move(deps)), rng_(std::random_device{}()) {}
@@ -302,6 +305,7 @@ bool Processor::is_echo(Item &item) {
       own.target_connection = link->source_connection;
       own.target_id = link->source_id;
       item.link = std::move(own);
+      item.borrowed_link = true;
     }
     auto round_trip = reverse.map(item.mapped);
     // What the reverse pipeline wrote here came from the counterpart record as it was when that
@@ -435,11 +439,16 @@ void Processor::first_links(std::vector<Item *> &items, BatchStats &stats) {
       std::find(d.push_modes.begin(), d.push_modes.end(), "match") == d.push_modes.end())
     return;
   std::vector<Item *> unlinked;
-  for (Item *item : items)
-    if (!item->link) unlinked.push_back(item);
-  if (unlinked.empty()) return;
-  const size_t max_batch = std::max<uint32_t>(deps_.sink_max_batch, 1);
+  // Records the reverse pipeline linked already need no lookup: their counterpart is known.
   std::vector<std::pair<Item *, std::string>> matched;
+  for (Item *item : items) {
+    if (!item->link)
+      unlinked.push_back(item);
+    else if (item->borrowed_link)
+      matched.emplace_back(item, item->link->target_id);
+  }
+  if (unlinked.empty() && matched.empty()) return;
+  const size_t max_batch = std::max<uint32_t>(deps_.sink_max_batch, 1);
   for (size_t at = 0; at < unlinked.size(); at += max_batch) {
     plugins::PushRequest request;
     request.object = sink.object;

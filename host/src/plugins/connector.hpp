@@ -66,8 +66,8 @@ struct PushRequest {
   std::string object;
   std::string mode = "upsert";  // "upsert", "create", "update", "delete", "match", "archive"
   std::optional<std::string> match_on;
-  std::vector<std::string> match_normalize;  // "trim", "lower": how match keys compare
   std::vector<PushInput> records;
+  std::vector<std::string> match_normalize = {};  // "trim", "lower": how match keys compare
 };
 
 struct PushResult {
