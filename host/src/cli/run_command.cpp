@@ -45,6 +45,32 @@ config::LoadResult load_checked(const RunArgs &args, plugins::PluginRegistry &re
   return checked;
 }
 
+// The SQLite database a store URI names, absolute (a relative path is relative to the config
+// file's directory, which the loader applied, and that directory may itself be relative), or
+// empty for PostgreSQL. Throws StoreError for a URI that cannot be used.
+std::filesystem::path sqlite_file_of(const std::string &store_uri) {
+  const auto where = store::parse_store_uri(store_uri);
+  if (where.backend != store::Backend::sqlite) return {};
+  return std::filesystem::absolute(where.sqlite_path).lexically_normal();
+}
+
+// Where a crash is recorded, known before any plugin is loaded: $STATE_DIRECTORY under systemd,
+// else beside the SQLite store of the configuration read without its plugins (no plugin code
+// runs; the checked load follows). Empty when the configuration cannot be read this way: the
+// checked load then says why, and the marker is set once the store is open. Takes the log
+// settings too, so that what is logged before the checked load is in the configured format.
+std::string early_crash_marker(const RunArgs &args) {
+  if (auto marker = crash::marker_path_for({}); !marker.empty()) return marker;
+  try {
+    const auto plain = config::load(args.config_paths);
+    if (!plain.config) return {};
+    logging::setup(plain.config->log_level, plain.config->log_format);
+    return crash::marker_path_for(sqlite_file_of(plain.config->store));
+  } catch (const std::exception &) {
+    return {};
+  }
+}
+
 // The settings a reload cannot change (bound at start) that differ between `running` and `next`.
 std::vector<std::string> restart_only_changes(const config::Config &running,
                                               const config::Config &next) {
@@ -98,7 +124,13 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   boost::asio::io_context signals_io{1};  // run by the one network thread (HttpServer)
   boost::asio::signal_set signals(signals_io, SIGTERM, SIGINT, SIGHUP);
 
-  crash::install("");  // a crash while plugins load is named on stderr
+  // The crash handler and its marker before any plugin is loaded, so that a plugin crashing in
+  // init, describe or create is recorded; and the previous process's crash is said at once, so
+  // that a plugin that crashes at every start is named at every start.
+  std::string crash_marker = early_crash_marker(run);
+  if (auto previous = crash::take_previous(crash_marker))
+    spdlog::error("the previous crmhost process crashed: {}", *previous);
+  bool marker_open = crash::install(crash_marker);
   auto services = std::make_shared<plugins::HostServices>();
   auto registry = std::make_shared<plugins::PluginRegistry>(services);
   auto loaded = load_checked(run, *registry);
@@ -113,23 +145,27 @@ int run_command(const std::vector<std::string> &args, std::ostream &out, std::os
   std::shared_ptr<store::Store> db;
   std::filesystem::path sqlite_database;
   try {
-    const auto where = store::parse_store_uri(loaded.config->store);
-    if (where.backend == store::Backend::sqlite)
-      sqlite_database = std::filesystem::absolute(where.sqlite_path);
-    spdlog::info("store: {}", where.backend == store::Backend::sqlite
-                                  ? "sqlite://" + sqlite_database.string()
-                                  : store::redact_uri(loaded.config->store));
+    sqlite_database = sqlite_file_of(loaded.config->store);
+    spdlog::info("store: {}", !sqlite_database.empty() ? "sqlite://" + sqlite_database.string()
+                                                       : store::redact_uri(loaded.config->store));
     db = store::open_store(loaded.config->store);
   } catch (const store::StoreError &e) {
     err << "crmhost run: store " << store::redact_uri(loaded.config->store) << ": " << e.what()
         << "\n";
     return 1;
   }
-  // A crash of the previous process is said now, once; this process's own would be recorded.
-  const std::string crash_marker = crash::marker_path_for(sqlite_database);
-  if (auto previous = crash::take_previous(crash_marker))
-    spdlog::error("the previous crmhost process crashed: {}", *previous);
-  crash::install(crash_marker);
+  // The early marker missed (the configuration needed its plugins to load, or the store's
+  // directory did not exist before the store was opened): the store's neighbour, now.
+  if (const auto marker = crash::marker_path_for(sqlite_database);
+      marker != crash_marker || !marker_open) {
+    if (marker != crash_marker)
+      if (auto previous = crash::take_previous(marker))
+        spdlog::error("the previous crmhost process crashed: {}", *previous);
+    crash_marker = marker;
+    marker_open = crash::install(crash_marker);
+  }
+  if (!marker_open)
+    spdlog::warn("cannot write the crash marker {}: a crash is named on stderr only", crash_marker);
   try {
     if (const auto closed = db->close_interrupted_sync_runs())
       spdlog::warn("{} sync run(s) left running by a process that ended closed as interrupted",

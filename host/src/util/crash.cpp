@@ -1,5 +1,6 @@
 #include "util/crash.hpp"
 
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -19,7 +20,8 @@ thread_local const char *t_plugin = nullptr;
 thread_local const char *t_connection = nullptr;
 thread_local const char *t_call = nullptr;
 
-int g_marker_fd = -1;
+// Read by the handler on any thread; install() may replace it (lock-free, so signal-safe).
+std::atomic<int> g_marker_fd{-1};
 
 // An alternate stack per thread that calls plugins, so that a stack overflow inside a plugin
 // still reaches the handler. Freed when the thread ends.
@@ -127,10 +129,10 @@ void on_fatal_signal(int sig) {
   line.add("; the host stops");
   line.text[line.len++] = '\n';
   write_all(STDERR_FILENO, line.text, line.len);
-  if (g_marker_fd >= 0) {
-    ::lseek(g_marker_fd, 0, SEEK_SET);
-    write_all(g_marker_fd, line.text, line.len);
-    ::fsync(g_marker_fd);
+  if (const int marker = g_marker_fd.load(); marker >= 0) {
+    ::lseek(marker, 0, SEEK_SET);
+    write_all(marker, line.text, line.len);
+    ::fsync(marker);
   }
   errno = saved_errno;
   // SA_RESETHAND restored the default action; raising the signal again ends the process with
@@ -156,16 +158,18 @@ PluginCallScope::~PluginCallScope() {
   t_call = previous_call_;
 }
 
-void install(const std::string &marker_path) {
-  if (!marker_path.empty()) {
-    g_marker_fd = ::open(marker_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  }
+bool install(const std::string &marker_path) {
+  const int marker = marker_path.empty() ? -1
+                                         : ::open(marker_path.c_str(),
+                                                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (const int previous = g_marker_fd.exchange(marker); previous >= 0) ::close(previous);
   t_alt_stack.ensure();
   struct sigaction action {};
   action.sa_handler = on_fatal_signal;
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESETHAND | SA_ONSTACK;
   for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) sigaction(sig, &action, nullptr);
+  return marker_path.empty() || marker >= 0;
 }
 
 std::optional<std::string> take_previous(const std::string &marker_path) {

@@ -25,7 +25,9 @@ class PluginCallScope {
 // Installs the handler for SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT. `marker_path` (may be
 // empty) receives the line as well; it is created now, empty. The handler then lets the signal
 // take its default course (core dump, non-zero exit), so `Restart=on-failure` still applies.
-void install(const std::string &marker_path);
+// Called again, it replaces the marker (the previous one is closed; empty: stderr only). False
+// when `marker_path` could not be opened (its directory does not exist, say).
+bool install(const std::string &marker_path);
 
 // The line a previous process left in `marker_path`, if it crashed; the file is emptied.
 std::optional<std::string> take_previous(const std::string &marker_path);
