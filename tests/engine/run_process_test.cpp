@@ -2,9 +2,13 @@
 // SQLite store it writes (opened here concurrently, as an operator's tool would).
 #include <chrono>
 #include <csignal>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -74,9 +78,40 @@ std::pair<int, std::string> http_call(uint16_t port, const std::string &method,
   return {response.result_int(), response.body()};
 }
 
+// `crmhost run --config CONFIG` like testing::spawn_crmhost_run, but in `cwd` (CONFIG may be
+// relative to it) and with `env` ("NAME=value") added to this process's environment, from which
+// STATE_DIRECTORY is dropped (it moves the crash marker).
+pid_t spawn_run(const char *binary, const std::string &config, const std::filesystem::path &log,
+                const std::filesystem::path &cwd, const std::vector<std::string> &env) {
+  std::vector<std::string> entries;
+  for (char **e = environ; *e; ++e)
+    if (std::string(*e).rfind("STATE_DIRECTORY=", 0) != 0) entries.emplace_back(*e);
+  entries.insert(entries.end(), env.begin(), env.end());
+  std::vector<char *> envp;
+  for (auto &entry : entries) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  std::string run = "run", flag = "--config", config_arg = config, program = binary;
+  char *argv[] = {program.data(), run.data(), flag.data(), config_arg.data(), nullptr};
+  // Everything is built before fork: the child only makes async-signal-safe calls.
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execve(binary, argv, envp.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
 struct RunningHost {
   std::filesystem::path dir, config, log, db_path;
   pid_t pid = -1;
+  std::string store;             // the store: line's value; empty: sqlite://<db_path>
+  std::filesystem::path cwd;     // where crmhost runs; empty: here
+  std::string config_arg;        // what --config says; empty: the config's absolute path
+  std::vector<std::string> env;  // more environment, "NAME=value"
 
   explicit RunningHost(const std::string &name) {
     dir = std::filesystem::temp_directory_path() /
@@ -102,7 +137,7 @@ struct RunningHost {
   void write_config(int seeded, const std::string &pipelines, int push_delay_ms = 0,
                     const std::string &top = "") {
     std::ofstream out(config);
-    out << "store: sqlite://" << db_path.string() << "\n"
+    out << "store: " << (store.empty() ? "sqlite://" + db_path.string() : store) << "\n"
         << "listen: 127.0.0.1:" << port << "\n"
         << "plugin_dir: " << CRMHOST_FIXTURE_DIR << "\n"
         << "log: { level: info }\n"
@@ -120,7 +155,10 @@ struct RunningHost {
 
   void start() {
     std::filesystem::remove(log);  // never read the previous process's log as this one's
-    pid = testing::spawn_crmhost_run(CRMHOST_BINARY, config, log);
+    pid = cwd.empty() && config_arg.empty() && env.empty()
+              ? testing::spawn_crmhost_run(CRMHOST_BINARY, config, log)
+              : spawn_run(CRMHOST_BINARY, config_arg.empty() ? config.string() : config_arg, log,
+                          cwd, env);
     REQUIRE(pid >= 0);
   }
 
@@ -253,6 +291,99 @@ TEST_CASE("a plugin crash names the call in the log; the next start says so and 
       [&] { return host.log_text().find("pipeline crashy started") != std::string::npos; }));
   CHECK_THAT(host.log_text(), !Catch::Contains("previous crmhost process crashed"));
   CHECK(host.stop_with(SIGTERM) == 0);
+}
+
+TEST_CASE("a plugin crashing in create at every start is named in $STATE_DIRECTORY at each start",
+          "[run]") {
+  RunningHost host("crash-create");
+  const auto state = host.dir / "state";
+  std::filesystem::create_directories(state);
+  host.env = {"STATE_DIRECTORY=" + state.string()};
+  const std::string line =
+      "crmhost: fatal signal SIGSEGV in plugin \"memory-sdk\" during its create call for "
+      "connection \"dst2\"";
+  const auto marker = [&] {
+    std::ifstream in(state / "last-crash");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  host.dst2_extra = "      crash_in: create\n";  // at start, before any pipeline runs
+  host.write_config(0, pipeline_yaml("p", "dst2"));
+  host.start();
+  CHECK(host.stop_with(0 /* just wait */) == 128 + SIGSEGV);
+  CHECK_THAT(host.log_text(), Catch::Contains(line));
+  CHECK_THAT(marker(), Catch::Contains(line));
+  CHECK_FALSE(std::filesystem::exists(host.db_path.string() + ".last-crash"));  // the unit's place
+
+  // The next start, crashing again, says first why the previous one ended: a crash loop is named.
+  host.start();
+  CHECK(host.stop_with(0 /* just wait */) == 128 + SIGSEGV);
+  auto log = host.log_text();
+  CHECK_THAT(log, Catch::Contains("the previous crmhost process crashed: " + line));
+  CHECK_THAT(log.substr(log.find("the previous crmhost process crashed")),
+             Catch::Contains("\n" + line));
+  CHECK_THAT(marker(), Catch::Contains(line));
+
+  host.dst2_extra = "";
+  host.write_config(0, pipeline_yaml("p", "dst2"));
+  host.start();
+  REQUIRE(
+      eventually([&] { return host.log_text().find("pipeline p started") != std::string::npos; }));
+  CHECK_THAT(host.log_text(), Catch::Contains("the previous crmhost process crashed: " + line));
+  CHECK(marker().empty());  // taken, and armed again for this process
+  CHECK(host.stop_with(SIGTERM) == 0);
+  CHECK(marker().empty());
+}
+
+TEST_CASE("crmhost run opens a relative SQLite path beside its config and logs it absolute",
+          "[run]") {
+  RunningHost host("relative-store");
+  const auto work = host.dir / "work";
+  std::filesystem::create_directories(work);
+  host.store = "sqlite://state.db";  // relative to the config file's directory
+  host.cwd = work;                   // not the working directory
+  host.config_arg = "../crmhost.yaml";
+  host.write_config(2, pipeline_yaml("p", "dst"));
+  host.start();
+  REQUIRE(eventually([&] { return host.log_text().find("crmhost running") != std::string::npos; }));
+  const auto expected = std::filesystem::canonical(host.dir) / "state.db";
+  CHECK_THAT(host.log_text(), Catch::Contains("store: sqlite://" + expected.string() + "\n"));
+  CHECK(std::filesystem::exists(expected));
+  CHECK_FALSE(std::filesystem::exists(work / "state.db"));
+  CHECK(host.stop_with(SIGTERM) == 0);
+}
+
+TEST_CASE("the systemd unit parses: systemd-analyze verify says nothing about it", "[run]") {
+  std::string analyze;
+  for (const char *dir : {"/usr/bin", "/bin", "/usr/local/bin"})
+    if (::access((std::string(dir) + "/systemd-analyze").c_str(), X_OK) == 0) {
+      analyze = std::string(dir) + "/systemd-analyze";
+      break;
+    }
+  if (analyze.empty()) {
+    WARN("systemd-analyze is not installed: config/systemd/crmhost.service not checked");
+    return;
+  }
+  // verify also checks that the commands exist: the unit's /usr/bin/crmhost is this build's.
+  const auto dir = testing::fresh_test_dir("unit");
+  std::ifstream in(std::filesystem::path(CRMHOST_SOURCE_DIR) / "config/systemd/crmhost.service");
+  REQUIRE(in);
+  std::string unit(std::istreambuf_iterator<char>(in), {});
+  for (size_t at; (at = unit.find("/usr/bin/crmhost ")) != std::string::npos;)
+    unit.replace(at, std::strlen("/usr/bin/crmhost"), CRMHOST_BINARY);
+  const auto file = dir / "crmhost.service";
+  std::ofstream(file) << unit;
+  std::string output;
+  FILE *pipe = ::popen((analyze + " verify " + file.string() + " 2>&1").c_str(), "r");
+  REQUIRE(pipe);
+  char buffer[512];
+  while (std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
+  const int status = ::pclose(pipe);
+  std::filesystem::remove_all(dir);
+  INFO(output);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // Every problem with the unit (an unknown key, a bad value, a missing command) names it.
+  CHECK_THAT(output, !Catch::Contains("crmhost.service"));
 }
 
 TEST_CASE("SIGTERM mid-batch stops gracefully with exit 0 and loses nothing", "[run]") {
