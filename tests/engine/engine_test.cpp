@@ -14,6 +14,7 @@
 #include "pipeline/store_state.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "util/json.hpp"
+#include "util/metrics.hpp"
 
 using namespace crmhost;
 using namespace std::chrono_literals;
@@ -322,12 +323,24 @@ TEST_CASE("a backfill runs in its own lane and a dry run enqueues nothing", "[en
   CHECK(dry.counts.enqueued == 0);
   CHECK(dry.pages == 2);  // page size 7
 
+  const auto received = [](const char *source, const char *outcome) {
+    return metrics::global().counter_sum(
+        "crmhost_events_received_total",
+        {{"pipeline", "contacts"}, {"source", source}, {"outcome", outcome}});
+  };
+  const double duplicates_before = received("backfill", "duplicate"),
+               new_before = received("backfill", "new"),
+               poll_before = received("poll", "new") + received("poll", "duplicate");
   auto real = engine.backfill("contacts", false);
   CHECK(real.ok);
   CHECK(real.counts.fetched == 12);
   // The same records with the same payload are the same events: nothing is queued twice.
   CHECK(real.counts.duplicates == 12);
   CHECK(real.counts.enqueued == 0);
+  // /metrics labels what the backfill read as source="backfill" (as /events does), not "poll".
+  CHECK(received("backfill", "duplicate") - duplicates_before == 12);
+  CHECK(received("backfill", "new") == new_before);
+  CHECK(received("poll", "new") + received("poll", "duplicate") == poll_before);
   CHECK(real.run_id > 0);
   CHECK(h.db->get_sync_run(real.run_id)->kind == store::SyncRunKind::backfill);
 
