@@ -139,46 +139,86 @@ TEST_CASE("a first link of two existing records merges by newest_wins, both side
   CHECK(dead(w) == 0);
 }
 
+// Odoo deletes a partner and HubSpot edits its counterpart within one poll window (both
+// directions paused meanwhile), then one of the two travels first and the other after it.
+namespace {
+enum class First { edit, remove };
+
+void delete_and_edit(World &w, decltype(crmsandbox::OdooRecord::id) odoo_id,
+                     const std::string &hub_id, First first) {
+  const char *travels = first == First::edit ? kToOdoo : kToHubSpot;
+  const char *waits = first == First::edit ? kToHubSpot : kToOdoo;
+  w.engine->pause(kToOdoo);
+  w.engine->pause(kToHubSpot);
+  w.odoo.unlink(kDb, "res.partner", {odoo_id});
+  std::this_thread::sleep_for(1100ms);  // Odoo's times have whole seconds: the edit is later
+  REQUIRE(w.hubspot.update_record(kPortal, "contacts", hub_id, {{"city", "Edited"}}));
+  // One direction carries its change and settles (two more polls with nothing new), then the
+  // other runs.
+  w.engine->resume(travels);
+  REQUIRE(w.wait_quiescent(60s, {travels}));
+  w.engine->resume(waits);
+  REQUIRE(w.wait_quiescent(60s));
+}
+
+std::string resolution(const crmhost::store::Conflict &c) {
+  const auto detail = crmhost::json::parse(c.detail, "detail");
+  return detail.HasMember("resolution") ? detail["resolution"].GetString() : "";
+}
+}  // namespace
+
 TEST_CASE("a delete in Odoo that meets an edit in HubSpot ends as on_delete says") {
   World w;
   w.hubspot.seed(kPortal, "contacts",
                  {{{{"email", "eve@example.com"}, {"firstname", "Eve"}, {"lastname", "Adams"}}}});
-  SECTION("keep_edited: the edited record is kept and comes back to Odoo") {
-    w.start();
-    REQUIRE(w.wait_quiescent(60s));
-    const auto before = odoo_contacts(w, "eve@example.com");
-    REQUIRE(before.size() == 1);
-    const auto hub_id = hubspot_contacts(w, "eve@example.com").at(0).id;
-    w.odoo.unlink(kDb, "res.partner", {before[0].id});
-    std::this_thread::sleep_for(1100ms);  // Odoo's times have whole seconds
-    REQUIRE(w.hubspot.update_record(kPortal, "contacts", hub_id, {{"city", "Edited"}}));
-    REQUIRE(w.wait_quiescent(60s));
-    const auto hub = hubspot_contacts(w, "eve@example.com");
+  struct Case {
+    const char *on_delete;
+    First first;
+  };
+  Case c{};
+  SECTION("keep_edited, the edit first") {
+    c = {"keep_edited", First::edit};
+  }
+  SECTION("keep_edited, the delete first") {
+    c = {"keep_edited", First::remove};
+  }
+  SECTION("propagate, the edit first") {
+    c = {"propagate", First::edit};
+  }
+  SECTION("propagate, the delete first") {
+    c = {"propagate", First::remove};
+  }
+  w.on_delete = c.on_delete;
+  w.start();
+  REQUIRE(w.wait_quiescent(60s));
+  const auto before = odoo_contacts(w, "eve@example.com");
+  REQUIRE(before.size() == 1);
+  const auto hub_id = hubspot_contacts(w, "eve@example.com").at(0).id;
+  delete_and_edit(w, before[0].id, hub_id, c.first);
+
+  // The conflict names the order the two travelled in and how it ended.
+  const auto met = conflicts(w, {c.first == First::edit ? "edit met delete" : "delete met edit"});
+  REQUIRE(met.size() == 1);
+  const auto hub = hubspot_contacts(w, "eve@example.com");
+  const auto after = odoo_contacts(w, "eve@example.com");
+  if (std::string(c.on_delete) == "keep_edited") {
+    // The edit wins: HubSpot keeps it, and Odoo gets the record anew, linked to it.
+    if (c.first == First::remove) CHECK(resolution(met[0]) == "kept and restored");
     REQUIRE(hub.size() == 1);
     CHECK(property(hub[0].properties, "city") == "Edited");
-    const auto after = odoo_contacts(w, "eve@example.com");
     REQUIRE(after.size() == 1);
     CHECK(after[0].id != before[0].id);
     CHECK(text(after[0].values, "city") == "Edited");
-    CHECK_FALSE(conflicts(w, {"delete met edit", "edit met delete"}).empty());
-  }
-  SECTION("propagate: the delete wins on both sides, and the edit it overruled is recorded") {
-    w.on_delete = "propagate";
-    w.start();
-    REQUIRE(w.wait_quiescent(60s));
-    const auto before = odoo_contacts(w, "eve@example.com");
-    REQUIRE(before.size() == 1);
-    const auto hub_id = hubspot_contacts(w, "eve@example.com").at(0).id;
-    w.odoo.unlink(kDb, "res.partner", {before[0].id});
-    std::this_thread::sleep_for(1100ms);
-    REQUIRE(w.hubspot.update_record(kPortal, "contacts", hub_id, {{"city", "Edited"}}));
-    REQUIRE(w.wait_quiescent(60s));
-    CHECK(hubspot_contacts(w, "eve@example.com").empty());
-    CHECK(odoo_contacts(w, "eve@example.com").empty());
-    const auto met = conflicts(w, {"delete met edit", "edit met delete"});
-    REQUIRE_FALSE(met.empty());
-    CHECK(std::string(crmhost::json::parse(met[0].detail, "d")["resolution"].GetString()) ==
-          "deleted");
+    auto link = w.db->find_link_by_source(kToOdoo, "hubspot", hub_id);
+    REQUIRE(link);
+    CHECK(link->target_id == std::to_string(after[0].id));
+  } else {
+    // The delete wins on both sides; the edit it overruled is in the conflict.
+    CHECK(resolution(met[0]) == "deleted");
+    CHECK(hub.empty());
+    CHECK(after.empty());
+    CHECK_FALSE(w.db->find_link_by_source(kToOdoo, "hubspot", hub_id));
+    CHECK_FALSE(w.db->find_link_by_target(kToHubSpot, "hubspot", hub_id));
   }
   CHECK(dead(w) == 0);
 }

@@ -18,6 +18,7 @@
 #include "config/config.hpp"
 #include "net/http_client.hpp"
 #include "pipeline/engine.hpp"
+#include "pipeline/store_state.hpp"
 #include "plugins/plugin_registry.hpp"
 #include "sandbox/hubspot.hpp"
 #include "sandbox/odoo.hpp"
@@ -120,6 +121,9 @@ struct World {
           ("crmhost-crm-two-way-" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
+    // The plugins' state is encrypted in the store with this key (a fixed one, for tests only).
+    ::setenv("CRMHOST_SECRET_KEY",
+             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", 1);
     hubspot.add_token(kHubSpotToken, kPortal);
     hubspot.start();
     odoo.add_user(kDb, {"admin", "admin-password", {kOdooKey}});
@@ -163,6 +167,7 @@ struct World {
          << "      database: " << kDb << "\n      login: admin\n"
          << "      api_key: \"${file:" << (dir / "odoo-key").string() << "}\"\n"
          << "      lookback_seconds: 5\n"
+         << "      reconcile_interval_seconds: 1\n"  // deletions seen within a second
          << "pipelines:\n"
          << "  " << kToOdoo << ":\n"
          << "    enabled: " << (to_odoo ? "true" : "false") << "\n"
@@ -202,6 +207,8 @@ struct World {
   void start() {
     auto config = load_config();
     db = crmhost::store::open_store(config.store);
+    // The plugins keep state (Odoo's snapshots of ids, for deletions) in the store, as in a host.
+    services->state = std::make_shared<crmhost::pipeline::StoreStateBackend>(db);
     crmhost::pipeline::EngineOptions options;
     options.idle_delay = 50ms;
     engine = std::make_unique<crmhost::pipeline::Engine>(config, registry, db, options);
@@ -215,15 +222,15 @@ struct World {
         if (c.status == s) n += c.count;
     return n;
   }
-  int64_t unsettled() {
+  int64_t unsettled(const std::vector<std::string> &pipelines = {kToOdoo, kToHubSpot}) {
     int64_t n = 0;
-    for (const char *p : {kToOdoo, kToHubSpot})
+    for (const auto &p : pipelines)
       n += count(p, {EventStatus::pending, EventStatus::in_flight, EventStatus::failed});
     return n;
   }
-  int64_t events() {
+  int64_t events(const std::vector<std::string> &pipelines = {kToOdoo, kToHubSpot}) {
     int64_t n = 0;
-    for (const char *p : {kToOdoo, kToHubSpot})
+    for (const auto &p : pipelines)
       n += count(p, {EventStatus::pending, EventStatus::in_flight, EventStatus::failed,
                      EventStatus::done, EventStatus::dead});
     return n;
@@ -236,8 +243,8 @@ struct World {
     return n;
   }
 
-  // Quiescent: nothing pending, in flight or failed, and no new event, while each of
-  // `pipelines` finished at least two more polls (which would have found any change not yet
+  // Quiescent: nothing of `pipelines` pending, in flight or failed, and no new event, while each
+  // of them finished at least two more polls (which would have found any change not yet
   // synced).
   bool wait_quiescent(std::chrono::seconds limit,
                       std::vector<std::string> pipelines = {kToOdoo, kToHubSpot}) {
@@ -247,13 +254,13 @@ struct World {
       for (const auto &p : pipelines) out.push_back(poll_runs(p));
       return out;
     };
-    auto events_then = events();
+    auto events_then = events(pipelines);
     auto runs_then = runs();
     while (Clock::now() < deadline) {
       std::this_thread::sleep_for(100ms);
-      const auto events_now = events();
+      const auto events_now = events(pipelines);
       const auto runs_now = runs();
-      if (unsettled() != 0 || events_now != events_then) {
+      if (unsettled(pipelines) != 0 || events_now != events_then) {
         events_then = events_now;
         runs_then = runs_now;
         continue;
