@@ -78,16 +78,16 @@ inline std::string to_json(const rapidjson::Value &value) {
   return std::string(buffer.GetString(), buffer.GetSize());
 }
 
-// Nesting parse_json accepts: far above any provider's payload, far below what overflows a stack.
+// Nesting parse_json and try_parse_json accept: far above any provider's payload, far below what
+// overflows a stack.
 inline constexpr size_t kMaxJsonDepth = 256;
 
-// Parses a JSON document or throws Error(CRM_ERR_INVALID_INPUT) naming the offset and problem.
-// Iterative and depth-bounded, so a hostile body or provider answer cannot exhaust the stack.
-inline rapidjson::Document parse_json(std::string_view text, const char *what) {
+// Whether `text` nests arrays and objects deeper than `limit` (brackets inside strings do not
+// count). One forward scan: linear in time, constant in stack, whatever the input.
+inline bool nests_deeper_than(std::string_view text, size_t limit) {
   size_t depth = 0;
   bool in_string = false, escaped = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
+  for (const char c : text) {
     if (in_string) {
       if (escaped)
         escaped = false;
@@ -97,21 +97,49 @@ inline rapidjson::Document parse_json(std::string_view text, const char *what) {
         in_string = false;
     } else if (c == '"') {
       in_string = true;
-    } else if ((c == '{' || c == '[') && ++depth > kMaxJsonDepth) {
-      throw Error(CRM_ERR_INVALID_INPUT, std::string(what) + " nests deeper than " +
-                                             std::to_string(kMaxJsonDepth) + " levels");
+    } else if ((c == '{' || c == '[') && ++depth > limit) {
+      return true;
     } else if ((c == '}' || c == ']') && depth > 0) {
       --depth;
     }
   }
-  rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());
-  if (doc.HasParseError()) {
-    throw Error(CRM_ERR_INVALID_INPUT, std::string(what) + " is not valid JSON at offset " +
-                                           std::to_string(doc.GetErrorOffset()) + ": " +
-                                           rapidjson::GetParseError_En(doc.GetParseError()));
+  return false;
+}
+
+// What try_parse_json made of a text.
+enum class JsonParse { ok, invalid, too_deep };
+
+// Parses `text` into `doc` without recursion; text nesting deeper than kMaxJsonDepth is refused
+// before parsing. For JSON whose failure the caller words itself, such as a provider's answer
+// (every answer a plugin parses must go through this or parse_json: RapidJSON's default Parse
+// recurses once per level, and a hostile answer of a million '[' overflows the stack). On
+// `invalid` and `too_deep` alike `doc.HasParseError()` is true, so code that tests only that
+// refuses both.
+inline JsonParse try_parse_json(std::string_view text, rapidjson::Document &doc) {
+  if (nests_deeper_than(text, kMaxJsonDepth)) {
+    doc.Parse<rapidjson::kParseIterativeFlag>("", 0);  // kParseErrorDocumentEmpty
+    return JsonParse::too_deep;
   }
-  return doc;
+  doc.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());
+  return doc.HasParseError() ? JsonParse::invalid : JsonParse::ok;
+}
+
+// Parses a JSON document or throws Error(CRM_ERR_INVALID_INPUT) naming the offset and problem.
+// Iterative and depth-bounded, so a hostile body or provider answer cannot exhaust the stack.
+inline rapidjson::Document parse_json(std::string_view text, const char *what) {
+  rapidjson::Document doc;
+  switch (try_parse_json(text, doc)) {
+    case JsonParse::ok:
+      return doc;
+    case JsonParse::too_deep:
+      throw Error(CRM_ERR_INVALID_INPUT, std::string(what) + " nests deeper than " +
+                                             std::to_string(kMaxJsonDepth) + " levels");
+    case JsonParse::invalid:
+      break;
+  }
+  throw Error(CRM_ERR_INVALID_INPUT, std::string(what) + " is not valid JSON at offset " +
+                                         std::to_string(doc.GetErrorOffset()) + ": " +
+                                         rapidjson::GetParseError_En(doc.GetParseError()));
 }
 
 // The member `key` of `object` when it is a string; "" otherwise.
