@@ -1,5 +1,7 @@
 // hubspot.so against the HubSpot sandbox over HTTP, through the host's real HTTP client.
 #include <chrono>
+#include <functional>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -453,4 +455,146 @@ TEST_CASE("a match-key search reads past HubSpot's 200 results a page") {
   CHECK(r[0].id == twin_ids.front());  // the oldest wins
   CHECK(r[1].ok);
   CHECK(r[1].id == last[0]);
+}
+
+namespace {
+
+// The sandbox behind a front server that answers the requests `deep_status` picks (a status
+// other than 0) with a million '[': a hostile or broken provider whose JSON would exhaust a
+// recursive parser's stack. Everything else goes to the sandbox.
+struct DeepAnswerFixture {
+  using Pick = std::function<int(const crmhost::net::HttpRequest &)>;
+  crmsandbox::HubSpotSandbox sandbox;
+  std::mutex mutex;
+  Pick deep_status = [](const crmhost::net::HttpRequest &) { return 0; };
+  crmsandbox::LoopbackServer front{
+      "127.0.0.1:0", [this](const crmhost::net::HttpRequest &r) {
+        Pick pick;
+        {
+          std::lock_guard lock(mutex);
+          pick = deep_status;
+        }
+        if (const int status = pick(r))
+          return crmhost::net::HttpResponse{
+              status, "application/json", {}, std::string(1'000'000, '[')};
+        return sandbox.handle(r);
+      }};
+  crmhost::test::LoadedHubSpot host{std::make_shared<crmhost::net::HttpClient>(quick_retries())};
+
+  static crmhost::net::ClientOptions quick_retries() {
+    crmhost::net::ClientOptions options;
+    options.backoff_base = std::chrono::milliseconds(10);
+    options.backoff_cap = std::chrono::milliseconds(50);
+    return options;
+  }
+
+  DeepAnswerFixture() {
+    crmsandbox::HubSpotRateLimits generous;
+    generous.per_window = 1'000'000;
+    generous.search_per_second = 1'000'000;
+    generous.daily = 100'000'000;
+    sandbox.set_rate_limits(generous);
+    sandbox.add_token("pat-test", kPortal);
+    sandbox.add_oauth_client("client-1", "client-secret", "refresh-1", kPortal);
+    front.start();
+  }
+
+  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(front.port()); }
+  std::string settings() const {
+    return R"({"access_token":"pat-test","base_url":")" + base_url() + "\"}";
+  }
+  void answer_deep(const std::string &method, const std::string &path, int status) {
+    std::lock_guard lock(mutex);
+    deep_status = [=](const crmhost::net::HttpRequest &r) {
+      return r.method == method && r.path == path ? status : 0;
+    };
+  }
+  void answer_normally() { answer_deep("", "", 0); }
+};
+
+}  // namespace
+
+TEST_CASE("a provider answer nested a million levels deep is a clear error and no crash") {
+  DeepAnswerFixture f;
+  const auto seeded = f.sandbox.seed_generated(kPortal, "contacts", 1);
+  auto c = f.host.connect(f.settings());
+  const std::string too_deep = "nested deeper than 256 levels";
+
+  SECTION("a search answer (poll)") {
+    f.answer_deep("POST", "/crm/v3/objects/contacts/search", 200);
+    auto page = c->poll({"contact", std::nullopt, 10});
+    REQUIRE_FALSE(page);
+    INFO(page.error().describe());
+    CHECK(page.error().code == CRM_ERR_REMOTE);
+    CHECK_FALSE(page.error().retryable);  // the same request gets the same answer
+    CHECK_THAT(page.error().message, Catch::Contains("POST /crm/v3/objects/contacts/search") &&
+                                         Catch::Contains(too_deep));
+  }
+  SECTION("a batch read answer (fetch)") {
+    f.answer_deep("POST", "/crm/v3/objects/contacts/batch/read", 200);
+    auto fetched = c->fetch("contact", {seeded[0]});
+    REQUIRE_FALSE(fetched);
+    INFO(fetched.error().describe());
+    CHECK(fetched.error().code == CRM_ERR_REMOTE);
+    CHECK_FALSE(fetched.error().retryable);
+    CHECK_THAT(
+        fetched.error().message,
+        Catch::Contains("POST /crm/v3/objects/contacts/batch/read") && Catch::Contains(too_deep));
+  }
+  SECTION("a batch upsert answer (push): each record's error says so") {
+    f.answer_deep("POST", "/crm/v3/objects/contacts/batch/upsert", 200);
+    PushRequest request;
+    request.object = "contact";
+    request.mode = "upsert";
+    request.records = {{"r1", std::nullopt, R"({"email":"deep@example.com"})"}};
+    auto pushed = c->push(request);
+    REQUIRE(pushed);
+    REQUIRE(pushed->size() == 1);
+    const auto &r = (*pushed)[0];
+    INFO(r.message);
+    CHECK_FALSE(r.ok);
+    CHECK(r.code == "remote");
+    CHECK_FALSE(r.retryable);
+    CHECK_THAT(r.message, Catch::Contains("POST /crm/v3/objects/contacts/batch/upsert") &&
+                              Catch::Contains(too_deep));
+  }
+  SECTION("an error answer (check, 500) loses only its detail") {
+    f.answer_deep("GET", "/crm/v3/objects/companies", 500);  // the first object listed
+    auto checked = c->check();
+    REQUIRE_FALSE(checked);
+    INFO(checked.error().describe());
+    CHECK(checked.error().code == CRM_ERR_REMOTE);
+    CHECK(checked.error().retryable);
+    CHECK_THAT(checked.error().message, Catch::Contains("check: HubSpot answered 500"));
+  }
+  SECTION("a delete's error answer (400)") {
+    f.answer_deep("DELETE", "/crm/v3/objects/contacts/" + seeded[0], 400);
+    PushRequest request;
+    request.object = "contact";
+    request.mode = "delete";
+    request.records = {{"r1", seeded[0], "{}"}};
+    auto pushed = c->push(request);
+    REQUIRE_FALSE(pushed);
+    INFO(pushed.error().describe());
+    CHECK(pushed.error().code == CRM_ERR_REMOTE);
+    CHECK_THAT(pushed.error().message, Catch::Contains("HubSpot answered 400"));
+  }
+  SECTION("an OAuth token answer") {
+    c = f.host.connect(R"({"auth":{"client_id":"client-1","client_secret":"client-secret",)"
+                       R"("refresh_token":"refresh-1"},"base_url":")" +
+                       f.base_url() + "\"}");
+    f.answer_deep("POST", "/oauth/v1/token", 200);
+    auto checked = c->check();
+    REQUIRE_FALSE(checked);
+    INFO(checked.error().describe());
+    CHECK(checked.error().code == CRM_ERR_REMOTE);
+    CHECK_FALSE(checked.error().retryable);
+    CHECK_THAT(checked.error().message,
+               Catch::Contains("OAuth token refresh") && Catch::Contains(too_deep));
+  }
+  // The plugin (and the process) carry on: the next answer that is fine is used.
+  f.answer_normally();
+  auto after = c->check();
+  INFO((after ? std::string() : after.error().describe()));
+  CHECK(after);
 }

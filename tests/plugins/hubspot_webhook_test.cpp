@@ -183,6 +183,18 @@ TEST_CASE("a well-signed body that is not an event array is a bad request") {
   CHECK(f.deliver(signed_v1(R"([{"objectId":1}])")).error().code == CRM_ERR_INVALID_INPUT);
 }
 
+// The host refuses such a body (deeper than 64 levels) before the plugin sees it; the plugin does
+// not rely on that.
+TEST_CASE("a well-signed body nested a million levels deep is a bad request and no crash") {
+  Fixture f;
+  auto result = f.deliver(signed_v1(std::string(1'000'000, '[')));
+  REQUIRE_FALSE(result);
+  CHECK(result.error().code == CRM_ERR_INVALID_INPUT);
+  CHECK_THAT(result.error().message,
+             Catch::Contains("webhook body: nested deeper than 256 levels"));
+  CHECK(f.deliver(signed_v1("[" + event("contact.creation", 5) + "]")));  // still serving
+}
+
 TEST_CASE("every event type becomes fetch or delete events") {
   Fixture f;
   const std::string body =

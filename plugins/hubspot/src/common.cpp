@@ -131,4 +131,9 @@ std::string form_encode(std::string_view value) {
   return out;
 }
 
+std::string too_deep(int http_status) {
+  return std::to_string(http_status) + " with JSON nested deeper than " +
+         std::to_string(sdk::kMaxJsonDepth) + " levels";
+}
+
 }  // namespace crmhost::hubspot

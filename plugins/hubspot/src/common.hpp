@@ -40,4 +40,8 @@ Cursor decode_cursor(std::string_view text);
 // application/x-www-form-urlencoded value encoding.
 std::string form_encode(std::string_view value);
 
+// "<status> with JSON nested deeper than 256 levels": how an answer that sdk::try_parse_json
+// refused as too deep is named in a message, after "HubSpot answered ".
+std::string too_deep(int http_status);
+
 }  // namespace crmhost::hubspot

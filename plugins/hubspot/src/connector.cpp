@@ -205,8 +205,7 @@ sdk::HttpResponse HubSpotConnector::api(std::string_view method, const std::stri
 void HubSpotConnector::fail(const sdk::HttpResponse &response, const std::string &what) const {
   std::string detail;
   rapidjson::Document doc;
-  doc.Parse(response.body.data(), response.body.size());
-  if (!doc.HasParseError() && doc.IsObject()) {
+  if (sdk::try_parse_json(response.body, doc) == sdk::JsonParse::ok && doc.IsObject()) {
     detail = get_string(doc, "category");
     const std::string message = get_string(doc, "message");
     if (!message.empty()) detail += (detail.empty() ? "" : ": ") + message.substr(0, 300);
@@ -242,8 +241,12 @@ rapidjson::Document HubSpotConnector::api_json(std::string_view method, const st
   const std::string what = std::string(method) + " " + path;
   if (response.status < 200 || response.status > 299) fail(response, what);
   rapidjson::Document doc;
-  doc.Parse(response.body.data(), response.body.size());
-  if (doc.HasParseError() || !doc.IsObject())
+  const sdk::JsonParse parsed = sdk::try_parse_json(response.body, doc);
+  // A hostile or broken answer: the same request would get it again.
+  if (parsed == sdk::JsonParse::too_deep)
+    throw Error(CRM_ERR_REMOTE, what + ": HubSpot answered " + too_deep(response.status),
+                response.status, 0, 0);
+  if (parsed != sdk::JsonParse::ok || !doc.IsObject())
     throw Error(CRM_ERR_REMOTE,
                 what + ": HubSpot answered " + std::to_string(response.status) +
                     " with a body that is not a JSON object",
@@ -259,8 +262,7 @@ std::string HubSpotConnector::access_token(bool force_refresh) {
     // client and refresh token.
     if (auto saved = state_get(kTokenStateKey)) {
       rapidjson::Document doc;
-      doc.Parse(saved->data(), saved->size());
-      if (!doc.HasParseError() && doc.IsObject() &&
+      if (sdk::try_parse_json(*saved, doc) == sdk::JsonParse::ok && doc.IsObject() &&
           get_string(doc, "for") ==
               sha256_hex(settings_.client_id + "\n" + settings_.refresh_token) &&
           doc.HasMember("refresh_at_ms") && doc["refresh_at_ms"].IsInt64()) {
@@ -294,7 +296,10 @@ void HubSpotConnector::refresh_access_token() {
                 response.status, 0, 0);
   if (response.status < 200 || response.status > 299) fail(response, "OAuth token refresh");
   rapidjson::Document doc;
-  doc.Parse(response.body.data(), response.body.size());
+  if (sdk::try_parse_json(response.body, doc) == sdk::JsonParse::too_deep)
+    throw Error(CRM_ERR_REMOTE,
+                "OAuth token refresh: HubSpot answered " + too_deep(response.status),
+                response.status, 0, 0);
   const std::string token = !doc.HasParseError() ? get_string(doc, "access_token") : "";
   if (token.empty() || !doc.HasMember("expires_in") || !doc["expires_in"].IsNumber())
     throw Error(CRM_ERR_REMOTE,

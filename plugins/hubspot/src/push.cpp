@@ -331,7 +331,7 @@ void HubSpotConnector::delete_one(const ObjectInfo &object, PushItem &item, bool
   }
   if (!written) fail(response, "DELETE " + std::string(object.path));
   rapidjson::Document doc;
-  doc.Parse(response.body.data(), response.body.size());
+  sdk::try_parse_json(response.body, doc);  // an error's detail, when it has one
   const auto [code, retry] =
       classify(doc.IsObject() ? get_string(doc, "category") : "", response.status);
   item.error(code,
@@ -387,8 +387,14 @@ void HubSpotConnector::push_batch(const ObjectInfo &object, const std::string &a
   }
   const int status = response.status;
   rapidjson::Document doc;
-  doc.Parse(response.body.data(), response.body.size());
-  const bool json = !doc.HasParseError() && doc.IsObject();
+  const sdk::JsonParse parsed = sdk::try_parse_json(response.body, doc);
+  const bool json = parsed == sdk::JsonParse::ok && doc.IsObject();
+  if ((status == 200 || status == 201 || status == 207) && parsed == sdk::JsonParse::too_deep) {
+    // Written, perhaps, but nothing in the answer can be read: a hostile or broken answer.
+    written = true;
+    fail_all("remote", "POST " + path + ": HubSpot answered " + too_deep(status), false);
+    return;
+  }
   if (status == 200 || status == 201 || status == 207) {
     written = true;
     std::map<std::string, PushItem *> by_key;  // id, lower-case email, or trace id

@@ -30,7 +30,9 @@ Error malformed(size_t index, const std::string &what) {
 std::vector<ParsedEvent> parse_webhook_events(std::string_view body,
                                               const std::set<std::string> &objects) {
   rapidjson::Document doc;
-  doc.Parse(body.data(), body.size());
+  if (sdk::try_parse_json(body, doc) == sdk::JsonParse::too_deep)
+    throw Error(CRM_ERR_INVALID_INPUT, "webhook body: nested deeper than " +
+                                           std::to_string(sdk::kMaxJsonDepth) + " levels");
   if (doc.HasParseError() || !doc.IsArray())
     throw Error(CRM_ERR_INVALID_INPUT, "webhook body: expected a JSON array of HubSpot events");
   std::vector<ParsedEvent> out;
