@@ -174,6 +174,18 @@ TEST_CASE("a malformed delivery is invalid input and without a secret setting no
   CHECK(refused.error().code == CRM_ERR_UNAUTHORIZED);
 }
 
+// The host refuses such a body (deeper than 64 levels) before the plugin sees it; the plugin does
+// not rely on that.
+TEST_CASE("a delivery nested a million levels deep is invalid input and no crash") {
+  crmhost::test::LoadedOdoo host;
+  auto c = host.connect(settings());
+  auto deep = c->webhook(delivery(std::string(1'000'000, '[')));
+  REQUIRE_FALSE(deep);
+  CHECK(deep.error().code == CRM_ERR_INVALID_INPUT);
+  CHECK_THAT(deep.error().message, Catch::Contains("webhook body: nested deeper than 256 levels"));
+  CHECK(c->webhook(delivery(R"({"_model":"crm.lead","_id":17})")));  // still serving
+}
+
 TEST_CASE("settings name what is wrong") {
   crmhost::test::LoadedOdoo host;
   auto create = [&](const std::string &json) {

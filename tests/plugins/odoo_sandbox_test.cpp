@@ -1,6 +1,8 @@
 // odoo.so against the Odoo sandbox over HTTP, through the host's real HTTP client, on both
 // protocols (JSON-RPC and JSON-2).
 #include <chrono>
+#include <functional>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -608,5 +610,118 @@ TEST_CASE("an upsert or update naming a deleted id is not_found and creates noth
     }
     CHECK(f.sandbox.records(kDb, "res.partner", true).size() == 1);
     CHECK(text_of(f.sandbox.record(kDb, "res.partner", live)->values, "city") == "<not text>");
+  }
+}
+
+namespace {
+
+// The sandbox behind a front server that answers the calls `deep_status` picks (a status other
+// than 0) with a million '[': a hostile or broken server whose JSON would exhaust a recursive
+// parser's stack. Everything else goes to the sandbox.
+struct DeepAnswerFixture {
+  using Pick = std::function<int(const crmhost::net::HttpRequest &)>;
+  crmsandbox::OdooSandbox sandbox;
+  std::mutex mutex;
+  Pick deep_status = [](const crmhost::net::HttpRequest &) { return 0; };
+  crmsandbox::LoopbackServer front{
+      "127.0.0.1:0", [this](const crmhost::net::HttpRequest &r) {
+        Pick pick;
+        {
+          std::lock_guard lock(mutex);
+          pick = deep_status;
+        }
+        if (const int status = pick(r))
+          return crmhost::net::HttpResponse{
+              status, "application/json", {}, std::string(1'000'000, '[')};
+        return sandbox.handle(r);
+      }};
+  crmhost::test::LoadedOdoo host{
+      std::make_shared<crmhost::net::HttpClient>(SandboxFixture::quick_retries())};
+
+  DeepAnswerFixture() {
+    sandbox.add_user(kDb, {"admin", "admin-password", {kKey}});
+    front.start();
+  }
+
+  std::string settings(const std::string &protocol) const {
+    return R"({"url":"http://127.0.0.1:)" + std::to_string(front.port()) +
+           R"(","database":"crm","login":"admin","api_key":")" + kKey + R"(","protocol":")" +
+           protocol + "\"}";
+  }
+  // `call` is "model.method" (JSON-2's path, JSON-RPC's execute_kw) or "common.authenticate".
+  void answer_deep(const std::string &call, int status) {
+    const auto dot = call.rfind('.');
+    const std::string model = call.substr(0, dot), method = call.substr(dot + 1);
+    std::lock_guard lock(mutex);
+    deep_status = [=](const crmhost::net::HttpRequest &r) {
+      const bool picked =
+          r.path == "/json/2/" + model + "/" + method ||
+          (r.path == "/jsonrpc" && r.body.find('"' + method + '"') != std::string::npos &&
+           (model == "common" || r.body.find('"' + model + '"') != std::string::npos));
+      return picked ? status : 0;
+    };
+  }
+  void answer_normally() {
+    std::lock_guard lock(mutex);
+    deep_status = [](const crmhost::net::HttpRequest &) { return 0; };
+  }
+};
+
+}  // namespace
+
+TEST_CASE("an Odoo answer nested a million levels deep is a clear error and no crash") {
+  const std::string too_deep = "JSON nested deeper than 256 levels";
+  for (const char *protocol : kProtocols) {
+    INFO(protocol);
+    DeepAnswerFixture f;
+    f.sandbox.seed_partners(kDb, 3);
+    auto c = f.host.connect(f.settings(protocol));
+    REQUIRE(c->check());  // authenticated (JSON-RPC) before the answers turn hostile
+
+    f.answer_deep("res.partner.search_read", 200);
+    auto page = c->poll({"contact", std::nullopt, 10});
+    REQUIRE_FALSE(page);
+    INFO(page.error().describe());
+    CHECK(page.error().code == CRM_ERR_REMOTE);
+    CHECK_FALSE(page.error().retryable);  // the same request gets the same answer
+    CHECK_THAT(page.error().message,
+               Catch::Contains("res.partner.search_read") && Catch::Contains(too_deep));
+
+    f.answer_deep("res.partner.search_read", 503);  // an error answer: its status decides
+    page = c->poll({"contact", std::nullopt, 10});
+    REQUIRE_FALSE(page);
+    CHECK(page.error().code == CRM_ERR_REMOTE);
+    CHECK(page.error().retryable);
+    CHECK_THAT(page.error().message, Catch::Contains("HTTP 503"));
+
+    f.answer_deep("res.partner.create", 200);  // one record's outcome, the batch goes on
+    auto pushed = c->push(push_request(
+        "contact", {{"r", std::nullopt, R"({"email":"deep@example.com","name":"Deep"})"}}));
+    REQUIRE(pushed);
+    REQUIRE(pushed->size() == 1);
+    INFO((*pushed)[0].message);
+    CHECK_FALSE((*pushed)[0].ok);
+    CHECK((*pushed)[0].code == "remote");
+    CHECK_FALSE((*pushed)[0].retryable);
+    CHECK_THAT((*pushed)[0].message, Catch::Contains(too_deep));
+
+    if (std::string(protocol) == "jsonrpc") {
+      auto fresh = f.host.connect(f.settings(protocol), "fresh");
+      f.answer_deep("common.authenticate", 200);
+      auto refused = fresh->check();
+      REQUIRE_FALSE(refused);
+      INFO(refused.error().describe());
+      CHECK(refused.error().code == CRM_ERR_REMOTE);
+      CHECK_FALSE(refused.error().retryable);
+      CHECK_THAT(refused.error().message,
+                 Catch::Contains("common.authenticate") && Catch::Contains(too_deep));
+    }
+
+    // The plugin (and the process) carry on: the next answer that is fine is used.
+    f.answer_normally();
+    auto after = c->poll({"contact", std::nullopt, 10});
+    INFO((after ? std::string() : after.error().describe()));
+    REQUIRE(after);
+    CHECK_FALSE(after->records.empty());
   }
 }

@@ -183,6 +183,10 @@ Classified classify_fault(const Fault &f) {
   return {CRM_ERR_REMOTE, "remote", false};
 }
 
+std::string too_deep_message() {
+  return "JSON nested deeper than " + std::to_string(sdk::kMaxJsonDepth) + " levels";
+}
+
 bool secret_matches(std::string_view received, std::string_view expected) {
   // Both are hashed first so the comparison takes the same time whatever their lengths.
   unsigned char a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
@@ -193,7 +197,9 @@ bool secret_matches(std::string_view received, std::string_view expected) {
 
 WebhookDelivery parse_webhook(std::string_view body) {
   rapidjson::Document doc;
-  doc.Parse(body.data(), body.size());
+  if (sdk::try_parse_json(body, doc) == sdk::JsonParse::too_deep)
+    throw sdk::Error(CRM_ERR_INVALID_INPUT, "webhook body: nested deeper than " +
+                                                std::to_string(sdk::kMaxJsonDepth) + " levels");
   if (doc.HasParseError() || !doc.IsObject())
     throw sdk::Error(CRM_ERR_INVALID_INPUT,
                      "webhook body: expected a JSON object from an Odoo automation rule");

@@ -61,6 +61,11 @@ struct Classified {
 };
 Classified classify_fault(const Fault &fault);
 
+// A fault's message for an answer sdk::try_parse_json refused as too deep (a hostile or broken
+// server): "JSON nested deeper than 256 levels". With the answer's status and no name it
+// classifies as that status says (a 2xx: remote, not retryable).
+std::string too_deep_message();
+
 // Constant-time comparison of a received secret with the configured one.
 bool secret_matches(std::string_view received, std::string_view expected);
 

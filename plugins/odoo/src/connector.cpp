@@ -237,13 +237,18 @@ OdooConnector::Reply OdooConnector::rpc(const std::string &model, const std::str
                                              {"Content-Type", "application/json"},
                                              {"Accept", "application/json"}},
                                             sdk::to_json(args), settings_.timeout_ms, flags);
-    reply.result.Parse(response.body.data(), response.body.size());
-    if (response.status >= 200 && response.status <= 299 && !reply.result.HasParseError())
+    const sdk::JsonParse parsed = sdk::try_parse_json(response.body, reply.result);
+    if (response.status >= 200 && response.status <= 299 && parsed == sdk::JsonParse::ok)
       return reply;
     Fault f;
-    if (!reply.result.HasParseError() && reply.result.IsObject())
+    if (parsed == sdk::JsonParse::ok && reply.result.IsObject())
       f = fault_of(reply.result, response.status);
     f.http_status = response.status;
+    if (parsed == sdk::JsonParse::too_deep) {
+      f.message = too_deep_message();
+      reply.fault = f;
+      return reply;
+    }
     // A 2xx body cut short is a transport failure (retryable), not Odoo's verdict.
     if (response.status >= 200 && response.status <= 299) {
       f.http_status = 0;
@@ -285,8 +290,12 @@ OdooConnector::Reply OdooConnector::rpc(const std::string &model, const std::str
            {{"Content-Type", "application/json"}, {"Accept", "application/json"}},
            sdk::to_json(body), settings_.timeout_ms, flags);
   rapidjson::Document doc;
-  doc.Parse(response.body.data(), response.body.size());
-  const bool json = !doc.HasParseError() && doc.IsObject();
+  const sdk::JsonParse parsed = sdk::try_parse_json(response.body, doc);
+  if (parsed == sdk::JsonParse::too_deep) {
+    reply.fault = Fault{"", too_deep_message(), response.status};
+    return reply;
+  }
+  const bool json = parsed == sdk::JsonParse::ok && doc.IsObject();
   if (response.status == 200 && json && doc.HasMember("result")) {
     // The result becomes the reply's root; its storage stays in the document's allocator.
     Value taken;
@@ -359,8 +368,10 @@ int64_t OdooConnector::uid() {
            {{"Content-Type", "application/json"}, {"Accept", "application/json"}},
            sdk::to_json(body), settings_.timeout_ms, CRM_HTTP_IDEMPOTENT);
   rapidjson::Document doc;
-  doc.Parse(response.body.data(), response.body.size());
-  const bool json = !doc.HasParseError() && doc.IsObject();
+  const sdk::JsonParse parsed = sdk::try_parse_json(response.body, doc);
+  if (parsed == sdk::JsonParse::too_deep)
+    fail(Fault{"", too_deep_message(), response.status}, "common.authenticate");
+  const bool json = parsed == sdk::JsonParse::ok && doc.IsObject();
   if (response.status == 200 && json && doc.HasMember("result")) {
     const Value &r = doc["result"];
     if (r.IsInt64() && r.GetInt64() > 0) return *(uid_ = r.GetInt64());
