@@ -139,6 +139,31 @@ TEST_CASE("a first link of two existing records merges by newest_wins, both side
   CHECK(dead(w) == 0);
 }
 
+// Odoo keeps one name, which its plugin reads as _first_name and _last_name: when only the last
+// name differs, the merged record still carries both parts, so the first name is not lost.
+TEST_CASE("a first link where only part of a composed name differs keeps the other part") {
+  World w;
+  auto odoo_old = w.odoo.begin_transaction(kDb, std::chrono::seconds(60));
+  odoo_old.create("res.partner",
+                  {{"name", std::string("Fay Old")}, {"email", std::string("fay@example.com")}});
+  odoo_old.commit();
+  const int64_t now = wall_ms();
+  w.hubspot.seed(
+      kPortal, "contacts",
+      {{{{"email", "FAY@example.com"}, {"firstname", "Fay"}, {"lastname", "Newer"}}, now, now}});
+  w.start();
+  REQUIRE(w.wait_quiescent(60s));
+  const auto hub = hubspot_contacts(w, "fay@example.com");
+  const auto odo = odoo_contacts(w, "fay@example.com");
+  REQUIRE(hub.size() == 1);
+  REQUIRE(odo.size() == 1);
+  CHECK(text(odo[0].values, "name") == "Fay Newer");
+  CHECK(property(hub[0].properties, "firstname") == "Fay");
+  CHECK(property(hub[0].properties, "lastname") == "Newer");
+  CHECK_FALSE(conflicts(w, {"first link"}).empty());
+  CHECK(dead(w) == 0);
+}
+
 // Odoo deletes a partner and HubSpot edits its counterpart within one poll window (both
 // directions paused meanwhile), then one of the two travels first and the other after it.
 namespace {

@@ -113,8 +113,15 @@ FirstLinkMerge merge_first_link(const config::PushSink &sink, const std::string 
   }
   if (json::try_parse(target_json, target, "the target record") || !target.IsObject())
     target.SetObject();
+  // The write is the merged record, every mapped field with the value kept: a field written
+  // alone may be one part of a value the plugin composes (Odoo's _first_name and _last_name make
+  // its one name), and the part left out would be lost.
   rapidjson::Document write(rapidjson::kObjectType);
   auto &alloc = write.GetAllocator();
+  bool source_wins_any = false;
+  const auto keep = [&](const rapidjson::Value &name, const rapidjson::Value &value) {
+    write.AddMember(rapidjson::Value(name, alloc), rapidjson::Value(value, alloc), alloc);
+  };
   for (const auto &m : mapped.GetObject()) {
     const std::string field(m.name.GetString(), m.name.GetStringLength());
     const rapidjson::Value *have = json::member(target, field.c_str());
@@ -126,10 +133,14 @@ FirstLinkMerge merge_first_link(const config::PushSink &sink, const std::string 
         a = normalize_match_key(a, sink.match_normalize);
         b = normalize_match_key(b, sink.match_normalize);
       }
-      if (a == b) continue;  // the same value: nothing to write, nothing to decide
+      if (a == b) {  // the same value: nothing to decide; the target's form stays
+        keep(m.name, *have);
+        continue;
+      }
     }
     if (target_empty) {  // only the source has a value: it fills the target, no clash
-      write.AddMember(rapidjson::Value(m.name, alloc), rapidjson::Value(m.value, alloc), alloc);
+      keep(m.name, m.value);
+      source_wins_any = true;
       continue;
     }
     auto policy = sink.conflict;
@@ -148,10 +159,11 @@ FirstLinkMerge merge_first_link(const config::PushSink &sink, const std::string 
         break;
     }
     merge.clashes.push_back({field, json::to_string(m.value), json::to_string(*have), source_wins});
-    if (source_wins)
-      write.AddMember(rapidjson::Value(m.name, alloc), rapidjson::Value(m.value, alloc), alloc);
+    keep(m.name, source_wins ? m.value : *have);
+    source_wins_any |= source_wins;
   }
-  merge.write_json = json::to_string(write);
+  // Nothing of the source's won: nothing to write, the two are linked as they are.
+  merge.write_json = source_wins_any ? json::to_string(write) : "{}";
   return merge;
 }
 
@@ -552,18 +564,27 @@ void Processor::settle_deletes(std::vector<Item *> &items, BatchStats &stats) {
       item->settled = true;
       continue;
     }
-    const auto target_ms = found->second.modified_at
-                               ? timeutil::parse_iso8601_ms(*found->second.modified_at)
-                               : std::nullopt;
-    const auto &pushed = item->link->last_pushed_at;
-    if (!target_ms || (pushed && *target_ms <= store::to_unix_ms(*pushed))) continue;
+    const auto target_modified = found->second.modified_at
+                                     ? timeutil::parse_iso8601_ms(*found->second.modified_at)
+                                     : std::nullopt;
+    if (!target_modified) continue;
+    const int64_t target_ms = *target_modified;
+    // Edited since the pair was last in sync: after this pipeline last wrote the target (or,
+    // when it never wrote it but linked it on an echo of the other direction's write, after the
+    // link was noted), and after the newest version the other direction read from it (an edit
+    // that has travelled to the deleting side already is no conflict).
+    const auto &link = *item->link;
+    int64_t synced_ms = store::to_unix_ms(link.last_pushed_at.value_or(link.updated_at));
+    if (link.target_modified_at)
+      synced_ms = std::max(synced_ms, store::to_unix_ms(*link.target_modified_at));
+    if (target_ms <= synced_ms) continue;
     // When the source does not say when it deleted (Odoo keeps no tombstones), the delete may
     // have come before or after the edit: keep_edited then keeps, as nothing is lost that way.
     std::optional<int64_t> deleted_ms;
     if (item->payload.modified_at)
       deleted_ms = timeutil::parse_iso8601_ms(*item->payload.modified_at);
     const bool keep = sink.on_delete == config::DeletePolicy::keep_edited &&
-                      (!deleted_ms || *target_ms > *deleted_ms);
+                      (!deleted_ms || target_ms > *deleted_ms);
     const char *resolution = keep                                              ? "kept and restored"
                              : sink.on_delete == config::DeletePolicy::archive ? "archived"
                                                                                : "deleted";
@@ -572,10 +593,9 @@ void Processor::settle_deletes(std::vector<Item *> &items, BatchStats &stats) {
                  json::quote(config::to_string(sink.on_delete)) + R"(,"resolution":")" +
                  resolution + R"(","deleted_at":)" +
                  (deleted_ms ? json::quote(timeutil::format_iso8601_ms(*deleted_ms)) : "null") +
-                 R"(,"target_modified_at":)" +
-                 json::quote(timeutil::format_iso8601_ms(*target_ms)) + R"(,"source":{"id":)" +
-                 json::quote(item->payload.id) + R"(,"deleted":true})" + R"(,"target":)" +
-                 found->second.data_json + "}",
+                 R"(,"target_modified_at":)" + json::quote(timeutil::format_iso8601_ms(target_ms)) +
+                 R"(,"source":{"id":)" + json::quote(item->payload.id) + R"(,"deleted":true})" +
+                 R"(,"target":)" + found->second.data_json + "}",
              stats);
     if (!keep) continue;
     deps_.store.close_links(linked_pipelines(item->payload.object), sink.connection, target_id);

@@ -75,7 +75,8 @@ struct FieldClash {
 };
 struct FirstLinkMerge {
   std::vector<FieldClash> clashes;  // fields whose values differ (both kept in the conflict)
-  std::string write_json = "{}";    // what to write to the target: the source's winning values
+  std::string write_json =
+      "{}";  // the merged record to write; "{}" when nothing of the source's won
 };
 FirstLinkMerge merge_first_link(const config::PushSink &sink, const std::string &mapped_json,
                                 const std::string &target_json, std::optional<int64_t> source_ms,
