@@ -3,12 +3,16 @@
 // policy, the overruled values recorded), deletes that meet edits under each on_delete policy,
 // and the first-contact plan.
 #include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
 #include <thread>
 
 #include "two_way_support.hpp"
 
 #include "pipeline/first_contact.hpp"
 #include "pipeline/processor.hpp"
+#include "util/time.hpp"
 
 namespace {
 
@@ -335,4 +339,336 @@ TEST_CASE("the first-contact plan counts links, conflicts and creations on each 
   auto page = (*b)->poll({"contact", std::nullopt, 100});
   REQUIRE(page);
   CHECK(page->records.size() == 3);
+}
+
+namespace {
+
+// A two-way sync of two memories that start empty, so that the polls every pipeline makes at
+// start find nothing to race over; then one contact, made on A, carried to B and back: linked
+// both ways (a-to-b wrote B's record; b-to-a linked it when its copy came back as an echo).
+// Nothing moves afterwards unless a test polls, so the order in which a delete and an edit
+// travel is the order of its poll_and_settle calls.
+struct LinkedPair {
+  TwoWayHarness h;
+  std::unique_ptr<pipeline::Engine> engine;
+  std::map<std::string, std::string> id;  // the pair's record id on "a" and on "b"
+
+  explicit LinkedPair(config::DeletePolicy policy) {
+    engine = std::make_unique<pipeline::Engine>(
+        two_memories("[]", {with_delete_policy(make_pipeline("a-to-b", "a", "b", "contact", kAtoB,
+                                                             "newest_wins", "email"),
+                                               policy),
+                            with_delete_policy(make_pipeline("b-to-a", "b", "a", "contact", kBtoA,
+                                                             "newest_wins", "email"),
+                                               policy)}),
+        h.registry, h.db);
+    engine->start();
+    await_start_polls(*h.db, {"a-to-b", "b-to-a"});
+    id["a"] = create(*engine, "a", "contact", R"({"email":"fay@example.com","name":"Fay"})");
+    poll_and_settle(*engine, *h.db, "a-to-b");
+    poll_and_settle(*engine, *h.db, "b-to-a");
+    const auto b = live(*engine, "b");
+    REQUIRE(b.size() == 1);
+    id["b"] = b[0].id;
+    const auto there = h.db->find_link_by_source("a-to-b", "a", id["a"]);
+    REQUIRE(there);
+    REQUIRE(there->target_id == id["b"]);
+    const auto back = h.db->find_link_by_source("b-to-a", "b", id["b"]);
+    REQUIRE(back);
+    REQUIRE(back->target_id == id["a"]);
+    REQUIRE(h.db->list_conflicts(std::nullopt).empty());
+    next_millisecond();  // every edit and delete from here on is newer than every write so far
+  }
+  ~LinkedPair() { engine->stop(); }
+
+  store::Store &db() { return *h.db; }
+  // Polls the pipeline that reads `connection` and waits for what it queued.
+  void travel_from(const std::string &connection) {
+    poll_and_settle(*engine, *h.db, connection == "a" ? "a-to-b" : "b-to-a");
+  }
+  // The pair's links, in either pipeline and looked up from either end, are all gone.
+  void check_links_closed() {
+    CHECK_FALSE(h.db->find_link_by_source("a-to-b", "a", id["a"]));
+    CHECK_FALSE(h.db->find_link_by_target("a-to-b", "b", id["b"]));
+    CHECK_FALSE(h.db->find_link_by_source("b-to-a", "b", id["b"]));
+    CHECK_FALSE(h.db->find_link_by_target("b-to-a", "a", id["a"]));
+  }
+  int64_t dead_letters() { return dead(*h.db, "a-to-b") + dead(*h.db, "b-to-a"); }
+};
+
+std::string other_side(const std::string &connection) {
+  return connection == "a" ? "b" : "a";
+}
+std::string pipeline_from(const std::string &connection) {
+  return connection == "a" ? "a-to-b" : "b-to-a";
+}
+// The name field of each side (the two mappings rename it).
+std::string name_field(const std::string &connection) {
+  return connection == "a" ? "name" : "full_name";
+}
+std::string edit_name(const std::string &connection, const std::string &name) {
+  return R"({")" + name_field(connection) + R"(":")" + name + R"("})";
+}
+
+// The record `id` on `connection` as the connector reports it, deleted or not.
+std::optional<plugins::Record> record_of(pipeline::Engine &engine, const std::string &connection,
+                                         const std::string &id) {
+  for (auto &r : records(engine, connection))
+    if (r.id == id) return r;
+  return std::nullopt;
+}
+
+int64_t ms_of(const rapidjson::Value &v) {
+  REQUIRE(v.IsString());
+  const auto ms = timeutil::parse_iso8601_ms(v.GetString());
+  REQUIRE(ms);
+  return *ms;
+}
+
+std::string text_of(const rapidjson::Value &v, const char *key) {
+  if (!v.IsObject() || !v.HasMember(key) || !v[key].IsString()) return "<absent>";
+  return v[key].GetString();
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a delete on B that meets a newer edit on A keeps the edit and restores it on B "
+    "(keep_edited)",
+    "[engine][sync]") {
+  LinkedPair w(config::DeletePolicy::keep_edited);
+  remove(*w.engine, "b", w.id["b"]);  // deleted on B first...
+  next_millisecond();
+  update(*w.engine, "a", "contact", w.id["a"], edit_name("a", "Fay Edited"));  // ...edited on A
+  w.travel_from("b");  // the delete travels first
+
+  const auto met = conflicts_with(w.db(), "delete met edit");
+  REQUIRE(met.size() == 1);
+  CHECK(met[0].pipeline == "b-to-a");
+  CHECK(met[0].source_id == w.id["b"]);
+  CHECK(met[0].target_id == w.id["a"]);
+  const auto detail = json::parse(met[0].detail, "detail");
+  CHECK(text_of(detail, "policy") == "keep_edited");
+  CHECK(text_of(detail, "resolution") == "kept and restored");
+  CHECK(text_of(detail["source"], "id") == w.id["b"]);
+  CHECK(detail["source"]["deleted"].IsTrue());
+  CHECK(text_of(detail["target"], "name") == "Fay Edited");
+  CHECK(ms_of(detail["deleted_at"]) < ms_of(detail["target_modified_at"]));
+  // A keeps its edited record; the pair's old links are closed.
+  auto a = live(*w.engine, "a");
+  REQUIRE(a.size() == 1);
+  CHECK(a[0].id == w.id["a"]);
+  CHECK(field(a[0], "name") == "Fay Edited");
+  CHECK_FALSE(w.db().find_link_by_source("b-to-a", "b", w.id["b"]));
+  CHECK_FALSE(w.db().find_link_by_target("b-to-a", "a", w.id["a"]));
+  CHECK_FALSE(w.db().find_link_by_target("a-to-b", "b", w.id["b"]));
+
+  // a-to-b carries the kept record back: B has it again, as a new record, linked to A's.
+  REQUIRE(eventually([&] {
+    return settled(w.db(), "a-to-b") == total(w.db(), "a-to-b") && live(*w.engine, "b").size() == 1;
+  }));
+  auto b = live(*w.engine, "b");
+  REQUIRE(b.size() == 1);
+  CHECK(b[0].id != w.id["b"]);
+  CHECK(field(b[0], "full_name") == "Fay Edited");
+  auto link = w.db().find_link_by_source("a-to-b", "a", w.id["a"]);
+  REQUIRE(link);
+  CHECK(link->target_id == b[0].id);
+  // Both directions read what is left: nothing more is written, nothing conflicts again.
+  w.travel_from("a");
+  w.travel_from("b");
+  CHECK(live(*w.engine, "a").size() == 1);
+  CHECK(live(*w.engine, "b").size() == 1);
+  CHECK(w.db().list_conflicts(std::nullopt).size() == 1);
+  CHECK(w.dead_letters() == 0);
+}
+
+TEST_CASE(
+    "an edit on B that reaches a record A deleted is created anew on A, never a dead letter "
+    "(keep_edited)",
+    "[engine][sync]") {
+  LinkedPair w(config::DeletePolicy::keep_edited);
+  update(*w.engine, "b", "contact", w.id["b"], edit_name("b", "Fay Edited"));
+  remove(*w.engine, "a", w.id["a"]);
+  w.travel_from("b");  // the edit travels first: A's record is gone
+
+  const auto met = conflicts_with(w.db(), "edit met delete");
+  REQUIRE(met.size() == 1);
+  CHECK(met[0].pipeline == "b-to-a");
+  CHECK(met[0].target_id == w.id["a"]);
+  const auto detail = json::parse(met[0].detail, "detail");
+  CHECK(text_of(detail, "policy") == "keep_edited");
+  CHECK(text_of(detail, "resolution") == "restored");
+  CHECK(text_of(detail["source"], "name") == "Fay Edited");  // the edit's values, mapped for A
+  CHECK(text_of(detail["target"], "id") == w.id["a"]);
+  CHECK(detail["target"]["deleted"].IsTrue());
+  auto a = live(*w.engine, "a");
+  REQUIRE(a.size() == 1);
+  CHECK(a[0].id != w.id["a"]);
+  CHECK(field(a[0], "name") == "Fay Edited");
+  auto link = w.db().find_link_by_source("b-to-a", "b", w.id["b"]);
+  REQUIRE(link);
+  CHECK(link->target_id == a[0].id);
+  // Both directions' links to the deleted record are closed, so its delete finds nothing.
+  CHECK_FALSE(w.db().find_link_by_source("a-to-b", "a", w.id["a"]));
+  CHECK_FALSE(w.db().find_link_by_target("b-to-a", "a", w.id["a"]));
+
+  w.travel_from("a");  // the delete, and the new record's copy (an echo)
+  auto b = live(*w.engine, "b");
+  REQUIRE(b.size() == 1);
+  CHECK(b[0].id == w.id["b"]);
+  CHECK(field(b[0], "full_name") == "Fay Edited");
+  CHECK(live(*w.engine, "a").size() == 1);
+  CHECK(w.db().list_conflicts(std::nullopt).size() == 1);
+  CHECK(w.dead_letters() == 0);
+}
+
+TEST_CASE("an edit on B that reaches a record A deleted loses to the delete (propagate)",
+          "[engine][sync]") {
+  LinkedPair w(config::DeletePolicy::propagate);
+  update(*w.engine, "b", "contact", w.id["b"], edit_name("b", "Fay Edited"));
+  remove(*w.engine, "a", w.id["a"]);
+  w.travel_from("b");  // the edit travels first
+
+  const auto met = conflicts_with(w.db(), "edit met delete");
+  REQUIRE(met.size() == 1);
+  CHECK(met[0].pipeline == "b-to-a");
+  const auto detail = json::parse(met[0].detail, "detail");
+  CHECK(text_of(detail, "policy") == "propagate");
+  CHECK(text_of(detail, "resolution") == "deleted");
+  CHECK(text_of(detail["source"], "name") == "Fay Edited");  // the lost edit is kept here
+  CHECK(live(*w.engine, "a").empty());
+  CHECK(w.dead_letters() == 0);
+  CHECK_FALSE(w.db().find_link_by_source("b-to-a", "b", w.id["b"]));
+  // The other direction's link stays, for the delete to travel back through it.
+  auto link = w.db().find_link_by_source("a-to-b", "a", w.id["a"]);
+  REQUIRE(link);
+  CHECK(link->target_id == w.id["b"]);
+
+  w.travel_from("a");  // the delete travels back: B's edited record goes too
+  CHECK(live(*w.engine, "b").empty());
+  CHECK(live(*w.engine, "a").empty());
+  w.check_links_closed();
+  CHECK(conflicts_with(w.db(), "edit met delete").size() == 1);
+  CHECK(w.dead_letters() == 0);
+}
+
+TEST_CASE(
+    "a delete that meets a newer edit deletes it anyway, and the edit is recorded "
+    "(propagate)",
+    "[engine][sync]") {
+  const std::string deleter = GENERATE(as<std::string>{}, "a", "b");
+  const std::string editor = other_side(deleter);
+  CAPTURE(deleter);
+  LinkedPair w(config::DeletePolicy::propagate);
+  remove(*w.engine, deleter, w.id[deleter]);
+  next_millisecond();  // an edit newer than the delete: keep_edited would keep it
+  update(*w.engine, editor, "contact", w.id[editor], edit_name(editor, "Fay Edited"));
+  w.travel_from(deleter);  // the delete travels first
+
+  const auto met = conflicts_with(w.db(), "delete met edit");
+  REQUIRE(met.size() == 1);
+  CHECK(met[0].pipeline == pipeline_from(deleter));
+  CHECK(met[0].source_id == w.id[deleter]);
+  CHECK(met[0].target_id == w.id[editor]);
+  const auto detail = json::parse(met[0].detail, "detail");
+  CHECK(text_of(detail, "policy") == "propagate");
+  CHECK(text_of(detail, "resolution") == "deleted");
+  CHECK(text_of(detail["source"], "id") == w.id[deleter]);
+  CHECK(text_of(detail["target"], name_field(editor).c_str()) == "Fay Edited");
+  CHECK(ms_of(detail["deleted_at"]) < ms_of(detail["target_modified_at"]));
+  CHECK(live(*w.engine, editor).empty());
+  w.check_links_closed();
+
+  w.travel_from(editor);  // the edited record's delete comes back: nothing linked, nothing to do
+  CHECK(live(*w.engine, "a").empty());
+  CHECK(live(*w.engine, "b").empty());
+  CHECK(w.db().list_conflicts(std::nullopt).size() == 1);
+  CHECK(w.dead_letters() == 0);
+}
+
+TEST_CASE("on_delete archive archives the counterpart (the memory plugin's archive is a delete)",
+          "[engine][sync]") {
+  const std::string deleter = GENERATE(as<std::string>{}, "a", "b");
+  const std::string editor = other_side(deleter);
+  CAPTURE(deleter);
+  LinkedPair w(config::DeletePolicy::archive);
+  SECTION("a delete alone: archived, no conflict") {
+    remove(*w.engine, deleter, w.id[deleter]);
+    w.travel_from(deleter);
+    CHECK(live(*w.engine, editor).empty());
+    const auto gone = record_of(*w.engine, editor, w.id[editor]);
+    REQUIRE(gone);
+    CHECK(gone->event == plugins::EventKind::remove);
+    w.check_links_closed();
+    w.travel_from(editor);
+    CHECK(live(*w.engine, "a").empty());
+    CHECK(live(*w.engine, "b").empty());
+    CHECK(w.db().list_conflicts(std::nullopt).empty());
+    CHECK(w.dead_letters() == 0);
+  }
+  SECTION("a delete that meets a newer edit: archived, the conflict resolved \"archived\"") {
+    remove(*w.engine, deleter, w.id[deleter]);
+    next_millisecond();
+    update(*w.engine, editor, "contact", w.id[editor], edit_name(editor, "Fay Edited"));
+    w.travel_from(deleter);
+    const auto met = conflicts_with(w.db(), "delete met edit");
+    REQUIRE(met.size() == 1);
+    CHECK(met[0].pipeline == pipeline_from(deleter));
+    const auto detail = json::parse(met[0].detail, "detail");
+    CHECK(text_of(detail, "policy") == "archive");
+    CHECK(text_of(detail, "resolution") == "archived");
+    CHECK(text_of(detail["target"], name_field(editor).c_str()) == "Fay Edited");
+    CHECK(live(*w.engine, editor).empty());
+    w.check_links_closed();
+    w.travel_from(editor);
+    CHECK(live(*w.engine, "a").empty());
+    CHECK(live(*w.engine, "b").empty());
+    CHECK(w.db().list_conflicts(std::nullopt).size() == 1);
+    CHECK(w.dead_letters() == 0);
+  }
+  SECTION("an edit that reaches the deleted record: the delete wins and travels back") {
+    update(*w.engine, editor, "contact", w.id[editor], edit_name(editor, "Fay Edited"));
+    remove(*w.engine, deleter, w.id[deleter]);
+    w.travel_from(editor);  // the edit travels first
+    const auto met = conflicts_with(w.db(), "edit met delete");
+    REQUIRE(met.size() == 1);
+    CHECK(met[0].pipeline == pipeline_from(editor));
+    const auto detail = json::parse(met[0].detail, "detail");
+    CHECK(text_of(detail, "policy") == "archive");
+    CHECK(live(*w.engine, deleter).empty());
+    w.travel_from(deleter);  // the delete travels back: archived on the editor's side
+    CHECK(live(*w.engine, editor).empty());
+    w.check_links_closed();
+    CHECK(w.dead_letters() == 0);
+  }
+}
+
+TEST_CASE("a delete after the last sync of the pair is no conflict, in both directions",
+          "[engine][sync]") {
+  const std::string deleter = GENERATE(as<std::string>{}, "a", "b");
+  const std::string editor = other_side(deleter);
+  const auto policy = GENERATE(config::DeletePolicy::keep_edited, config::DeletePolicy::propagate);
+  CAPTURE(deleter, config::to_string(policy));
+  LinkedPair w(policy);
+  SECTION("nothing was edited") {}
+  SECTION("the other side's edit reached the deleting side before the delete") {
+    update(*w.engine, editor, "contact", w.id[editor], edit_name(editor, "Fay Edited"));
+    w.travel_from(editor);
+    REQUIRE(live(*w.engine, deleter).size() == 1);
+    CHECK(field(live(*w.engine, deleter)[0], name_field(deleter).c_str()) == "Fay Edited");
+    w.travel_from(deleter);  // the edit's copy comes back: an echo
+    next_millisecond();
+  }
+  CAPTURE(deleter, config::to_string(policy));  // (Catch forgets the first at a section's end)
+  remove(*w.engine, deleter, w.id[deleter]);
+  w.travel_from(deleter);
+  CHECK(live(*w.engine, "a").empty());
+  CHECK(live(*w.engine, "b").empty());
+  w.check_links_closed();
+  w.travel_from(editor);
+  CHECK(live(*w.engine, "a").empty());
+  CHECK(live(*w.engine, "b").empty());
+  CHECK(w.db().list_conflicts(std::nullopt).empty());
+  CHECK(w.dead_letters() == 0);
 }

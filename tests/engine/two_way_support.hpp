@@ -132,3 +132,45 @@ inline void update(pipeline::Engine &engine, const std::string &connection,
 }
 
 }  // namespace
+
+namespace {
+
+// Waits for the poll each of `pipelines` makes when the engine starts, and for what it queued.
+// After this nothing moves unless a test polls (make_pipeline's pipelines poll every hour), so
+// the order in which changes travel is the order of the test's poll_and_settle calls.
+inline void await_start_polls(store::Store &db, const std::vector<std::string> &pipelines) {
+  for (const auto &pipeline : pipelines)
+    REQUIRE(eventually([&] {
+      auto list = db.list_sync_runs(pipeline, 1000);
+      return !list.empty() && list.front().status != store::SyncRunStatus::running &&
+             settled(db, pipeline) == total(db, pipeline);
+    }));
+}
+
+// Creates a record directly on one side; returns its id.
+inline std::string create(pipeline::Engine &engine, const std::string &connection,
+                          const std::string &object, const std::string &data) {
+  plugins::PushRequest request;
+  request.object = object;
+  request.mode = "create";
+  request.records.push_back({"t", std::nullopt, data});
+  auto result = engine.connector(connection)->push(request);
+  REQUIRE(result);
+  REQUIRE(result->size() == 1);
+  REQUIRE((*result)[0].ok);
+  return (*result)[0].id;
+}
+
+// Returns once the wall clock has moved past the millisecond it showed at the call: whatever
+// happens next carries a later modification time than whatever happened before (the host and
+// the plugins stamp changes in whole milliseconds of this clock).
+inline void next_millisecond() {
+  const auto now = [] {
+    return std::chrono::time_point_cast<std::chrono::milliseconds>(
+        std::chrono::system_clock::now());
+  };
+  const auto start = now();
+  REQUIRE(eventually([&] { return now() > start; }, 5s, 1ms));
+}
+
+}  // namespace
