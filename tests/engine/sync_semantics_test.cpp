@@ -5,8 +5,12 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
+
+#include <spdlog/sinks/sink.h>
+#include <spdlog/spdlog.h>
 
 #include "two_way_support.hpp"
 
@@ -671,4 +675,137 @@ TEST_CASE("a delete after the last sync of the pair is no conflict, in both dire
   CHECK(live(*w.engine, "b").empty());
   CHECK(w.db().list_conflicts(std::nullopt).empty());
   CHECK(w.dead_letters() == 0);
+}
+
+namespace {
+
+// Keeps the messages given to the default logger while it lives: the engine logs on its own
+// threads, so they are kept under a lock and read as a copy.
+class MessageSink final : public spdlog::sinks::sink {
+ public:
+  void log(const spdlog::details::log_msg &msg) override {
+    std::lock_guard lock(mutex_);
+    messages_.emplace_back(msg.payload.data(), msg.payload.size());
+  }
+  void flush() override {}
+  void set_pattern(const std::string &) override {}
+  void set_formatter(std::unique_ptr<spdlog::formatter>) override {}
+  std::vector<std::string> containing(const std::string &text) const {
+    std::lock_guard lock(mutex_);
+    std::vector<std::string> out;
+    for (const auto &m : messages_)
+      if (m.find(text) != std::string::npos) out.push_back(m);
+    return out;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::string> messages_;
+};
+
+struct CapturedLog {
+  std::shared_ptr<MessageSink> sink = std::make_shared<MessageSink>();
+  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
+  CapturedLog() {
+    auto logger = std::make_shared<spdlog::logger>("captured", sink);
+    logger->set_level(spdlog::level::info);
+    spdlog::set_default_logger(logger);
+  }
+  ~CapturedLog() { spdlog::set_default_logger(previous); }
+  CapturedLog(const CapturedLog &) = delete;
+  CapturedLog &operator=(const CapturedLog &) = delete;
+  std::vector<std::string> first_contacts() const { return sink->containing("first contact"); }
+};
+
+// Waits for the next poll of `pipeline` that the engine makes by itself (at start), after the
+// `runs` it had already made, and for what it queued.
+void await_next_poll(store::Store &db, const std::string &pipeline, size_t runs) {
+  REQUIRE(eventually([&] {
+    auto list = db.list_sync_runs(pipeline, 1000);
+    return list.size() > runs && list.front().status != store::SyncRunStatus::running &&
+           settled(db, pipeline) == total(db, pipeline);
+  }));
+}
+
+const std::string kPlanSeedA =
+    R"([{"object":"contact","id":"a1","data":{"email":"ann@example.com","name":"Ann"}},
+        {"object":"contact","id":"a2","data":{"email":"bob@example.com","name":"Bob"}},
+        {"object":"contact","id":"a3","data":{"email":"carl@example.com","name":"Carl"}}])";
+const std::string kPlanSeedB =
+    R"([{"object":"contact","id":"b1","data":{"email":"ANN@example.com ","full_name":"Ann"}},
+        {"object":"contact","id":"b2","data":{"email":"bob@example.com","full_name":"Robert"}},
+        {"object":"contact","id":"b3","data":{"email":"dora@example.com","full_name":"Dora"}}])";
+
+}  // namespace
+
+TEST_CASE("a two-way pipeline's first poll logs the first-contact plan, once, before writing",
+          "[engine][sync]") {
+  CapturedLog log;  // outlives the engines below
+  TwoWayHarness h;
+  auto a_to_b = make_pipeline("a-to-b", "a", "b", "contact", kAtoB, "source_wins", "email");
+  auto b_to_a = make_pipeline("b-to-a", "b", "a", "contact", kBtoA, "source_wins", "email");
+
+  SECTION("the plan's counts, then never again: not at a later poll, not after a restart") {
+    // b-to-a exists (so a-to-b is one direction of a two-way sync) but does not run: what a-to-b
+    // reads for its plan is the seeds, whatever the scheduling.
+    b_to_a.enabled = false;
+    const auto config = two_memories(kPlanSeedA, {a_to_b, b_to_a}, kPlanSeedB);
+    {
+      pipeline::Engine engine(config, h.registry, h.db);
+      engine.start();
+      await_next_poll(*h.db, "a-to-b", 0);
+      CHECK(log.first_contacts() ==
+            std::vector<std::string>{
+                "pipeline a-to-b: first contact of a and b: read 3 in a and 3 in b; would link 2 "
+                "on email (1 with differing values: conflicts, decided by source_wins), create 1 "
+                "in b and 1 in a; conflicts such as [bob@example.com: full_name]"});
+      // Then the poll did as planned: Ann and Bob linked (Bob's name overwritten: source_wins,
+      // the clash recorded), Carl created on B; Dora waits for b-to-a.
+      CHECK(live(engine, "b").size() == 4);
+      CHECK(conflicts_with(*h.db, "first link").size() == 1);
+      for (const char *id : {"a1", "a2", "a3"}) CHECK(h.db->find_link_by_source("a-to-b", "a", id));
+      poll_and_settle(engine, *h.db, "a-to-b");
+      CHECK(log.first_contacts().size() == 1);
+      engine.stop();
+    }
+    // A restart on the same store: a-to-b has run before (its cursor and links are there).
+    const auto runs = h.db->list_sync_runs("a-to-b", 1000).size();
+    pipeline::Engine engine(config, h.registry, h.db);
+    engine.start();
+    await_next_poll(*h.db, "a-to-b", runs);
+    CHECK(log.first_contacts().size() == 1);
+    engine.stop();
+  }
+  SECTION("links without a cursor (a backfill ran before): not a first contact") {
+    b_to_a.enabled = false;
+    store::EntityLink link;
+    link.pipeline = "a-to-b";
+    link.source_connection = "a";
+    link.source_id = "a1";
+    link.target_connection = "b";
+    link.target_id = "b1";
+    link.last_payload_hash = "written by a backfill";
+    link.last_pushed_at = store::now_ms();
+    h.db->upsert_link(link);
+    REQUIRE_FALSE(h.db->get_cursor("a-to-b", "contact"));
+    pipeline::Engine engine(two_memories(kPlanSeedA, {a_to_b, b_to_a}, kPlanSeedB), h.registry,
+                            h.db);
+    engine.start();
+    await_next_poll(*h.db, "a-to-b", 0);
+    CHECK(log.first_contacts().empty());
+    engine.stop();
+  }
+  SECTION("both directions starting together: each logs its own plan, once") {
+    pipeline::Engine engine(two_memories(kPlanSeedA, {a_to_b, b_to_a}, kPlanSeedB), h.registry,
+                            h.db);
+    engine.start();
+    await_start_polls(*h.db, {"a-to-b", "b-to-a"});
+    CHECK(log.sink->containing("pipeline a-to-b: first contact of a and b: ").size() == 1);
+    CHECK(log.sink->containing("pipeline b-to-a: first contact of b and a: ").size() == 1);
+    CHECK(log.first_contacts().size() == 2);
+    poll_and_settle(engine, *h.db, "a-to-b");
+    poll_and_settle(engine, *h.db, "b-to-a");
+    CHECK(log.first_contacts().size() == 2);
+    engine.stop();
+  }
 }
