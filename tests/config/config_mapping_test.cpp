@@ -2,6 +2,9 @@
 // presets found beside the plugins and overlaid by the pipeline's own fields.
 #include <catch2/catch.hpp>
 
+#include <sstream>
+
+#include "cli/cli.hpp"
 #include "config/config.hpp"
 #include "config_test_support.hpp"
 #include "plugins/plugin_registry.hpp"
@@ -203,4 +206,108 @@ TEST_CASE("match_normalize, conflict_fields and on_delete are read, with default
     CHECK(result.problems[2].message.find("must be one of keep_edited, propagate, archive") !=
           std::string::npos);
   }
+}
+
+TEST_CASE("on_delete archive needs a sink plugin with the archive push mode") {
+  crmhost::plugins::PluginRegistry registry;
+  registry.load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory.so");
+  registry.load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory-sdk.so");
+  REQUIRE(registry.refusals().empty());
+  const std::string head =
+      "connections:\n"
+      "  mem: { plugin: memory, settings: { webhook_secret: s3cret-s3cret } }\n"
+      "  sdk: { plugin: memory-sdk, settings: { webhook_secret: s3cret-s3cret } }\n"
+      "allow_inline_secrets: true\n"
+      "pipelines:\n"
+      "  p:\n"
+      "    source: { poll: { connection: mem, object: contact } }\n"
+      "    sink:\n"
+      "      push:\n";
+  // memory-sdk pushes upsert, create, update and delete only.
+  CHECK(
+      crmhost::test::problems_of(head + "        connection: sdk\n"
+                                        "        object: contact\n"
+                                        "        on_delete: archive\n",
+                                 &registry) ==
+      std::vector<std::string>{
+          R"(c.yaml:12:20: plugin "memory-sdk" of connection "sdk" cannot archive (its push modes are upsert, create, update, delete); choose on_delete keep_edited or propagate)"});
+  // The memory example has it (its archive is a delete); without plugins it cannot be checked.
+  const std::string to_memory = head +
+                                "        connection: mem\n"
+                                "        object: deal\n"
+                                "        on_delete: archive\n";
+  CHECK(crmhost::test::problems_of(to_memory, &registry).empty());
+  const std::string to_sdk = head +
+                             "        connection: sdk\n"
+                             "        object: contact\n"
+                             "        on_delete: archive\n";
+  CHECK(crmhost::test::problems_of(to_sdk).empty());
+  for (const char *policy : {"keep_edited", "propagate"})
+    CHECK(crmhost::test::problems_of(head +
+                                         "        connection: sdk\n"
+                                         "        object: contact\n"
+                                         "        on_delete: " +
+                                         policy + "\n",
+                                     &registry)
+              .empty());
+}
+
+TEST_CASE("validate warns when a match_normalize step is one the sink plugin does not declare") {
+  crmhost::plugins::PluginRegistry registry;
+  registry.load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory.so");
+  registry.load_file(std::filesystem::path(CRMHOST_FIXTURE_DIR) / "memory-sdk.so");
+  REQUIRE(registry.refusals().empty());
+  crmhost::test::TempDir dir;
+  const auto load = [&](const std::string &connection, const std::string &push_extra) {
+    const auto file =
+        dir.write("c.yaml",
+                  "connections:\n"
+                  "  mem: { plugin: memory, settings: { webhook_secret: s3cret-s3cret } }\n"
+                  "  sdk: { plugin: memory-sdk, settings: { webhook_secret: s3cret-s3cret } }\n"
+                  "allow_inline_secrets: true\n"
+                  "pipelines:\n"
+                  "  p:\n"
+                  "    source: { poll: { connection: mem, object: contact } }\n"
+                  "    sink:\n"
+                  "      push: { connection: " +
+                      connection + ", object: contact" + push_extra + " }\n");
+    auto result = crmhost::config::load({file}, &registry);
+    for (const auto &p : result.problems) UNSCOPED_INFO(p.to_string());
+    REQUIRE(result.problems.empty());  // a warning only: the configuration is valid
+    std::vector<std::string> out;
+    const std::string prefix = dir.path().string() + "/";
+    for (const auto &w : result.warnings) {
+      auto line = w.to_string();
+      if (line.rfind(prefix, 0) == 0) line.erase(0, prefix.size());
+      out.push_back(line);
+    }
+    return out;
+  };
+  // memory-sdk declares no match_normalize: the default [trim, lower] warns (once, for the
+  // first step it lacks).
+  CHECK(
+      load("sdk", ", match_on: email") ==
+      std::vector<std::string>{
+          R"(c.yaml:9:7: pipeline "p": plugin "memory-sdk" does not declare match_normalize "trim", so its lookups may miss keys that differ only in surrounding spaces and create duplicates)"});
+  CHECK(
+      load("sdk", ", match_on: email, match_normalize: [lower]") ==
+      std::vector<std::string>{
+          R"(c.yaml:9:7: pipeline "p": plugin "memory-sdk" does not declare match_normalize "lower", so its lookups may miss keys that differ only in case and create duplicates)"});
+  // No step asked for, no key to look up, or a plugin that declares both: nothing to say.
+  CHECK(load("sdk", ", match_on: email, match_normalize: none").empty());
+  CHECK(load("sdk", "").empty());
+  CHECK(load("mem", ", match_on: email").empty());
+
+  // `crmhost validate` prints it as a warning and still exits 0.
+  load("sdk", ", match_on: email");
+  std::ostringstream out, err;
+  const int code = crmhost::cli::run(
+      {"validate", "--plugin-dir", CRMHOST_FIXTURE_DIR, (dir.path() / "c.yaml").string()}, out,
+      err);
+  CHECK(code == 0);
+  CHECK(out.str() == (dir.path() / "c.yaml").string() +
+                         R"(:9:7: warning: pipeline "p": plugin "memory-sdk" does not declare )"
+                         R"(match_normalize "trim", so its lookups may miss keys that differ )"
+                         "only in surrounding spaces and create duplicates\n");
+  CHECK(err.str().empty());
 }
