@@ -110,3 +110,75 @@ TEST_CASE("status on a store where nothing has run says so, creates nothing, and
   REQUIRE(status(text) == 0);
   CHECK_THAT(text, Catch::Contains("PIPELINE") && Catch::Contains("\np "));
 }
+
+TEST_CASE(
+    "backfill --dry-run of a two-way pipeline prints the first-contact plan and writes nothing",
+    "[ops]") {
+  const auto dir = testing::fresh_test_dir("ops-first-contact");
+  const auto config = (dir / "crmhost.yaml").string();
+  const std::string db_uri = "sqlite://" + (dir / "state.db").string();
+  {
+    std::ofstream out(config);
+    out << "store: " << db_uri << "\nplugin_dir: " << CRMHOST_FIXTURE_DIR << "\n"
+        << "connections:\n"
+        << "  a:\n    plugin: memory\n    settings:\n      webhook_secret: s3cret-s3cret\n"
+        << "      seed:\n"
+        << "        - { object: contact, id: a1, data: { email: ann@example.com, name: Ann } }\n"
+        << "        - { object: contact, id: a2, data: { email: bob@example.com, name: Bob } }\n"
+        << "        - { object: contact, id: a3, data: { email: carl@example.com, name: Carl } }\n"
+        << "  b:\n    plugin: memory\n    settings:\n      webhook_secret: s3cret-s3cret\n"
+        << "      seed:\n"
+        << "        - { object: contact, id: b1, data: { email: \"ANN@example.com \", "
+           "full_name: Ann } }\n"
+        << "        - { object: contact, id: b2, data: { email: bob@example.com, "
+           "full_name: Robert } }\n"
+        << "        - { object: contact, id: b3, data: { email: dora@example.com, "
+           "full_name: Dora } }\n"
+        << "pipelines:\n"
+        << "  a-to-b:\n    source: { poll: { connection: a, object: contact, every: 1h } }\n"
+        << "    map: { fields: { email: { from: email, transform: [trim, lower] }, "
+           "full_name: name } }\n"
+        << "    sink: { push: { connection: b, object: contact, match_on: email } }\n"
+        << "  b-to-a:\n    source: { poll: { connection: b, object: contact, every: 1h } }\n"
+        << "    map: { fields: { email: email, name: full_name } }\n"
+        << "    sink: { push: { connection: a, object: contact, match_on: email } }\n";
+  }
+  auto run = [&](std::vector<std::string> args, std::string &out_text) {
+    args.push_back("--config");
+    args.push_back(config);
+    std::ostringstream out, err;
+    const int rc = cli::run(args, out, err);
+    out_text = out.str() + err.str();
+    return rc;
+  };
+  std::string text;
+  REQUIRE(run({"backfill", "a-to-b", "--dry-run"}, text) == 0);
+  CHECK_THAT(text, Catch::Contains("first contact: read 3 in a and 3 in b; would link 2 on email "
+                                   "(1 with differing values: conflicts, decided by source_wins), "
+                                   "create 1 in b and 1 in a; conflicts such as "
+                                   "[bob@example.com: full_name]\n"));
+  CHECK_THAT(text, Catch::Contains("dry run: 3 records read") &&
+                       Catch::Contains("nothing was queued or pushed"));
+  auto db = store::open_store(db_uri);
+  CHECK(db->list_events({std::nullopt, std::nullopt, 0, 100}).empty());
+  CHECK(db->list_conflicts(std::nullopt).empty());
+  for (const char *id : {"a1", "a2", "a3"}) CHECK_FALSE(db->find_link_by_source("a-to-b", "a", id));
+
+  // The other direction plans from its side; a record linked already is counted as such.
+  store::EntityLink link;
+  link.pipeline = "b-to-a";
+  link.source_connection = "b";
+  link.source_id = "b1";
+  link.target_connection = "a";
+  link.target_id = "a1";
+  link.last_payload_hash = "x";
+  db->upsert_link(link);
+  REQUIRE(run({"backfill", "b-to-a", "--dry-run"}, text) == 0);
+  CHECK_THAT(text, Catch::Contains("first contact: read 3 in b and 3 in a; would link 1 on email "
+                                   "(1 with differing values: conflicts, decided by source_wins), "
+                                   "create 1 in a and 1 in b; 1 already linked; conflicts such as "
+                                   "[bob@example.com: name]\n"));
+  CHECK(db->list_events({std::nullopt, std::nullopt, 0, 100}).empty());
+  db.reset();
+  std::filesystem::remove_all(dir);
+}
