@@ -83,6 +83,11 @@ struct Loader {
   LoadRefusal refuse(std::string reason) const { return LoadRefusal{file, std::move(reason)}; }
 
   LoadResult load() {
+    // The entry function, negotiate, init, get_interface and describe are [control] calls; a
+    // refused plugin's deinit (its destructor, below) runs here too.
+    assert(control::on_control_thread() &&
+           "loading a plugin (negotiate, init, describe) is [control]: load it on the control "
+           "thread");
     auto plugin = std::shared_ptr<PluginLibrary>(new PluginLibrary());
     plugin->info_.path = file;
     try {
@@ -240,6 +245,10 @@ LoadResult load_plugin(const std::filesystem::path &file, std::shared_ptr<HostSe
 }
 
 PluginLibrary::~PluginLibrary() {
+  // The last reference is the registry's or a connector's (destroyed on the control thread): a
+  // registry outlives the engine that uses it, and is dropped once the control thread is gone.
+  assert((!initialised_ || control::on_control_thread()) &&
+         "deinit is a [control] call: drop the last reference on the control thread");
   std::lock_guard lock(control_mutex_);
   if (initialised_ && CRM_HAS_FIELD(&entry_, crm_plugin_entry, deinit) && entry_.deinit)
     entry_.deinit();

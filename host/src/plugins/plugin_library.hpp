@@ -35,9 +35,15 @@ struct PluginInfo {
 // "1.0.0"
 std::string format_version(uint32_t abi_version);
 
+// Every plugin call it makes is [control] (plugin.h): the entry function, negotiate, init and
+// describe while loading, create, and deinit when the last reference drops. Debug and sanitizer
+// builds assert that they run on the control thread (control::on_control_thread(): in a process
+// with no control thread, such as `crmhost validate` or a test driving a plugin without an
+// engine, every thread is one). So once an engine runs, load plugins on its control thread
+// (Engine::post_control), and let the registry outlive the engine.
 class PluginLibrary : public std::enable_shared_from_this<PluginLibrary> {
  public:
-  ~PluginLibrary();
+  ~PluginLibrary();  // [control] deinit
   PluginLibrary(const PluginLibrary &) = delete;
   PluginLibrary &operator=(const PluginLibrary &) = delete;
 
@@ -80,8 +86,8 @@ using LoadResult = std::variant<std::shared_ptr<PluginLibrary>, LoadRefusal>;
 // Answers the path of an already loaded plugin with this id, if any.
 using IdLookup = std::function<std::optional<std::filesystem::path>(const std::string &id)>;
 
-// Loads, negotiates, initialises and describes one plugin file. Never throws; a plugin that
-// fails any step is unloaded again and reported as a LoadRefusal.
+// [control] Loads, negotiates, initialises and describes one plugin file. Never throws; a plugin
+// that fails any step is unloaded again and reported as a LoadRefusal.
 LoadResult load_plugin(const std::filesystem::path &file, std::shared_ptr<HostServices> services,
                        const IdLookup &loaded_id = {});
 
