@@ -31,6 +31,8 @@ TEST_CASE("the annotated config and the examples validate") {
   crmhost::test::ScopedEnv odoo_key("ODOO_API_KEY", "0000000000000000000000000000000000000000");
   crmhost::test::ScopedEnv demo("DEMO_WEBHOOK_SECRET", "demo-secret-123");
   crmhost::test::ScopedEnv pg("CRMHOST_PG_PASSWORD", "pg-password");
+  // The examples that poll Odoo keep its reconciliation state, encrypted with this key.
+  crmhost::test::ScopedEnv state_key("CRMHOST_SECRET_KEY", std::string(64, 'a').c_str());
 
   crmhost::plugins::PluginRegistry registry;
   registry.load_directory(CRMHOST_BUILT_PLUGIN_DIR);

@@ -195,6 +195,48 @@ TEST_CASE("a setting that makes a plugin keep state needs CRMHOST_SECRET_KEY at 
   CHECK(problems_of(config, &registry()).empty());
 }
 
+// Odoo reconciles every 3600 s unless told otherwise: a typical configuration polling Odoo,
+// which does not name the setting, keeps state too and needs the key as much as one that sets
+// it. A connection only pushed to keeps nothing.
+TEST_CASE("a state-keeping setting left at its default needs CRMHOST_SECRET_KEY when polled") {
+  REQUIRE(registry().find("odoo"));
+  const std::string connections =
+      "connections:\n"
+      "  erp:\n"
+      "    plugin: odoo\n"
+      "    settings:\n"
+      "      url: http://odoo.example\n"
+      "      database: crm\n"
+      "      api_key: k1\n"
+      "  mem: { plugin: memory, settings: { webhook_secret: \"12345678\" } }\n";
+  const std::string polled = connections +
+                             "pipelines:\n"
+                             "  from-odoo:\n"
+                             "    source: { poll: { connection: erp, object: contact } }\n"
+                             "    sink: { push: { connection: mem, object: contact } }\n";
+  const std::string pushed_to = connections +
+                                "pipelines:\n"
+                                "  to-odoo:\n"
+                                "    source: { poll: { connection: mem, object: contact } }\n"
+                                "    sink: { push: { connection: erp, object: contact } }\n";
+  {
+    crmhost::test::ScopedEnv key("CRMHOST_SECRET_KEY", nullptr);
+    CHECK(problems_of(polled, &registry()) ==
+          std::vector<std::string>{
+              "c.yaml:4:5: settings.reconcile_interval_seconds of connection \"erp\" (not set: "
+              "its default is 3600, and pipeline \"from-odoo\" polls it) makes the plugin keep "
+              "state in the store, which is encrypted with CRMHOST_SECRET_KEY: it is not set (set "
+              "it in the service's environment, e.g. /etc/crmhost/crmhost.env; `openssl rand -hex "
+              "32` makes one)"});
+    std::string off = polled;
+    off.insert(off.find("  mem:"), "      reconcile_interval_seconds: 0\n");
+    CHECK(problems_of(off, &registry()).empty());
+    CHECK(problems_of(pushed_to, &registry()).empty());
+  }
+  crmhost::test::ScopedEnv key("CRMHOST_SECRET_KEY", std::string(64, 'a').c_str());
+  CHECK(problems_of(polled, &registry()).empty());
+}
+
 TEST_CASE("plugin, object and preset problems never echo values from ${file:...} or ${ENV}") {
   crmhost::test::ScopedEnv secret("CRMHOST_TEST_SECRET", "env-SECRET-8d2b4e");
   crmhost::test::TempDir dir;

@@ -6,9 +6,10 @@
 
 namespace {
 
+// Without deletion detection: it keeps state, for which validation wants CRMHOST_SECRET_KEY.
 const std::string kConnection =
     "{ plugin: odoo, settings: { url: 'https://acme.odoo.com', database: acme, "
-    "username: sync@acme.example, api_key: k-1";
+    "username: sync@acme.example, api_key: k-1, reconcile_interval_seconds: 0";
 
 // One odoo pipeline through config::load and the registry.
 crmhost::config::LoadResult load(const std::string &preset, const std::string &object,

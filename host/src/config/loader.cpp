@@ -1306,7 +1306,9 @@ class Loader {
 
   // A setting whose schema says "x-crmhost-needs-state": true (Odoo's reconcile interval, say)
   // makes the plugin keep state in the store, encrypted: without a key every such call fails at
-  // run time, so validation says so now.
+  // run time, so validation says so now. An absent setting counts as its schema's "default" on
+  // a connection that a pipeline polls (Odoo reconciles hourly unless told otherwise, while it
+  // polls; a connection only pushed to or receiving webhooks keeps nothing).
   void needs_state_check(const std::string &name, const std::string &schema_json,
                          const rapidjson::Document &instance, const ConnectionExtra &extra) {
     if (const char *key = std::getenv("CRMHOST_SECRET_KEY"); key && *key) return;
@@ -1322,9 +1324,20 @@ class Loader {
       if (!property.value.IsObject() || flag == property.value.MemberEnd() || !flag->value.IsTrue())
         continue;
       const auto set = instance.FindMember(property.name);
-      if (set == instance.MemberEnd() || set->value.IsNull() || set->value.IsFalse() ||
-          (set->value.IsNumber() && set->value.GetDouble() == 0) ||
-          (set->value.IsString() && set->value.GetStringLength() == 0))
+      const auto fallback = property.value.FindMember("default");
+      const bool absent = set == instance.MemberEnd();
+      std::string poller;
+      if (absent) {
+        for (const auto *p : pipelines_in_file_order())
+          if (p->poll && p->poll->connection == name) {
+            poller = p->name;
+            break;
+          }
+        if (fallback == property.value.MemberEnd() || poller.empty()) continue;
+      }
+      const rapidjson::Value &value = absent ? fallback->value : set->value;
+      if (value.IsNull() || value.IsFalse() || (value.IsNumber() && value.GetDouble() == 0) ||
+          (value.IsString() && value.GetStringLength() == 0))
         continue;
       const std::string setting = property.name.GetString();
       YAML::Mark mark = extra.settings_mark;
@@ -1333,6 +1346,9 @@ class Loader {
       problems_.push_back(
           {location(extra.file, mark),
            "settings." + setting + " of connection " + q(name) +
+               (absent ? " (not set: its default is " + json::to_string(value) + ", and pipeline " +
+                             q(poller) + " polls it)"
+                       : "") +
                " makes the plugin keep state in the store, which is encrypted with "
                "CRMHOST_SECRET_KEY: it is not set (set it in the service's environment, e.g. "
                "/etc/crmhost/crmhost.env; `openssl rand -hex 32` makes one)"});

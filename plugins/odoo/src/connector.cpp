@@ -174,7 +174,7 @@ std::string OdooConnector::describe() {
                       "company":{"type":"array","items":{"type":"string","minLength":1}},
                       "deal":{"type":"array","items":{"type":"string","minLength":1}}}},
       "lookback_seconds":{"type":"integer","minimum":0,"maximum":86400},
-      "reconcile_interval_seconds":{"type":"integer","minimum":0,"maximum":2592000,"x-crmhost-needs-state":true},
+      "reconcile_interval_seconds":{"type":"integer","minimum":0,"maximum":2592000,"default":3600,"x-crmhost-needs-state":true},
       "page_size":{"type":"integer","minimum":1,"maximum":5000},
       "timeout_ms":{"type":"integer","minimum":1000,"maximum":600000},
       "webhook_secret_header":{"type":"object","additionalProperties":false,
