@@ -24,6 +24,19 @@ namespace {
 
 constexpr const char *kSecret = "s3cret-s3cret";
 
+// The value of the sample `series` (name and labels, as rendered) in Prometheus text `text`; 0
+// when it is absent (a counter not yet incremented).
+double sample(const std::string &text, const std::string &series) {
+  const std::string line_start = series + " ";
+  for (size_t at = 0; at < text.size();) {
+    const size_t end = std::min(text.find('\n', at), text.size());
+    if (text.compare(at, line_start.size(), line_start) == 0)
+      return std::stod(text.substr(at + line_start.size(), end - at - line_start.size()));
+    at = end + 1;
+  }
+  return 0;
+}
+
 struct Harness {
   std::filesystem::path dir;
   std::shared_ptr<plugins::HostServices> services = std::make_shared<plugins::HostServices>();
@@ -243,6 +256,19 @@ TEST_CASE("pipelines sharing a webhook path each take the events of their object
   pipeline::Engine engine(c, h.registry, h.db);
   engine.start();
   engine.pause_all();  // keep the events where the test can count them
+  // The registry is the process's: the test counts what its deliveries add.
+  const auto deliveries = [](const char *outcome) {
+    return sample(metrics::global().render(),
+                  std::string("crmhost_webhooks_received_total{path=\"/hooks/memory\",outcome=\"") +
+                      outcome + "\"}");
+  };
+  const auto received = [](const char *pipeline) {
+    return metrics::global().counter_sum(
+        "crmhost_events_received_total",
+        {{"pipeline", pipeline}, {"source", "webhook"}, {"outcome", "new"}});
+  };
+  const double stored_before = deliveries("stored"), contacts_before = received("contacts"),
+               companies_before = received("companies");
   auto ingest = engine.ingest_webhook(
       "/hooks/memory",
       delivery(R"([{"object":"contact","id":"p1","data":{"email":"p1@example.com"}},)"
@@ -251,10 +277,28 @@ TEST_CASE("pipelines sharing a webhook path each take the events of their object
       "req-shared");
   CHECK(ingest.http_status == 200);
   CHECK(ingest.events == 2);  // the deal: no pipeline on this path takes deals
+  // One delivery, counted once by its path (not by whichever pipeline verified it); its events
+  // are counted by the pipeline that took each.
+  CHECK(deliveries("stored") == stored_before + 1);
+  CHECK(received("contacts") == contacts_before + 1);
+  CHECK(received("companies") == companies_before + 1);
+  const std::string text = metrics::global().render();
+  for (const char *pipeline : {"contacts", "companies"})
+    CHECK_THAT(text, !Catch::Contains(std::string("crmhost_webhooks_received_total{pipeline=\"") +
+                                      pipeline));
+  // A second delivery to the shared path adds one more, whichever object it carries.
+  CHECK(engine
+            .ingest_webhook("/hooks/memory",
+                            delivery(R"([{"object":"company","id":"k2","data":{"name":"B"}}])"),
+                            "req-shared-2")
+            .http_status == 200);
+  CHECK(deliveries("stored") == stored_before + 2);
+  CHECK(received("contacts") == contacts_before + 1);
+  CHECK(received("companies") == companies_before + 2);
   auto contacts = h.db->list_events({std::string("contacts"), std::nullopt, 0, 10});
   auto company_events = h.db->list_events({std::string("companies"), std::nullopt, 0, 10});
   REQUIRE(contacts.size() == 1);
-  REQUIRE(company_events.size() == 1);
+  REQUIRE(company_events.size() == 2);
   CHECK(contacts[0].object == "contact");
   CHECK(company_events[0].object == "company");
   engine.stop();
