@@ -220,7 +220,7 @@ TEST_CASE("the admin API needs the token and reports and steers pipelines and ev
       CHECK(response.status != 405);
     }
   }
-  CHECK(documented == 16);
+  CHECK(documented == 17);
 
   // With a metrics token configured, /metrics wants it (and only it).
   http_api::RouterContext guarded{engine, *db, "an-admin-token-of-32-characters!",
@@ -316,4 +316,25 @@ TEST_CASE("a webhook body nested 500,000 deep is refused before it reaches the p
                            R"([{"object":"contact","id":"d1","data":{"email":"d1@example.com"}}])"),
                       ctx);
   CHECK(good.status == 200);
+}
+
+TEST_CASE("GET /connections lists each connection with its plugin and upkeep status", "[admin]") {
+  WebhookHost host("admin-connections", "memory", "memory-upkeep", "/hooks/memory");
+  CHECK(http_api::route(call("GET", "/connections", "wrong"), *host.ctx).status == 401);
+  rapidjson::Document list;
+  // The upkeep's first call runs on the pool right after start: wait for its status.
+  REQUIRE(testing::eventually([&] {
+    const auto answer = http_api::route(call("GET", "/connections"), *host.ctx);
+    if (answer.status != 200) return false;
+    list.Parse(answer.body.c_str());
+    if (!list.IsArray() || list.Size() != 2) return false;
+    return list[0]["connection"] == "dst" && list[0]["upkeep"].IsObject();
+  }));
+  CHECK(list[0]["plugin"] == "memory-upkeep");
+  CHECK(list[0]["upkeep"]["ok"].GetBool());
+  CHECK(list[0]["upkeep"]["reason"] == "start");
+  CHECK(list[0]["upkeep"]["plugin"]["channel"] == "ch-1");
+  CHECK(list[1]["connection"] == "src");
+  CHECK(list[1]["plugin"] == "memory");
+  CHECK(list[1]["upkeep"].IsNull());
 }

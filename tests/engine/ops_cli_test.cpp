@@ -59,6 +59,20 @@ TEST_CASE("backfill (dry and real) and replay and status work on a configuration
 
   REQUIRE(run({"status"}, text) == 0);
   CHECK_THAT(text, Catch::Contains("PENDING") && Catch::Contains("backfill succeeded"));
+  CHECK_THAT(text, !Catch::Contains("CONNECTION UPKEEP"));  // no plugin keeps anything alive
+  // A connection's upkeep status, as a host wrote it, shows with its channel and next call.
+  db->put_connection_status(
+      "dst", R"({"connection":"dst","ok":true,"reason":"periodic","at":"2026-12-08T01:00:00.000Z",)"
+             R"("next_at":"2026-12-08T01:45:00.000Z","failures":0,)"
+             R"("plugin":{"channel_id":"1000000068001","expires_at":"2026-12-08T02:00:00Z"}})");
+  db->put_connection_status(
+      "src", R"({"connection":"src","ok":false,"reason":"start","at":"2026-12-08T01:00:00.000Z",)"
+             R"("next_at":"2026-12-08T01:00:02.000Z","failures":2,"error":"provider down"})");
+  REQUIRE(run({"status"}, text) == 0);
+  CHECK_THAT(text, Catch::Contains("CONNECTION UPKEEP") &&
+                       Catch::Contains("next 2026-12-08T01:45:00.000Z") &&
+                       Catch::Contains(R"("channel_id":"1000000068001")") &&
+                       Catch::Contains("FAILED start") && Catch::Contains("error: provider down"));
 
   store::ClaimRequest claim{"p", "test", 100, std::chrono::milliseconds(60000)};
   for (const auto &e : db->claim(claim)) CHECK(db->dead_letter(e.id, e.claim_token, "boom"));

@@ -208,6 +208,22 @@ TEST_CASE("connection state is encrypted at rest and bound to its row", "[state]
   CHECK_FALSE(store->delete_state("hubspot", "poll.etag"));
 }
 
+TEST_CASE("a connection's upkeep status is kept per connection, the latest write winning",
+          "[state]") {
+  TestDb db;
+  auto store = db.open();
+  CHECK(store->list_connection_status().empty());
+  store->put_connection_status("zoho", R"({"ok":false})");
+  store->put_connection_status("hubspot", R"({"ok":true})");
+  store->put_connection_status("zoho", R"({"ok":true,"plugin":{"channel_id":"1"}})");
+  const auto all = store->list_connection_status();
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].connection == "hubspot");
+  CHECK(all[1].connection == "zoho");
+  CHECK(all[1].json == R"({"ok":true,"plugin":{"channel_id":"1"}})");
+  CHECK(all[1].updated_at.time_since_epoch().count() > 0);
+}
+
 TEST_CASE("secret keys rotate: old keys decrypt, new writes use the new key id", "[state]") {
   TestDb db;
   auto old_store = db.open();

@@ -24,8 +24,8 @@ TEST_CASE("the loader loads the good plugins of a directory and refuses each bad
   std::vector<std::string> ids;
   for (const auto &p : registry.plugins()) ids.push_back(p->id());
   std::sort(ids.begin(), ids.end());
-  CHECK(ids == std::vector<std::string>{"garbage", "memory", "memory-sdk", "no-fetch", "old-layout",
-                                        "throwing-sdk"});
+  CHECK(ids == std::vector<std::string>{"garbage", "memory", "memory-sdk", "memory-upkeep",
+                                        "no-fetch", "old-layout", "throwing-sdk"});
   CHECK(registry.refusals().size() == 8);
 
   // Each refusal is one line: the file, the reason, what to do.
@@ -74,6 +74,13 @@ TEST_CASE("the loader reports id and versions and interfaces and objects and cap
   CHECK(info.built_abi == CRM_ABI_VERSION);
   CHECK(info.negotiated_abi == CRM_ABI_VERSION);
   CHECK(info.interfaces == std::vector<std::string>{"crm.connector.v1"});
+  CHECK_FALSE(plugin->maintains());
+  // A connector class that declares maintain() offers crm.maintenance.v1 through the SDK.
+  auto upkeep = crmhost::test::load_or_fail(fixture("memory-upkeep"));
+  CHECK(upkeep->info().interfaces ==
+        std::vector<std::string>{"crm.connector.v1", "crm.maintenance.v1"});
+  CHECK(upkeep->maintains());
+  CHECK_FALSE(crmhost::test::load_or_fail(fixture("memory-sdk"))->maintains());
   CHECK(info.description.has_object("company"));
   CHECK(info.description.has_capability("webhook"));
   CHECK(info.description.max_batch == 100);

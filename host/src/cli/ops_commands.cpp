@@ -156,6 +156,26 @@ int status_command(const std::vector<std::string> &args, std::ostream &out, std:
           << format_count(counts[store::EventStatus::done]) << std::setw(14) << cursor_age
           << last_run << "\n";
     }
+    // Connections whose plugin keeps something alive at the provider (a notification channel):
+    // the last upkeep a host wrote, so a stopped or crashed host's channel state shows too.
+    const auto upkeep = db->list_connection_status();
+    if (!upkeep.empty()) {
+      out << "\nCONNECTION UPKEEP\n";
+      for (const auto &c : upkeep) {
+        rapidjson::Document status;
+        if (json::try_parse(c.json, status, "upkeep status") || !status.IsObject()) continue;
+        const auto *ok = json::member(status, "ok");
+        out << "  " << std::setw(22) << c.connection << " "
+            << (ok && ok->IsBool() && ok->GetBool() ? "ok    " : "FAILED") << " "
+            << json::get_string(status, "reason").value_or("-") << " at "
+            << json::get_string(status, "at").value_or("-") << ", next "
+            << json::get_string(status, "next_at").value_or("none");
+        if (const auto *plugin = json::member(status, "plugin"); plugin && plugin->IsObject())
+          out << " " << json::to_string(*plugin);
+        if (auto error = json::get_string(status, "error")) out << " error: " << *error;
+        out << "\n";
+      }
+    }
     // Open conflicts (stale updates under newest_wins, two sources matching one target).
     std::vector<store::Conflict> conflicts;
     for (const auto &[name, pipeline] : cfg->pipelines) {

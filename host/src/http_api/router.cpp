@@ -261,6 +261,29 @@ net::HttpResponse health(const net::HttpRequest &, RouterContext &ctx,
   });
 }
 
+// The live connections with their plugin and, where the plugin keeps something alive at the
+// provider (a notification channel), the last upkeep status.
+net::HttpResponse list_connections(const net::HttpRequest &, RouterContext &ctx,
+                                   const std::vector<std::string> &) {
+  return json_of(200, [&](Writer &w) {
+    w.StartArray();
+    for (const auto &c : ctx.engine.connections()) {
+      w.StartObject();
+      w.Key("connection");
+      w.String(c.name);
+      w.Key("plugin");
+      w.String(c.plugin);
+      w.Key("upkeep");
+      if (c.upkeep_json)
+        w.RawValue(c.upkeep_json->data(), c.upkeep_json->size(), rapidjson::kObjectType);
+      else
+        w.Null();
+      w.EndObject();
+    }
+    w.EndArray();
+  });
+}
+
 net::HttpResponse list_pipelines(const net::HttpRequest &, RouterContext &ctx,
                                  const std::vector<std::string> &) {
   return json_of(200, [&](Writer &w) {
@@ -449,6 +472,7 @@ struct AdminRoute {
 };
 const AdminRoute kAdminRoutes[] = {
     {"GET", "/health/{connection}", health},
+    {"GET", "/connections", list_connections},
     {"GET", "/pipelines", list_pipelines},
     {"GET", "/pipelines/{name}", get_pipeline},
     {"POST", "/pipelines/{name}/pause", pause_pipeline},

@@ -1,6 +1,7 @@
 #include "pipeline/engine.hpp"
 
 #include <cassert>
+#include <set>
 #include <sstream>
 #include <utility>
 
@@ -9,6 +10,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "pipeline/connection_upkeep.hpp"
 #include "util/metrics.hpp"
 
 namespace crmhost::pipeline {
@@ -91,6 +93,9 @@ Engine::~Engine() {
   stop();
   // Webhooks whose commit is still under way hold pipelines; they answer within a commit.
   wait_for_ingests(std::chrono::steady_clock::now() + std::chrono::seconds(30));
+  // Should the engine hold the registry's last reference, its plugins' deinit ([control]) runs
+  // on the control thread too, not on whichever thread destroys the engine.
+  control_->run([this] { registry_.reset(); });
 }
 
 std::shared_ptr<const config::Config> Engine::config() const {
@@ -130,6 +135,9 @@ std::shared_ptr<ConnectionHandle> Engine::connect(const config::ConnectionConfig
             return executor->post([connector] { delete connector; });
         delete connector;
       });
+  if (plugin->maintains())
+    handle->upkeep =
+        std::make_shared<ConnectionUpkeep>(connection.name, handle->connector, io_, *pool_, store_);
   return handle;
 }
 
@@ -187,6 +195,8 @@ void Engine::start_on_control() {
       runner->start();
       spdlog::info("pipeline {} started", name);
     }
+    for (const auto &[name, handle] : connections)
+      if (handle->upkeep) handle->upkeep->start();
   } catch (...) {
     // A connector that refuses its settings: the pipelines already started stop again, and the
     // threads end, before the error reaches the caller (whose destructor would otherwise stop
@@ -227,6 +237,11 @@ void Engine::stop() {
   }
   for (auto &[name, runner] : runners) runner->stop(deadline);
   runners.clear();
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto &[name, handle] : connections_)
+      if (handle->upkeep) handle->upkeep->stop();
+  }
   if (maintenance_timer_) asio::post(io_, [this] { maintenance_timer_->cancel(); });
   // With the timers cancelled and every lane refusing new work, io_context runs dry and returns.
   work_.reset();
@@ -242,6 +257,9 @@ void Engine::stop() {
       ending_runners.swap(runners_);
       ending_connections.swap(connections_);
     }
+    ending_runners.clear();
+    for (const auto &[name, handle] : ending_connections)
+      if (handle->upkeep) handle->upkeep->shut_down();
   });
 }
 
@@ -308,7 +326,35 @@ std::vector<std::string> Engine::reload_on_control(config::Config next_config) {
     runner->start();
     spdlog::info("pipeline {} started", name);
   }
+  // Upkeep follows the connectors: a new one starts its own; one that was replaced stops (its
+  // successor takes over the provider side), and one no longer configured is shut down.
+  std::set<const ConnectionHandle *> current;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto &[name, handle] : connections_) current.insert(handle.get());
+  }
+  for (const auto &[name, handle] : connections)  // the previous set, swapped out above
+    if (handle->upkeep && !current.count(handle.get())) {
+      handle->upkeep->stop();
+      if (!next->connections.count(name)) handle->upkeep->shut_down();
+    }
+  std::set<const ConnectionHandle *> previous;
+  for (const auto &[name, handle] : connections) previous.insert(handle.get());
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto &[name, handle] : connections_)
+      if (handle->upkeep && !previous.count(handle.get())) handle->upkeep->start();
+  }
   return problems;
+}
+
+std::vector<Engine::ConnectionView> Engine::connections() const {
+  std::vector<ConnectionView> out;
+  std::lock_guard lock(mutex_);
+  for (const auto &[name, handle] : connections_)
+    out.push_back({name, handle->plugin->id(),
+                   handle->upkeep ? std::optional(handle->upkeep->status_json()) : std::nullopt});
+  return out;
 }
 
 std::shared_ptr<PipelineRunner> Engine::find_runner(const std::string &pipeline) const {

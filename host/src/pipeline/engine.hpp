@@ -97,6 +97,14 @@ class Engine {
   // The live connector of a connection, shared: it stays usable while the caller holds it, even
   // if a reload replaces it meanwhile. nullptr when no pipeline uses the connection.
   std::shared_ptr<plugins::Connector> connector(const std::string &connection) const;
+  // The live connections, by name: the plugin, and the last upkeep status (a JSON object) of
+  // those whose plugin offers crm.maintenance.v1 ("null" until its first call ends).
+  struct ConnectionView {
+    std::string name;
+    std::string plugin;
+    std::optional<std::string> upkeep_json;
+  };
+  std::vector<ConnectionView> connections() const;
   // The running configuration: an immutable snapshot, taken without the engine's lock.
   std::shared_ptr<const config::Config> config() const;
   store::Store &store() { return *store_; }

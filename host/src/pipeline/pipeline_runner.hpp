@@ -33,10 +33,13 @@ namespace crmhost::pipeline {
 
 // One configured connection and its live connector. The connector is destroyed on the control
 // thread, wherever its last reference drops (see Engine::connect).
+class ConnectionUpkeep;
+
 struct ConnectionHandle {
   config::ConnectionConfig config;
   std::shared_ptr<plugins::PluginLibrary> plugin;
   std::shared_ptr<plugins::Connector> connector;
+  std::shared_ptr<ConnectionUpkeep> upkeep;  // when the plugin offers crm.maintenance.v1
 };
 
 struct EngineOptions {

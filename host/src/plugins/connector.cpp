@@ -173,6 +173,37 @@ Outcome<CheckResult> Connector::check() {
                      std::move(raw->json)};
 }
 
+Outcome<MaintenanceResult> Connector::maintain(std::string_view reason) {
+  if (!plugin_->maintains())
+    return CallError{CRM_ERR_UNSUPPORTED, 0, 0, false,
+                     "plugin " + plugin_->id() + " offers no " CRM_MAINTENANCE_V1};
+  rapidjson::Document req(rapidjson::kObjectType);
+  req.AddMember("reason",
+                rapidjson::Value(reason.data(), static_cast<rapidjson::SizeType>(reason.size()),
+                                 req.GetAllocator()),
+                req.GetAllocator());
+  const std::string text = json::to_string(req);
+  auto raw = call("maintain", [&](crm_sink *out, crm_error *err) {
+    return plugin_->maintenance_.maintain(handle_, as_crm(text), out, err);
+  });
+  if (!raw) return raw.error();
+  rapidjson::Document doc;
+  if (auto error = json::try_parse(raw->json, doc, "the result"))
+    return malformed("maintain", *error);
+  if (!doc.IsObject()) return malformed("maintain", "the result is not an object");
+  MaintenanceResult result;
+  if (auto next = doc.FindMember("next_in_ms"); next != doc.MemberEnd()) {
+    if (!next->value.IsInt64() || next->value.GetInt64() < 0)
+      return malformed("maintain", "\"next_in_ms\" is not a count of milliseconds");
+    result.next_in_ms = next->value.GetInt64();
+  }
+  if (auto status = doc.FindMember("status"); status != doc.MemberEnd()) {
+    if (!status->value.IsObject()) return malformed("maintain", "\"status\" is not an object");
+    result.status_json = json::to_string(status->value);
+  }
+  return result;
+}
+
 Outcome<PollPage> Connector::poll(const PollRequest &request) {
   if (!plugin_->description().has_capability("poll"))
     return CallError{CRM_ERR_UNSUPPORTED, 0, 0, false, "plugin " + plugin_->id() + " cannot poll"};

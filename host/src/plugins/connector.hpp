@@ -108,6 +108,12 @@ struct WebhookResult {
   std::optional<WebhookReply> reply;  // e.g. a subscription handshake
 };
 
+// What a connector's periodic upkeep (crm.maintenance.v1) answered.
+struct MaintenanceResult {
+  int64_t next_in_ms = 0;          // 0: no further call until the next start
+  std::string status_json = "{}";  // a JSON object, shown by `crmhost status` and the admin API
+};
+
 class Connector {
  public:
   ~Connector();
@@ -124,6 +130,9 @@ class Connector {
   Outcome<FetchResult> fetch(const std::string &object, const std::vector<std::string> &ids);
   Outcome<std::vector<PushResult>> push(const PushRequest &request);
   Outcome<WebhookResult> webhook(const WebhookRequest &request);
+  // Periodic upkeep; `reason` is "start", "periodic" or "shutdown". CRM_ERR_UNSUPPORTED when
+  // the plugin does not offer crm.maintenance.v1.
+  Outcome<MaintenanceResult> maintain(std::string_view reason);
 
   // [thread-safe] Asks a running call to stop; no effect when the plugin lacks cancel.
   void cancel();

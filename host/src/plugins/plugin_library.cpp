@@ -197,7 +197,15 @@ struct Loader {
       if (!present)
         return refuse(std::string(CRM_CONNECTOR_V1 " lacks the required function ") + name +
                       "; implement it (see plugin-api/README.md)");
-    for (const char *id : {CRM_CONNECTOR_V1})
+    if (const auto *upkeep = static_cast<const crm_maintenance_v1 *>(
+            plugin.entry_.get_interface(CRM_MAINTENANCE_V1))) {
+      if (!CRM_HAS_FIELD(upkeep, crm_maintenance_v1, maintain) || !upkeep->maintain)
+        return refuse(CRM_MAINTENANCE_V1
+                      " lacks its function maintain; implement it or do "
+                      "not offer the interface");
+      plugin.maintenance_ = copy_struct(upkeep);
+    }
+    for (const char *id : {CRM_CONNECTOR_V1, CRM_MAINTENANCE_V1})
       if (plugin.entry_.get_interface(id)) plugin.info_.interfaces.emplace_back(id);
     return std::nullopt;
   }

@@ -36,7 +36,7 @@ struct PluginInfo {
 std::string format_version(uint32_t abi_version);
 
 // Every plugin call it makes is [control] (plugin.h): the entry function, negotiate, init and
-// describe while loading, create, and deinit when the last reference drops. Debug and sanitizer
+// describe while loading, create, and deinit when the last reference drops. Debug (asan preset)
 // builds assert that they run on the control thread (control::on_control_thread(): in a process
 // with no control thread, such as `crmhost validate` or a test driving a plugin without an
 // engine, every thread is one). So once an engine runs, load plugins on its control thread
@@ -50,6 +50,8 @@ class PluginLibrary : public std::enable_shared_from_this<PluginLibrary> {
   const PluginInfo &info() const { return info_; }
   const std::string &id() const { return info_.id; }
   const PluginDescription &description() const { return info_.description; }
+  // Whether the plugin offers crm.maintenance.v1 (periodic upkeep of its connections).
+  bool maintains() const { return maintenance_.maintain != nullptr; }
 
   // [control] Creates a connector for `connection` from its settings (a JSON object). The
   // connector keeps this library loaded for as long as it lives.
@@ -65,7 +67,8 @@ class PluginLibrary : public std::enable_shared_from_this<PluginLibrary> {
   boost::dll::shared_library library_;
   crm_plugin_entry entry_{};
   crm_connector_v1 connector_{};
-  uint32_t connector_size_ = 0;  // struct_size of the plugin's table, for optional fields
+  uint32_t connector_size_ = 0;       // struct_size of the plugin's table, for optional fields
+  crm_maintenance_v1 maintenance_{};  // zeroed when the plugin does not offer it
   PluginHostContext context_;
   crm_host_api host_api_{};
   bool initialised_ = false;

@@ -134,6 +134,16 @@ constexpr std::string_view kMigration4 = R"sql(
 ALTER TABLE sync_runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 )sql";
 
+// Version 5: the last upkeep status of each connection (a notification channel and its expiry),
+// for `crmhost status`; not secret, so not sealed like connection_state.
+constexpr std::string_view kMigration5 = R"sql(
+CREATE TABLE connection_status (
+  connection TEXT PRIMARY KEY,
+  status TEXT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+)sql";
+
 std::string with_id_type(std::string_view text, std::string_view id_type) {
   std::string out(text);
   for (auto pos = out.find("{ID}"); pos != std::string::npos; pos = out.find("{ID}", pos)) {
@@ -148,6 +158,7 @@ std::vector<Migration> build(std::string_view id_type) {
       {2, "cursor history and retention index", std::string(kMigration2)},
       {3, "target modification time on entity links", std::string(kMigration3)},
       {4, "the process that owns a sync run", std::string(kMigration4)},
+      {5, "connection upkeep status", std::string(kMigration5)},
   };
 }
 

@@ -86,6 +86,8 @@ class SqlStore : public Store {
                                        const std::string &key) override;
   bool delete_state(const std::string &connection, const std::string &key) override;
   std::vector<std::string> list_state_keys(const std::string &connection) override;
+  void put_connection_status(const std::string &connection, const std::string &json) override;
+  std::vector<ConnectionStatus> list_connection_status() override;
 
   std::optional<Lease> acquire_lease(const std::string &name, const std::string &owner,
                                      Millis ttl) override;

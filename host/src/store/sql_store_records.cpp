@@ -344,6 +344,28 @@ std::vector<std::string> SqlStore::list_state_keys(const std::string &connection
   return out;
 }
 
+void SqlStore::put_connection_status(const std::string &connection, const std::string &json) {
+  write_tx([&](SqlTx &tx) {
+    tx.exec(
+        "INSERT INTO connection_status (connection, status, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (connection) DO UPDATE SET status = excluded.status, "
+        "updated_at = excluded.updated_at",
+        {connection, json, to_unix_ms(now())});
+  });
+}
+
+std::vector<ConnectionStatus> SqlStore::list_connection_status() {
+  std::vector<ConnectionStatus> out;
+  read_tx([&](SqlTx &tx) {
+    out.clear();
+    tx.query("SELECT connection, status, updated_at FROM connection_status ORDER BY connection", {},
+             [&](const SqlRow &r) {
+               out.push_back({r.text(0), r.text(1), from_unix_ms(r.i64(2))});
+             });
+  });
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Leases
 

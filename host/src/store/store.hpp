@@ -215,6 +215,12 @@ struct SyncRun {
   std::string error;
 };
 
+struct ConnectionStatus {
+  std::string connection;
+  std::string json;
+  Timestamp updated_at{};
+};
+
 struct Lease {
   std::string name;
   std::string owner;
@@ -372,6 +378,11 @@ class Store {
                                                const std::string &key) = 0;
   virtual bool delete_state(const std::string &connection, const std::string &key) = 0;
   virtual std::vector<std::string> list_state_keys(const std::string &connection) = 0;
+
+  // The last upkeep status of a connection (crm.maintenance.v1), a JSON object; not secret.
+  virtual void put_connection_status(const std::string &connection, const std::string &json) = 0;
+  // Every connection's status, by connection name.
+  virtual std::vector<ConnectionStatus> list_connection_status() = 0;
 
   // Leases. acquire succeeds when the lease is free, expired, or already ours (then renews).
   virtual std::optional<Lease> acquire_lease(const std::string &name, const std::string &owner,

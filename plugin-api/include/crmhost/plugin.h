@@ -251,6 +251,26 @@ typedef struct crm_connector_v1 {
   void (*cancel)(crm_connector *connector);
 } crm_connector_v1;
 
+/* ---- Optional interfaces ------------------------------------------------------------------ */
+
+/* Periodic upkeep of a connection that the provider needs kept alive: a notification channel
+ * renewed before it expires, re-created when the provider lost it, stopped at shutdown. A plugin
+ * offers it by returning this table from get_interface(CRM_MAINTENANCE_V1); the host then calls
+ * `maintain` once after create, again when the plugin asks, and once at shutdown. */
+#define CRM_MAINTENANCE_V1 "crm.maintenance.v1"
+
+typedef struct crm_maintenance_v1 {
+  uint32_t struct_size;
+  uint32_t reserved;
+  /* [instance-serialized] required in this table. `request` is JSON
+   * {"reason": "start" | "periodic" | "shutdown"}. Writes
+   * {"next_in_ms": N, "status": {...}}: N > 0 asks for the next call in N ms (the host waits at
+   * least 1 s), 0 for none until the next start; `status` is a JSON object without secrets that
+   * the host shows in `crmhost status` and the admin API. A failure fills `err`: the host logs it
+   * and calls again with backoff, sooner when `err->retry_after_ms` says so. */
+  crm_status (*maintain)(crm_connector *connector, crm_str request, crm_sink *out, crm_error *err);
+} crm_maintenance_v1;
+
 /* ---- The entry ----------------------------------------------------------------------------- */
 
 typedef struct crm_plugin_entry {

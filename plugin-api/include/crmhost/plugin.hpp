@@ -29,6 +29,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -429,6 +430,12 @@ class Connector {
   virtual crm_status webhook(const rapidjson::Value &, std::string_view, rapidjson::Document &) {
     return unsupported("webhook");
   }
+  // Periodic upkeep (crm.maintenance.v1): a connector that overrides this offers the interface.
+  // `request` holds "reason"; fill "next_in_ms" and "status" (plugin.h says how the host uses
+  // them).
+  virtual crm_status maintain(const rapidjson::Value &, rapidjson::Document &) {
+    return unsupported("maintain");
+  }
 
   // [thread-safe] Requests cancellation of the running call; long loops check cancelled().
   void request_cancel() { cancel_requested_.store(true); }
@@ -590,6 +597,14 @@ struct PluginGlue {
     });
   }
   static void cancel(crm_connector *c) { self(c)->request_cancel(); }
+  static crm_status maintain(crm_connector *c, crm_str request, crm_sink *out, crm_error *err) {
+    return run(c, out, err, [&](T &t, rapidjson::Document &r) {
+      return t.maintain(parse_json(to_view(request), "maintain request"), r);
+    });
+  }
+  // Only a connector class that declares maintain() itself offers the interface.
+  static constexpr bool kMaintains =
+      !std::is_same_v<decltype(&T::maintain), decltype(&Connector::maintain)>;
 
   static crm_status negotiate(uint32_t *inout) {
     if (CRM_VERSION_MAJOR(*inout) != CRM_VERSION_MAJOR(CRM_ABI_VERSION)) {
@@ -620,8 +635,14 @@ struct PluginGlue {
                                            &cancel};
     return &table;
   }
+  static const crm_maintenance_v1 *maintenance_table() {
+    static const crm_maintenance_v1 table = {sizeof(crm_maintenance_v1), 0, &maintain};
+    return &table;
+  }
   static const void *get_interface(const char *id) {
     if (id && std::strcmp(id, CRM_CONNECTOR_V1) == 0) return connector_table();
+    if constexpr (kMaintains)
+      if (id && std::strcmp(id, CRM_MAINTENANCE_V1) == 0) return maintenance_table();
     return nullptr;
   }
 };
