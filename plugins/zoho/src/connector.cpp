@@ -196,7 +196,9 @@ void ZohoConnector::fail(const sdk::HttpResponse &response, const std::string &w
     throw Error(CRM_ERR_UNAUTHORIZED, text + "; the Zoho user lacks a permission this call needs",
                 status, 0, 0);
   if (status == 429) {
-    if (credits_spent(response, error)) {
+    // Zoho's 429 body is the same for spent credits and for too many calls at once: a budget
+    // last seen nearly spent tells them apart (guess: the sheet gives no other sign).
+    if (credits_spent(response, error) || (credits_remaining_ && *credits_remaining_ <= 10)) {
       out_of_credits(retry_after_ms(response).value_or(settings_.credits_wait_ms),
                      "Zoho answered 429 with the API credits spent");
       throw_if_out_of_credits();
@@ -263,8 +265,14 @@ void ZohoConnector::out_of_credits(int64_t wait_ms, const std::string &why) {
 
 void ZohoConnector::note_credits(const sdk::HttpResponse &response) {
   // Zoho sends the header once half the budget is used; 0 means the next call is refused.
-  if (auto remaining = response.header("X-API-CREDITS-REMAINING");
-      remaining && *remaining == "0" && response.status != 429)
+  const auto remaining = response.header("X-API-CREDITS-REMAINING");
+  if (!remaining) return;
+  try {
+    credits_remaining_ = std::stoll(*remaining);
+  } catch (const std::exception &) {
+    return;
+  }
+  if (*credits_remaining_ <= 0 && response.status != 429)
     out_of_credits(retry_after_ms(response).value_or(settings_.credits_wait_ms),
                    "Zoho reports X-API-CREDITS-REMAINING 0");
 }
@@ -410,6 +418,58 @@ Value ZohoConnector::record_json(const ModuleInfo &module, const Value &r, Alloc
   return out;
 }
 
+rapidjson::Document ZohoConnector::read_ids(const ModuleInfo &module,
+                                            const std::vector<std::string> &ids,
+                                            const std::string &fields) {
+  rapidjson::Document out(rapidjson::kArrayType);
+  auto &alloc = out.GetAllocator();
+  const std::set<std::string> wanted(ids.begin(), ids.end());
+  std::string joined;
+  for (const auto &id : ids) joined += (joined.empty() ? "" : ",") + id;
+  const rapidjson::Document page =
+      api_json("GET",
+               std::string("/") + module.module + "?fields=" + url_encode(fields) +
+                   "&ids=" + url_encode(joined),
+               {}, 0);
+  std::set<std::string> found;
+  bool honoured = true;
+  if (page.HasMember("data") && page["data"].IsArray())
+    for (const auto &r : page["data"].GetArray()) {
+      if (!r.IsObject() || !r.HasMember("id")) continue;
+      const std::string id = sdk::scalar_text(r["id"]);
+      if (!wanted.count(id)) {
+        honoured = false;  // a server that lists the module instead
+        continue;
+      }
+      if (found.insert(id).second) out.PushBack(Value(r, alloc), alloc);
+    }
+  if (honoured) return out;
+  for (const auto &id : ids) {
+    if (found.count(id)) continue;
+    check_cancel();
+    const sdk::HttpResponse response = api(
+        "GET",
+        std::string("/") + module.module + "/" + url_encode(id) + "?fields=" + url_encode(fields),
+        {}, 0);
+    // A missing (or deleted) record: 204, or a 4xx naming the id.
+    if (response.status == 204 || response.status == 404 ||
+        (response.status == 400 && error_of(response.body).code == "INVALID_DATA"))
+      continue;
+    if (!is_2xx(response.status)) fail(response, std::string("GET /") + module.module + "/{id}");
+    rapidjson::Document doc;
+    if (sdk::try_parse_json(response.body, doc) != sdk::JsonParse::ok || !doc.IsObject() ||
+        !doc.HasMember("data") || !doc["data"].IsArray())
+      throw Error(CRM_ERR_REMOTE,
+                  std::string("GET /") + module.module +
+                      "/{id}: Zoho answered with a body that is not a record list",
+                  response.status, 0, 0);
+    for (const auto &r : doc["data"].GetArray())
+      if (r.IsObject() && found.insert(sdk::scalar_text(r["id"])).second)
+        out.PushBack(Value(r, alloc), alloc);
+  }
+  return out;
+}
+
 crm_status ZohoConnector::fetch(const Value &request, rapidjson::Document &result) {
   const ModuleInfo &module = module_of(request, "fetch");
   if (!request.HasMember("ids") || !request["ids"].IsArray())
@@ -425,23 +485,20 @@ crm_status ZohoConnector::fetch(const Value &request, rapidjson::Document &resul
   }
   auto &alloc = result.GetAllocator();
   Value records(rapidjson::kArrayType), missing(rapidjson::kArrayType);
-  // GET with ids= reads up to 100 records a call; the ones Zoho does not return are missing.
+  std::string fields;
+  for (const auto &f : settings_.fields_of(module)) fields += (fields.empty() ? "" : ",") + f;
   for (size_t start = 0; start < ids.size(); start += 100) {
     const size_t end = std::min(ids.size(), start + 100);
-    std::string joined;
-    for (size_t i = start; i < end; ++i) joined += (joined.empty() ? "" : ",") + ids[i];
-    const rapidjson::Document page =
-        api_json("GET", list_path(module) + "&ids=" + url_encode(joined), {}, 0);
-    std::set<std::string> found;
-    if (page.HasMember("data") && page["data"].IsArray())
-      for (const auto &r : page["data"].GetArray()) {
-        if (!r.IsObject()) continue;
-        Value record = record_json(module, r, alloc);
-        found.insert(record["id"].GetString());
-        records.PushBack(record, alloc);
-      }
-    for (size_t i = start; i < end; ++i)
-      if (!found.count(ids[i])) missing.PushBack(Value(ids[i].c_str(), alloc), alloc);
+    const std::vector<std::string> chunk(ids.begin() + start, ids.begin() + end);
+    const rapidjson::Document found = read_ids(module, chunk, fields);
+    std::set<std::string> seen;
+    for (const auto &r : found.GetArray()) {
+      Value record = record_json(module, r, alloc);
+      seen.insert(record["id"].GetString());
+      records.PushBack(record, alloc);
+    }
+    for (const auto &id : chunk)
+      if (!seen.count(id)) missing.PushBack(Value(id.c_str(), alloc), alloc);
   }
   result.AddMember("records", records, alloc);
   result.AddMember("missing", missing, alloc);

@@ -65,6 +65,11 @@ class ZohoConnector : public sdk::Connector {
   const ModuleInfo &module_of(const Value &request, const char *call) const;
   std::string list_path(const ModuleInfo &module) const;
   Value record_json(const ModuleInfo &module, const Value &record, Alloc &alloc) const;
+  // The records of `ids` (at most 100) with `fields` (comma-separated): one GET with ids=, then,
+  // when the answer shows ids= was not honoured (records not asked for), one GET per id left.
+  // A JSON array of Zoho's records; ids Zoho does not hold are simply absent.
+  rapidjson::Document read_ids(const ModuleInfo &module, const std::vector<std::string> &ids,
+                               const std::string &fields);
   void check_cancel() const;
 
   // poll.cpp
@@ -91,6 +96,7 @@ class ZohoConnector : public sdk::Connector {
   int64_t refresh_at_ms_ = 0;
   bool state_loaded_ = false;
   int64_t credits_until_ms_ = 0;
+  std::optional<int64_t> credits_remaining_;  // the last X-API-CREDITS-REMAINING seen
 };
 
 }  // namespace crmhost::zoho

@@ -407,15 +407,10 @@ void ZohoConnector::confirm_ids(const ModuleInfo &module, std::vector<PushItem> 
   if (ids.empty()) return;
   std::set<std::string> present;
   for (size_t start = 0; start < ids.size(); start += 100) {
-    std::string joined;
-    for (size_t i = start; i < std::min(ids.size(), start + 100); ++i)
-      joined += (joined.empty() ? "" : ",") + ids[i];
-    const rapidjson::Document found = api_json(
-        "GET", std::string("/") + module.module + "?fields=Modified_Time&ids=" + url_encode(joined),
-        {}, 0);
-    if (found.HasMember("data") && found["data"].IsArray())
-      for (const auto &r : found["data"].GetArray())
-        if (r.IsObject() && r.HasMember("id")) present.insert(sdk::scalar_text(r["id"]));
+    const std::vector<std::string> chunk(ids.begin() + start,
+                                         ids.begin() + std::min(ids.size(), start + 100));
+    const rapidjson::Document found = read_ids(module, chunk, "Modified_Time");
+    for (const auto &r : found.GetArray()) present.insert(sdk::scalar_text(r["id"]));
   }
   for (auto &item : items)
     if (!item.done && !item.id.empty() && !present.count(item.id))
