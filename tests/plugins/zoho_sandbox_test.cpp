@@ -402,3 +402,54 @@ TEST_CASE("a sandbox workflow-rule webhook verifies by its header and unwraps da
   }
   CHECK(event_ids[0] != event_ids[1]);
 }
+
+TEST_CASE("maintain creates the notification channel, renews it before expiry and stops it") {
+  SandboxFixture f;
+  auto c = f.host.connect(f.settings(
+      R"(,"objects":["lead","deal"],"notifications":{"channel_id":"1000000068001",)"
+      R"("token":"tok-123","notify_url":"http://127.0.0.1:9/hooks/zoho","expiry_hours":24,)"
+      R"("renew_before_hours":6})"));
+  auto started = c->maintain("start");
+  REQUIRE(started);
+  CHECK_THAT(started->status_json, Catch::Contains(R"("action":"created")"));
+  auto channels = f.sandbox.channels(kOrg);
+  REQUIRE(channels.size() == 1);
+  CHECK(channels[0].channel_id == "1000000068001");
+  CHECK(channels[0].token == "tok-123");
+  CHECK(std::set<std::string>(channels[0].events.begin(), channels[0].events.end()) ==
+        std::set<std::string>{"Leads.create", "Leads.edit", "Leads.delete", "Deals.create",
+                              "Deals.edit", "Deals.delete"});
+  CHECK_FALSE(channels[0].notify_on_related_action);
+  // Asked back well before the channel's day ends: at its renewal, 6 hours before.
+  CHECK(started->next_in_ms > 17 * 3600'000LL);
+  CHECK(started->next_in_ms <= 18 * 3600'000LL);
+  const int64_t first_expiry = channels[0].expiry_ms;
+
+  auto quiet = c->maintain("periodic");
+  REQUIRE(quiet);
+  CHECK_THAT(quiet->status_json, Catch::Contains(R"("action":"unchanged")"));
+
+  f.sandbox.advance_clock(std::chrono::hours(19));
+  f.host.now->store(f.sandbox.now_ms());  // the host's clock moves with Zoho's
+  auto renewed = c->maintain("periodic");
+  REQUIRE(renewed);
+  CHECK_THAT(renewed->status_json, Catch::Contains(R"("action":"renewed")"));
+  REQUIRE(f.sandbox.channels(kOrg).size() == 1);
+  CHECK(f.sandbox.channels(kOrg)[0].expiry_ms > first_expiry);
+
+  // Gone at Zoho (expired or removed): the next call subscribes it again.
+  f.sandbox.advance_clock(std::chrono::hours(30));
+  f.host.now->store(f.sandbox.now_ms());
+  auto back = c->maintain("periodic");
+  REQUIRE(back);
+  INFO(back->status_json);
+  CHECK((back->status_json.find(R"("action":"recreated")") != std::string::npos ||
+         back->status_json.find(R"("action":"renewed")") != std::string::npos));
+  CHECK(f.sandbox.channels(kOrg).back().expiry_ms > f.sandbox.now_ms());
+
+  auto stopped = c->maintain("shutdown");
+  REQUIRE(stopped);
+  CHECK(stopped->next_in_ms == 0);
+  CHECK_THAT(stopped->status_json, Catch::Contains(R"("action":"stopped")"));
+  CHECK(f.sandbox.channels(kOrg).empty());
+}

@@ -189,32 +189,32 @@ ChannelReport ZohoConnector::stop_channel() {
   return report;
 }
 
-crm_status channel_maintain(crm_connector *connector, crm_str request, crm_sink *out,
-                            crm_error *err) {
-  return sdk::detail::guarded(err, [&]() -> crm_status {
-    auto *self = reinterpret_cast<ZohoConnector *>(connector);
-    self->reset_cancel();
-    const rapidjson::Document parsed = sdk::parse_json(sdk::to_view(request), "channel request");
-    const std::string action = get_string(parsed, "action");
-    ChannelReport report;
-    if (action == "ensure")
-      report = self->ensure_channel();
-    else if (action == "stop")
-      report = self->stop_channel();
-    else
-      throw Error(CRM_ERR_INVALID_INPUT,
-                  "channel request: action \"" + action + "\" is not ensure or stop");
-    rapidjson::Document result(rapidjson::kObjectType);
-    auto &a = result.GetAllocator();
-    result.AddMember("action", Value(report.action.c_str(), a), a);
-    result.AddMember("channel_id", Value(report.channel_id.c_str(), a), a);
-    if (report.expires_at_ms)
-      result.AddMember("expires_at", Value(format_iso_ms(report.expires_at_ms).c_str(), a), a);
-    if (report.next_run_ms)
-      result.AddMember("next_run_at", Value(format_iso_ms(report.next_run_ms).c_str(), a), a);
-    result.AddMember("message", Value(report.message.c_str(), a), a);
-    return sdk::detail::emit(out, result);
-  });
+crm_status ZohoConnector::maintain(const Value &request, rapidjson::Document &result) {
+  const std::string reason = get_string(request, "reason");
+  ChannelReport report;
+  if (reason == "start" || reason == "periodic")
+    report = ensure_channel();
+  else if (reason == "shutdown")
+    report = stop_channel();
+  else
+    throw Error(CRM_ERR_INVALID_INPUT,
+                "maintain request: reason \"" + reason + "\" is not start, periodic or shutdown");
+  auto &a = result.GetAllocator();
+  const int64_t now = sdk::Host::now_ms();
+  // Called again when the channel needs its renewal; a minute at least, so a clock skew between
+  // the host and Zoho never makes a busy loop.
+  const int64_t next_in =
+      report.next_run_ms > 0 ? std::max<int64_t>(60'000, report.next_run_ms - now) : 0;
+  result.AddMember("next_in_ms", next_in, a);
+  Value status(rapidjson::kObjectType);
+  status.AddMember("action", Value(report.action.c_str(), a), a);
+  if (!report.channel_id.empty())
+    status.AddMember("channel_id", Value(report.channel_id.c_str(), a), a);
+  if (report.expires_at_ms)
+    status.AddMember("expires_at", Value(format_iso_ms(report.expires_at_ms).c_str(), a), a);
+  status.AddMember("message", Value(report.message.c_str(), a), a);
+  result.AddMember("status", status, a);
+  return CRM_OK;
 }
 
 }  // namespace crmhost::zoho

@@ -28,7 +28,9 @@ class ZohoConnector : public sdk::Connector {
   crm_status webhook(const rapidjson::Value &request, std::string_view body,
                      rapidjson::Document &result) override;
 
-  // channel.cpp: the actions/watch channel of settings.notifications (see channel.hpp).
+  // channel.cpp, crm.maintenance.v1: {"reason":"start"|"periodic"} ensures the actions/watch
+  // channel of settings.notifications, "shutdown" stops it; next_in_ms asks for the renewal.
+  crm_status maintain(const rapidjson::Value &request, rapidjson::Document &result) override;
   ChannelReport ensure_channel();
   ChannelReport stop_channel();
 
