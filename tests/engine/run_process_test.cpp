@@ -105,6 +105,44 @@ pid_t spawn_run(const char *binary, const std::string &config, const std::filesy
   return pid;
 }
 
+// `crmhost ARGS...` to completion with stdout and stderr in `log` and `env` ("NAME=value") added
+// to this process's environment, from which STATE_DIRECTORY and CRMHOST_TEST_CRASH_INIT are
+// dropped; returns the exit status, or 128 + the signal that ended it.
+int run_crmhost(const std::vector<std::string> &args, const std::filesystem::path &log,
+                const std::vector<std::string> &env) {
+  std::vector<std::string> entries;
+  for (char **e = environ; *e; ++e) {
+    const std::string entry(*e);
+    if (entry.rfind("STATE_DIRECTORY=", 0) != 0 && entry.rfind("CRMHOST_TEST_CRASH_INIT=", 0) != 0)
+      entries.push_back(entry);
+  }
+  entries.insert(entries.end(), env.begin(), env.end());
+  std::vector<char *> envp;
+  for (auto &entry : entries) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> words = {CRMHOST_BINARY};
+  words.insert(words.end(), args.begin(), args.end());
+  std::vector<char *> argv;
+  for (auto &word : words) argv.push_back(word.data());
+  argv.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execve(CRMHOST_BINARY, argv.data(), envp.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string file_text(const std::filesystem::path &file) {
+  std::ifstream in(file);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 struct RunningHost {
   std::filesystem::path dir, config, log, db_path;
   pid_t pid = -1;
@@ -164,6 +202,8 @@ struct RunningHost {
 
   // Exit status after `signal`, or -1 if it did not exit within `limit`.
   int stop_with(int signal, std::chrono::milliseconds limit = 20s) {
+    // kill(-1, ...) would signal every process this user may signal: never with no host.
+    if (pid <= 0) return -1;
     ::kill(pid, signal);
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < deadline) {
@@ -332,6 +372,73 @@ TEST_CASE("a plugin crashing in create at every start is named in $STATE_DIRECTO
   CHECK(marker().empty());  // taken, and armed again for this process
   CHECK(host.stop_with(SIGTERM) == 0);
   CHECK(marker().empty());
+}
+
+TEST_CASE("a plugin crashing in init at start is named in the log and again at the next start",
+          "[run]") {
+  RunningHost host("crash-init");
+  // The crash-init fixture (in the fixture directory every host here loads) raises SIGSEGV in
+  // its init when this is set; the plugin is loaded before any connection is created.
+  host.env = {"CRMHOST_TEST_CRASH_INIT=1"};
+  const std::string line =
+      "crmhost: fatal signal SIGSEGV in plugin \"crash-init\" during its init call";
+  host.write_config(0, pipeline_yaml("p", "dst"));
+  host.start();
+  CHECK(host.stop_with(0 /* just wait */) == 128 + SIGSEGV);
+  CHECK_THAT(host.log_text(), Catch::Contains(line));
+  CHECK_THAT(file_text(host.db_path.string() + ".last-crash"), Catch::Contains(line));
+
+  host.env = {};
+  host.start();
+  REQUIRE(
+      eventually([&] { return host.log_text().find("pipeline p started") != std::string::npos; }));
+  CHECK_THAT(host.log_text(), Catch::Contains("the previous crmhost process crashed: " + line));
+  CHECK(host.stop_with(SIGTERM) == 0);
+}
+
+TEST_CASE("crmhost validate names a plugin crashing in init and keeps run's crash line for run",
+          "[run]") {
+  // validate is the unit's ExecStartPre: it loads every plugin (init, describe) before each
+  // start, under the same StateDirectory.
+  RunningHost host("validate-crash");
+  const auto state = host.dir / "state";
+  std::filesystem::create_directories(state);
+  const std::string state_env = "STATE_DIRECTORY=" + state.string();
+  const auto out = host.dir / "validate.txt";
+  const std::string line =
+      "crmhost: fatal signal SIGSEGV in plugin \"crash-init\" during its init call";
+  host.write_config(0, pipeline_yaml("p", "dst"));
+  const std::vector<std::string> validate = {"validate", host.config.string()};
+
+  REQUIRE(run_crmhost(validate, out, {state_env}) == 0);
+  CHECK_FALSE(std::filesystem::exists(state / "last-crash"));
+
+  // A crash in init during validate: named on stderr and recorded for the next start.
+  CHECK(run_crmhost(validate, out, {state_env, "CRMHOST_TEST_CRASH_INIT=1"}) == 128 + SIGSEGV);
+  CHECK_THAT(file_text(out), Catch::Contains(line));
+  CHECK_THAT(file_text(state / "last-crash"), Catch::Contains(line));
+  // A validate that does not crash leaves the line where it is: run, after it, says it.
+  CHECK(run_crmhost(validate, out, {state_env}) == 0);
+  CHECK_THAT(file_text(state / "last-crash"), Catch::Contains(line));
+  host.env = {state_env};
+  host.start();
+  REQUIRE(
+      eventually([&] { return host.log_text().find("pipeline p started") != std::string::npos; }));
+  CHECK_THAT(host.log_text(), Catch::Contains("the previous crmhost process crashed: " + line));
+  CHECK(file_text(state / "last-crash").empty());
+  CHECK(host.stop_with(SIGTERM) == 0);
+
+  // The same when run itself crashed: the validate of the next start keeps run's line.
+  host.env = {state_env, "CRMHOST_TEST_CRASH_INIT=1"};
+  host.start();
+  CHECK(host.stop_with(0 /* just wait */) == 128 + SIGSEGV);
+  CHECK(run_crmhost(validate, out, {state_env}) == 0);
+  CHECK_THAT(file_text(state / "last-crash"), Catch::Contains(line));
+
+  // Outside systemd, validate records it where run would: beside the SQLite store.
+  CHECK(run_crmhost(validate, out, {"CRMHOST_TEST_CRASH_INIT=1"}) == 128 + SIGSEGV);
+  CHECK_THAT(file_text(out), Catch::Contains(line));
+  CHECK_THAT(file_text(host.db_path.string() + ".last-crash"), Catch::Contains(line));
 }
 
 TEST_CASE("crmhost run opens a relative SQLite path beside its config and logs it absolute",

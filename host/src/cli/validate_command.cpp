@@ -7,6 +7,8 @@
 #include "cli/cli.hpp"
 #include "config/config.hpp"
 #include "plugins/plugin_registry.hpp"
+#include "store/uri.hpp"
+#include "util/crash.hpp"
 #include "util/json.hpp"
 
 namespace crmhost::cli {
@@ -47,6 +49,23 @@ void print_json(const std::vector<config::Problem> &problems,
   out << json::to_pretty_string(doc) << "\n";
 }
 
+// Where a crash while loading the plugins is recorded: where `crmhost run` records one
+// ($STATE_DIRECTORY under systemd, where validate is the unit's ExecStartPre; else beside the
+// SQLite store of the first configuration, read without its plugins), so the next start names
+// the plugin. Empty (stderr only) when neither is known.
+std::string crash_marker_for(const std::string &path) {
+  if (auto marker = crash::marker_path_for({}); !marker.empty()) return marker;
+  try {
+    const auto plain = config::load({std::filesystem::path(path)});
+    if (!plain.config) return {};
+    const auto where = store::parse_store_uri(plain.config->store);
+    if (where.backend != store::Backend::sqlite) return {};
+    return crash::marker_path_for(std::filesystem::absolute(where.sqlite_path).lexically_normal());
+  } catch (const std::exception &) {
+    return {};
+  }
+}
+
 }  // namespace
 
 int validate_command(const std::vector<std::string> &args, std::ostream &out, std::ostream &err) {
@@ -82,6 +101,9 @@ int validate_command(const std::vector<std::string> &args, std::ostream &out, st
         << kValidateUsage;
     return 2;
   }
+  // Loading runs the plugins' code (init, describe): a plugin that crashes there is named, as
+  // under `crmhost run`, and the line a crashed `run` left for its next start is kept.
+  crash::install_keeping_marker(crash_marker_for(paths.front()));
   std::map<std::string, std::unique_ptr<plugins::PluginRegistry>> registries;  // by directory
   std::vector<config::Problem> problems, warnings;
   for (const auto &path : paths) {

@@ -22,6 +22,10 @@ thread_local const char *t_call = nullptr;
 
 // Read by the handler on any thread; install() may replace it (lock-free, so signal-safe).
 std::atomic<int> g_marker_fd{-1};
+// install_keeping_marker's path, opened by the handler itself; set before the handler is
+// installed and while g_marker_deferred is false, so the handler never reads it half-written.
+char g_marker_path[4096];
+std::atomic<bool> g_marker_deferred{false};
 
 // An alternate stack per thread that calls plugins, so that a stack overflow inside a plugin
 // still reaches the handler. Freed when the thread ends.
@@ -129,10 +133,15 @@ void on_fatal_signal(int sig) {
   line.add("; the host stops");
   line.text[line.len++] = '\n';
   write_all(STDERR_FILENO, line.text, line.len);
-  if (const int marker = g_marker_fd.load(); marker >= 0) {
+  int marker = g_marker_fd.load();
+  const bool deferred = marker < 0 && g_marker_deferred.load();
+  if (deferred)  // open(2) is async-signal-safe
+    marker = ::open(g_marker_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (marker >= 0) {
     ::lseek(marker, 0, SEEK_SET);
     write_all(marker, line.text, line.len);
     ::fsync(marker);
+    if (deferred) ::close(marker);
   }
   errno = saved_errno;
   // SA_RESETHAND restored the default action; raising the signal again ends the process with
@@ -158,18 +167,37 @@ PluginCallScope::~PluginCallScope() {
   t_call = previous_call_;
 }
 
-bool install(const std::string &marker_path) {
-  const int marker = marker_path.empty() ? -1
-                                         : ::open(marker_path.c_str(),
-                                                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (const int previous = g_marker_fd.exchange(marker); previous >= 0) ::close(previous);
+namespace {
+
+void install_handler() {
   t_alt_stack.ensure();
   struct sigaction action {};
   action.sa_handler = on_fatal_signal;
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESETHAND | SA_ONSTACK;
   for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) sigaction(sig, &action, nullptr);
+}
+
+}  // namespace
+
+bool install(const std::string &marker_path) {
+  g_marker_deferred = false;
+  const int marker = marker_path.empty() ? -1
+                                         : ::open(marker_path.c_str(),
+                                                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (const int previous = g_marker_fd.exchange(marker); previous >= 0) ::close(previous);
+  install_handler();
   return marker_path.empty() || marker >= 0;
+}
+
+void install_keeping_marker(const std::string &marker_path) {
+  g_marker_deferred = false;
+  if (const int previous = g_marker_fd.exchange(-1); previous >= 0) ::close(previous);
+  if (!marker_path.empty() && marker_path.size() < sizeof g_marker_path) {
+    std::memcpy(g_marker_path, marker_path.c_str(), marker_path.size() + 1);
+    g_marker_deferred = true;
+  }
+  install_handler();
 }
 
 std::optional<std::string> take_previous(const std::string &marker_path) {

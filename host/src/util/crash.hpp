@@ -29,6 +29,12 @@ class PluginCallScope {
 // when `marker_path` could not be opened (its directory does not exist, say).
 bool install(const std::string &marker_path);
 
+// Like install, but an existing marker is left as it is: the handler itself creates (or replaces)
+// `marker_path` when a fatal signal arrives. For `crmhost validate`, which loads the plugins too
+// and runs before `run` (the unit's ExecStartPre): the line a crashed `run` left must survive it
+// for the next start to say, and a crash during validate is recorded for that start all the same.
+void install_keeping_marker(const std::string &marker_path);
+
 // The line a previous process left in `marker_path`, if it crashed; the file is emptied.
 std::optional<std::string> take_previous(const std::string &marker_path);
 
