@@ -56,19 +56,19 @@ using ZohoValue = std::variant<std::nullptr_t, bool, int64_t, double, std::strin
 using ZohoFields = std::map<std::string, ZohoValue>;
 
 struct ZohoRecord {
-  std::string id;  // Zoho's long ids as decimal text ("4876876000000100001")
-  std::string module;
-  ZohoFields fields;       // the stored fields; the system times are below, not in here
+  std::string id{};  // Zoho's long ids as decimal text ("4876876000000100001")
+  std::string module{};
+  ZohoFields fields{};     // the stored fields; the system times are below, not in here
   int64_t created_ms = 0;  // sandbox clock, whole seconds
   int64_t modified_ms = 0;
 };
 
 // A record in the recycle bin (type "recycle") or deleted from it (type "permanent").
 struct ZohoDeletedRecord {
-  std::string id;
-  std::string module;
-  std::string display_name;  // the record's name field (Full_Name, Account_Name, Deal_Name)
-  std::string type;          // recycle | permanent
+  std::string id{};
+  std::string module{};
+  std::string display_name{};  // the record's name field (Full_Name, Account_Name, Deal_Name)
+  std::string type{};          // recycle | permanent
   int64_t deleted_ms = 0;
   int64_t created_ms = 0;
 };
@@ -85,23 +85,23 @@ struct ZohoOrg {
 // One write call the API received (insert, update, upsert, delete), as sent.
 struct ZohoWriteCall {
   int64_t org_id = 0;
-  std::string module;
-  std::string operation;                            // insert | update | upsert | delete
-  std::optional<std::vector<std::string>> trigger;  // nullopt: the key was absent
-  std::optional<std::vector<std::string>> duplicate_check_fields;
-  std::vector<std::string> ids;  // the records written (successful items only)
-  std::string body;              // the request body as received
-  int64_t at_ms = 0;             // sandbox clock
+  std::string module{};
+  std::string operation{};                            // insert | update | upsert | delete
+  std::optional<std::vector<std::string>> trigger{};  // nullopt: the key was absent
+  std::optional<std::vector<std::string>> duplicate_check_fields{};
+  std::vector<std::string> ids{};  // the records written (successful items only)
+  std::string body{};              // the request body as received
+  int64_t at_ms = 0;               // sandbox clock
 };
 
 // An actions/watch channel as subscribed through the API (or add_channel).
 struct ZohoChannel {
   int64_t org_id = 0;
-  std::string channel_id;           // a long as text
-  std::vector<std::string> events;  // "Leads.create", "Leads.edit", "Leads.delete", "Leads.all"
-  int64_t expiry_ms = 0;            // sandbox clock; callbacks stop after it
-  std::string token;                // echoed in callbacks; at most 49 characters
-  std::string notify_url;           // http:// only; its query string is echoed as query_params
+  std::string channel_id{};           // a long as text
+  std::vector<std::string> events{};  // "Leads.create", "Leads.edit", "Leads.delete", "Leads.all"
+  int64_t expiry_ms = 0;              // sandbox clock; callbacks stop after it
+  std::string token{};                // echoed in callbacks; at most 49 characters
+  std::string notify_url{};           // http:// only; its query string is echoed as query_params
   bool return_affected_field_values = false;
   bool notify_on_related_action = true;
 };
@@ -112,33 +112,33 @@ struct ZohoChannel {
 struct ZohoWorkflowRule {
   int64_t id = 0;  // assigned by add_workflow_rule
   int64_t org_id = 0;
-  std::string module;                                           // Leads, Contacts, Accounts, Deals
+  std::string module{};                                         // Leads, Contacts, Accounts, Deals
   std::set<std::string> events = {"create", "edit", "delete"};  // when the rule runs
-  std::string url;                                              // http:// only
-  std::string header_name;  // a custom header the operator added (a shared secret); empty: none
-  std::string header_value;
+  std::string url{};                                            // http:// only
+  std::string header_name{};  // a custom header the operator added (a shared secret); empty: none
+  std::string header_value{};
   // The body. Empty: {"operation":"Leads.edit","module":"Leads","data":[{...record...}]}.
   // Otherwise the text with ${id}, ${module}, ${operation} (Leads.create|edit|delete),
   // ${org_id} and ${<Field_API_Name>} replaced by the value, JSON-escaped without quotes.
-  std::string payload_template;
+  std::string payload_template{};
   std::string content_type = "application/json";
 };
 
 // One callback POST (actions/watch) or workflow webhook, as the receiver saw it. Never retried
 // (guess: Zoho documents no retry).
 struct ZohoDelivery {
-  std::string kind;  // notification | workflow
+  std::string kind{};  // notification | workflow
   int64_t org_id = 0;
-  std::string channel_id;  // notification
-  int64_t rule_id = 0;     // workflow
-  std::string module;
-  std::string operation;  // notification: insert | update | delete; workflow: Leads.edit, ...
-  std::vector<std::string> ids;
-  std::string url;
-  Headers headers;   // as sent
-  std::string body;  // the exact bytes sent
-  int status = 0;    // the receiver's status; 0 when none (error says why)
-  std::string error;
+  std::string channel_id{};  // notification
+  int64_t rule_id = 0;       // workflow
+  std::string module{};
+  std::string operation{};  // notification: insert | update | delete; workflow: Leads.edit, ...
+  std::vector<std::string> ids{};
+  std::string url{};
+  Headers headers{};   // as sent
+  std::string body{};  // the exact bytes sent
+  int status = 0;      // the receiver's status; 0 when none (error says why)
+  std::string error{};
   int64_t sent_at_ms = 0;  // sandbox clock
 };
 
