@@ -447,7 +447,19 @@ TEST_CASE("maintain creates the notification channel, renews it before expiry an
          back->status_json.find(R"("action":"renewed")") != std::string::npos));
   CHECK(f.sandbox.channels(kOrg).back().expiry_ms > f.sandbox.now_ms());
 
-  auto stopped = c->maintain("shutdown");
+  // Shutdown keeps the channel unless notifications.stop_on_shutdown says otherwise.
+  auto kept = c->maintain("shutdown");
+  REQUIRE(kept);
+  CHECK(kept->next_in_ms == 0);
+  CHECK_THAT(kept->status_json, Catch::Contains(R"("action":"kept")"));
+  CHECK(f.sandbox.channels(kOrg).size() == 1);
+
+  auto stopping = f.host.connect(f.settings(
+      R"(,"objects":["lead","deal"],"notifications":{"channel_id":"1000000068001",)"
+      R"("token":"tok-123","notify_url":"http://127.0.0.1:9/hooks/zoho","expiry_hours":24,)"
+      R"("renew_before_hours":6,"stop_on_shutdown":true})"));
+  REQUIRE(stopping->maintain("start"));
+  auto stopped = stopping->maintain("shutdown");
   REQUIRE(stopped);
   CHECK(stopped->next_in_ms == 0);
   CHECK_THAT(stopped->status_json, Catch::Contains(R"("action":"stopped")"));

@@ -194,8 +194,11 @@ crm_status ZohoConnector::maintain(const Value &request, rapidjson::Document &re
   ChannelReport report;
   if (reason == "start" || reason == "periodic")
     report = ensure_channel();
-  else if (reason == "shutdown")
+  else if (reason == "shutdown" && settings().notifications.stop_on_shutdown)
     report = stop_channel();
+  else if (reason == "shutdown")
+    report = {"kept", settings().notifications.channel_id, 0, 0,
+              "channel left subscribed at shutdown (notifications.stop_on_shutdown is off)"};
   else
     throw Error(CRM_ERR_INVALID_INPUT,
                 "maintain request: reason \"" + reason + "\" is not start, periodic or shutdown");

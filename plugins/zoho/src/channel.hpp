@@ -11,7 +11,7 @@ namespace crmhost::zoho {
 
 // What a channel call did.
 struct ChannelReport {
-  // "unchanged", "created", "renewed", "updated", "recreated", "stopped", "disabled"
+  // "unchanged", "created", "renewed", "updated", "recreated", "stopped", "kept", "disabled"
   std::string action;
   std::string channel_id;
   int64_t expires_at_ms = 0;  // the channel's expiry as Zoho holds it, 0 when none

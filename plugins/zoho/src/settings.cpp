@@ -111,6 +111,8 @@ NotificationSettings read_notifications(const Value &n) {
     out.expiry_ms = std::clamp<int64_t>(it->value.GetUint(), 1, 168) * 3600 * 1000;
   if (auto it = n.FindMember("renew_before_hours"); it != n.MemberEnd() && it->value.IsUint())
     out.renew_before_ms = static_cast<int64_t>(it->value.GetUint()) * 3600 * 1000;
+  if (auto it = n.FindMember("stop_on_shutdown"); it != n.MemberEnd() && it->value.IsBool())
+    out.stop_on_shutdown = it->value.GetBool();
   // Renewing must leave a channel alive between two maintenance runs: at most half its life.
   out.renew_before_ms = std::min(out.renew_before_ms, out.expiry_ms / 2);
   return out;

@@ -33,6 +33,9 @@ struct NotificationSettings {
   std::vector<std::string> operations{"create", "edit", "delete"};
   int64_t expiry_ms = 7 * 24 * 3600 * 1000LL;        // asked of Zoho; it caps at one week
   int64_t renew_before_ms = 2 * 24 * 3600 * 1000LL;  // re-subscribe when less is left
+  // Unsubscribe when crmhost stops. Off by default: the channel outlives a restart (Zoho's
+  // callbacks during the gap fail and polling covers them) instead of being re-created each time.
+  bool stop_on_shutdown = false;
   bool enabled() const { return !channel_id.empty(); }
 };
 
