@@ -247,3 +247,184 @@ TEST_CASE("a delete in Odoo that meets an edit in HubSpot ends as on_delete says
   }
   CHECK(dead(w) == 0);
 }
+
+// The mirror: HubSpot deletes a contact and Odoo edits its counterpart within one poll window.
+// HubSpot's search shows no deletions, so the delete reaches the host only as HubSpot's own
+// signed contact.deletion delivery, stored while both directions are paused; then one of the
+// two travels first and the other after it.
+namespace {
+void hubspot_delete_and_odoo_edit(World &w, const std::string &hub_id,
+                                  decltype(crmsandbox::OdooRecord::id) odoo_id, First first) {
+  const char *travels = first == First::edit ? kToHubSpot : kToOdoo;
+  const char *waits = first == First::edit ? kToOdoo : kToHubSpot;
+  w.engine->pause(kToOdoo);
+  w.engine->pause(kToHubSpot);
+  REQUIRE(w.unsettled() == 0);
+  const auto delivery = w.delete_in_hubspot(hub_id);
+  REQUIRE(delivery);  // verified and stored by the host: answered 200
+  CHECK(w.count(kToOdoo, {EventStatus::pending}) == 1);  // the delete, waiting for its pipeline
+  CHECK(w.hubspot.count(kPortal, "contacts") == 0);
+  std::this_thread::sleep_for(1100ms);  // Odoo's times have whole seconds: the edit is later
+  w.odoo.write(kDb, "res.partner", {odoo_id}, {{"city", std::string("Edited")}});
+  w.engine->resume(travels);
+  REQUIRE(w.wait_quiescent(60s, {travels}));
+  w.engine->resume(waits);
+  REQUIRE(w.wait_quiescent(60s));
+}
+
+bool has_object(const rapidjson::Document &detail, const char *side) {
+  return detail.HasMember(side) && detail[side].IsObject();
+}
+
+// Ivy, made in Odoo, so HubSpot's contact is the one the sync created (the mirror of the Odoo
+// delete above, where the deleted side was the created one), is deleted in HubSpot and edited
+// in Odoo; then the outcome `policy` promises, on both sides.
+void hubspot_delete_meets_odoo_edit(const std::string &policy, First first) {
+  World w;
+  const auto odoo_id = w.odoo
+                           .seed(kDb, "res.partner",
+                                 {{{"name", std::string("Ivy Adams")},
+                                   {"email", std::string("ivy@example.com")},
+                                   {"city", std::string("Ghent")},
+                                   {"is_company", false}}})
+                           .at(0);
+  w.on_delete = policy;
+  w.start();
+  w.receive_hubspot_deletions();
+  REQUIRE(w.wait_quiescent(60s));
+  const auto before = hubspot_contacts(w, "ivy@example.com");
+  REQUIRE(before.size() == 1);
+  const auto hub_id = before[0].id;
+  REQUIRE(w.db->find_link_by_source(kToHubSpot, "odoo", std::to_string(odoo_id)));
+  REQUIRE(w.db->find_link_by_source(kToOdoo, "hubspot", hub_id));  // noted on the echo
+  hubspot_delete_and_odoo_edit(w, hub_id, odoo_id, first);
+
+  // One conflict, naming the order the two travelled in and how it ended, holding both sides.
+  const auto met = conflicts(w, {"edit met delete", "delete met edit"});
+  REQUIRE(met.size() == 1);
+  const auto detail = crmhost::json::parse(met[0].detail, "detail");
+  CHECK(std::string(detail["reason"].GetString()) ==
+        (first == First::edit ? "edit met delete" : "delete met edit"));
+  CHECK(std::string(detail["policy"].GetString()) == policy);
+  REQUIRE(has_object(detail, "source"));
+  REQUIRE(has_object(detail, "target"));
+  if (first == First::edit) {
+    // Odoo's edit, pushed to the deleted HubSpot contact: the edit is the source.
+    CHECK(met[0].pipeline == kToHubSpot);
+    CHECK(std::string(detail["source"]["city"].GetString()) == "Edited");
+    CHECK(std::string(detail["target"]["id"].GetString()) == hub_id);
+    CHECK(detail["target"]["deleted"].GetBool());
+    CHECK(resolution(met[0]) == (policy == "keep_edited" ? "restored" : "deleted"));
+  } else {
+    // HubSpot's delete, with its time, meeting Odoo's edited partner: the edit is the target.
+    CHECK(met[0].pipeline == kToOdoo);
+    CHECK(std::string(detail["source"]["id"].GetString()) == hub_id);
+    CHECK(detail["source"]["deleted"].GetBool());
+    CHECK(std::string(detail["target"]["city"].GetString()) == "Edited");
+    CHECK(detail["deleted_at"].IsString());  // HubSpot says when it deleted
+    CHECK(resolution(met[0]) == (policy == "keep_edited" ? "kept and restored"
+                                 : policy == "archive"   ? "archived"
+                                                         : "deleted"));
+  }
+
+  const auto hub = hubspot_contacts(w, "ivy@example.com");
+  const auto odo = odoo_contacts(w, "ivy@example.com");
+  const auto odoo_link = w.db->find_link_by_source(kToHubSpot, "odoo", std::to_string(odoo_id));
+  // The deleted HubSpot contact is linked no more, in either direction.
+  CHECK_FALSE(w.db->find_link_by_source(kToOdoo, "hubspot", hub_id));
+  CHECK_FALSE(w.db->find_link_by_target(kToHubSpot, "hubspot", hub_id));
+  REQUIRE(w.hubspot.record(kPortal, "contacts", hub_id));
+  CHECK(w.hubspot.record(kPortal, "contacts", hub_id)->archived);
+  if (policy == "keep_edited") {
+    // The edit wins: Odoo keeps its partner, and HubSpot gets the contact anew, linked to it.
+    CHECK(w.hubspot.count(kPortal, "contacts") == 1);
+    REQUIRE(hub.size() == 1);
+    CHECK(hub[0].id != hub_id);
+    CHECK(property(hub[0].properties, "city") == "Edited");
+    CHECK(property(hub[0].properties, "firstname") == "Ivy");
+    CHECK(w.odoo.count(kDb, "res.partner") == 1);
+    REQUIRE(odo.size() == 1);
+    CHECK(odo[0].id == odoo_id);
+    CHECK(text(odo[0].values, "city") == "Edited");
+    REQUIRE(odoo_link);
+    CHECK(odoo_link->target_id == hub[0].id);
+  } else {
+    // The delete wins on both sides; the edit it overruled is in the conflict.
+    CHECK(w.hubspot.count(kPortal, "contacts") == 0);
+    CHECK(hub.empty());
+    CHECK(w.odoo.count(kDb, "res.partner") == 0);
+    CHECK(odo.empty());
+    CHECK_FALSE(odoo_link);
+    const auto partner = w.odoo.record(kDb, "res.partner", odoo_id);
+    if (policy == "archive") {
+      // Archived, not deleted: still there, inactive, with the edit.
+      REQUIRE(partner);
+      const auto active = partner->values.find("active");
+      REQUIRE(active != partner->values.end());
+      REQUIRE(std::get_if<bool>(&active->second));
+      CHECK_FALSE(std::get<bool>(active->second));
+      CHECK(text(partner->values, "city") == "Edited");
+    } else {
+      CHECK_FALSE(partner);
+    }
+  }
+  CHECK(dead(w) == 0);
+}
+}  // namespace
+
+TEST_CASE("a delete in HubSpot that meets an edit in Odoo ends as on_delete says") {
+  SECTION("keep_edited, the edit first") {
+    hubspot_delete_meets_odoo_edit("keep_edited", First::edit);
+  }
+  SECTION("keep_edited, the delete first") {
+    hubspot_delete_meets_odoo_edit("keep_edited", First::remove);
+  }
+  SECTION("propagate, the edit first") {
+    hubspot_delete_meets_odoo_edit("propagate", First::edit);
+  }
+  SECTION("propagate, the delete first") {
+    hubspot_delete_meets_odoo_edit("propagate", First::remove);
+  }
+}
+
+// KNOWN BUG (host): under on_delete archive, the Odoo partner the delete archived comes back in
+// Odoo -> HubSpot's next poll as an upsert carrying active: false (the odoo plugin's archived
+// records are upserts, not deletes). The archive closed the links of both directions, so it is
+// neither linked nor an echo: it is matched on email, HubSpot's archived contact is not found,
+// and a new HubSpot contact is created. The HubSpot delete is undone. [!shouldfail] until fixed:
+// then these pass, Catch reports them failed, and the tag goes.
+TEST_CASE("a delete in HubSpot that meets an edit in Odoo under archive: the edit first",
+          "[!shouldfail]") {
+  hubspot_delete_meets_odoo_edit("archive", First::edit);
+}
+TEST_CASE("a delete in HubSpot that meets an edit in Odoo under archive: the delete first",
+          "[!shouldfail]") {
+  hubspot_delete_meets_odoo_edit("archive", First::remove);
+}
+// The same bug without an edit: a plain HubSpot delete under archive.
+TEST_CASE("a delete in HubSpot under archive archives the Odoo partner and stays deleted",
+          "[!shouldfail]") {
+  World w;
+  const auto odoo_id = w.odoo
+                           .seed(kDb, "res.partner",
+                                 {{{"name", std::string("Jo Baker")},
+                                   {"email", std::string("jo@example.com")},
+                                   {"is_company", false}}})
+                           .at(0);
+  w.on_delete = "archive";
+  w.start();
+  w.receive_hubspot_deletions();
+  REQUIRE(w.wait_quiescent(60s));
+  const auto before = hubspot_contacts(w, "jo@example.com");
+  REQUIRE(before.size() == 1);
+  REQUIRE(w.delete_in_hubspot(before[0].id));
+  REQUIRE(w.wait_quiescent(60s));
+  const auto partner = w.odoo.record(kDb, "res.partner", odoo_id);
+  REQUIRE(partner);
+  CHECK(w.odoo.count(kDb, "res.partner") == 0);  // archived, not deleted
+  CHECK(hubspot_contacts(w, "jo@example.com").empty());
+  CHECK(w.hubspot.count(kPortal, "contacts") == 0);
+  CHECK_FALSE(w.db->find_link_by_source(kToHubSpot, "odoo", std::to_string(odoo_id)));
+  CHECK(conflicts(w, {"edit met delete", "delete met edit"}).empty());  // nothing edited
+  CHECK(dead(w) == 0);
+}

@@ -1,22 +1,29 @@
 #pragma once
 // HubSpot and Odoo sandboxes on loopback, hubspot.so and odoo.so over the host's real HTTP
 // client, a SQLite store and a two-way contact sync between them configured from YAML: the
-// world the end-to-end CRM tests run in, and how they look at both sides.
+// world the end-to-end CRM tests run in, and how they look at both sides. HubSpot -> Odoo also
+// takes HubSpot's webhooks on a loopback server (as `crmhost run` serves them), which is how
+// HubSpot's deletions reach the host: a test turns HubSpot's deliveries on when it needs them.
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <unistd.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <catch2/catch.hpp>
 
 #include "config/config.hpp"
 #include "net/http_client.hpp"
+#include "net/http_server.hpp"
 #include "pipeline/engine.hpp"
 #include "pipeline/store_state.hpp"
 #include "plugins/plugin_registry.hpp"
@@ -34,6 +41,8 @@ constexpr int64_t kPortal = 101;
 const char kDb[] = "crm";
 const char kHubSpotToken[] = "pat-two-way-test";
 const char kOdooKey[] = "odoo-key-two-way";
+const char kHubSpotAppSecret[] = "hubspot-app-secret-two-way";
+const char kHubSpotHooks[] = "/hooks/hubspot";
 const char kToOdoo[] = "contacts-hubspot-to-odoo";
 const char kToHubSpot[] = "contacts-odoo-to-hubspot";
 constexpr auto kPollEvery = 1s;  // the loader's shortest poll interval
@@ -80,8 +89,55 @@ struct Seen {
   std::string stamp;  // HubSpot updated_ms / Odoo write_date: changes when the record is written
 };
 
+// Where HubSpot's webhook deliveries arrive: a loopback HTTP server whose handler gives each
+// request to the engine as the host's router does (the URL from the Host header and the target),
+// and answers with the engine's status. Before and after the engine runs it answers 503, which
+// HubSpot retries.
+struct WebhookReceiver {
+  boost::asio::io_context io;
+  boost::asio::thread_pool handlers{2};
+  std::unique_ptr<crmhost::net::HttpServer> server;
+  std::thread io_thread;
+  std::mutex mutex;  // guards `engine`: set by World::start, cleared before the engine stops
+  crmhost::pipeline::Engine *engine = nullptr;
+
+  WebhookReceiver() {
+    crmhost::net::ServerOptions options;
+    options.listen = {"127.0.0.1:0"};
+    server = std::make_unique<crmhost::net::HttpServer>(
+        io, handlers, options, [this](const crmhost::net::HttpRequest &r) {
+          crmhost::plugins::WebhookRequest webhook;
+          webhook.method = r.method;
+          webhook.url = "http://" + r.header("Host") + r.target;
+          webhook.headers = r.headers;
+          webhook.body = r.body;
+          webhook.received_at_ms = r.received_at_ms;
+          std::lock_guard lock(mutex);
+          if (!engine) return crmhost::net::HttpResponse{503, "text/plain", {}, "not running\n"};
+          const auto ingest = engine->ingest_webhook(r.path, webhook, r.request_id);
+          return crmhost::net::HttpResponse{ingest.http_status, "text/plain", {}, ingest.body};
+        });
+    server->start();
+    io_thread = std::thread([this] { io.run(); });
+  }
+  ~WebhookReceiver() {
+    server->stop();
+    io.stop();
+    io_thread.join();
+    handlers.join();
+  }
+  void serve(crmhost::pipeline::Engine *e) {
+    std::lock_guard lock(mutex);
+    engine = e;
+  }
+  std::string base_url() const {
+    return "http://127.0.0.1:" + std::to_string(server->ports().at(0));
+  }
+};
+
 struct World {
   std::filesystem::path dir;
+  WebhookReceiver hooks;
   crmsandbox::HubSpotSandbox hubspot{hubspot_options()};
   crmsandbox::OdooSandbox odoo{odoo_options()};
   std::shared_ptr<crmhost::plugins::HostServices> services =
@@ -137,6 +193,7 @@ struct World {
   }
 
   ~World() {
+    hooks.serve(nullptr);  // waits for a delivery being ingested; later ones are answered 503
     if (engine) engine->stop();
     engine.reset();
     db.reset();
@@ -153,6 +210,7 @@ struct World {
   crmhost::config::Config load_config() {
     write_file("hubspot-token", kHubSpotToken);
     write_file("odoo-key", kOdooKey);
+    write_file("hubspot-app-secret", kHubSpotAppSecret);
     const std::string every = std::to_string(kPollEvery.count()) + "s";
     std::ostringstream yaml;
     yaml << "store: \"sqlite://" << (dir / "state.db").string() << "\"\n"
@@ -162,6 +220,9 @@ struct World {
          << "      base_url: \"" << hubspot.base_url() << "\"\n"
          << "      auth: { token: \"${file:" << (dir / "hubspot-token").string() << "}\" }\n"
          << "      lookback_seconds: 5\n"
+         << "      app_secret: \"${file:" << (dir / "hubspot-app-secret").string() << "}\"\n"
+         << "      signature_versions: [v3]\n"
+         << "      public_base_url: \"" << hooks.base_url() << "\"\n"
          << "  odoo:\n    plugin: odoo\n    settings:\n"
          << "      url: \"" << odoo.base_url() << "\"\n"
          << "      database: " << kDb << "\n      login: admin\n"
@@ -171,8 +232,10 @@ struct World {
          << "pipelines:\n"
          << "  " << kToOdoo << ":\n"
          << "    enabled: " << (to_odoo ? "true" : "false") << "\n"
-         << "    source: { poll: { connection: hubspot, object: contact, every: " << every
-         << ", jitter: 100ms } }\n"
+         << "    source:\n"
+         << "      webhook: { connection: hubspot, path: " << kHubSpotHooks << " }\n"
+         << "      poll: { connection: hubspot, object: contact, every: " << every
+         << ", jitter: 100ms }\n"
          << "    map:\n      fields:\n"
          << "        email: { from: email, transform: [trim, lower], required: true }\n"
          << "        _first_name: { from: firstname, transform: [trim] }\n"
@@ -213,6 +276,32 @@ struct World {
     options.idle_delay = 50ms;
     engine = std::make_unique<crmhost::pipeline::Engine>(config, registry, db, options);
     engine->start();
+    hooks.serve(engine.get());
+  }
+
+  // HubSpot sends its contact deletions to the host from now on: v3-signed with the app secret,
+  // batched and retried as HubSpot does (the sandbox's own deliveries).
+  void receive_hubspot_deletions() {
+    hubspot.set_webhook_target(hooks.base_url() + kHubSpotHooks, kHubSpotAppSecret, "v3");
+    hubspot.subscribe("contact.deletion");
+  }
+
+  // Deletes (archives) HubSpot contact `id` as a user would, and waits until HubSpot's
+  // contact.deletion delivery naming it was answered 200: the event is stored in the host. That
+  // delivery; nullopt when none was answered 200 within `limit`.
+  std::optional<crmsandbox::HubSpotDelivery> delete_in_hubspot(
+      const std::string &id, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+    if (!hubspot.archive_record(kPortal, "contacts", id)) return std::nullopt;
+    const std::string names = "\"objectId\":" + id + ",";
+    const auto deadline = Clock::now() + limit;
+    while (Clock::now() < deadline) {
+      for (const auto &d : hubspot.deliveries())
+        if (d.status == 200 && d.body.find(names) != std::string::npos &&
+            d.body.find("\"contact.deletion\"") != std::string::npos)
+          return d;
+      std::this_thread::sleep_for(20ms);
+    }
+    return std::nullopt;
   }
 
   int64_t count(const std::string &pipeline, std::initializer_list<EventStatus> statuses) {
