@@ -244,3 +244,92 @@ TEST_CASE("crmhost backfill from Odoo into HubSpot: counts, records pushed, and 
   odoo.stop();
   std::filesystem::remove_all(dir);
 }
+
+// Two CRMs both in use before the sync: the dry run of either direction of a two-way pipeline
+// prints the first-contact plan, read from both sandboxes and matched on the normalised email
+// (case and surrounding spaces differ between the sides), and writes nothing.
+TEST_CASE("crmhost backfill --dry-run plans the first contact of two populated sandboxes") {
+  use_secret_key();
+  const auto dir = fresh_dir("first-contact");
+  crmsandbox::HubSpotSandbox hubspot(unlimited_hubspot());
+  hubspot.add_token(kToken, kPortal);
+  hubspot.start();
+  crmsandbox::OdooSandbox odoo;
+  odoo.add_user(kDb, {"admin", "admin-password", {kOdooKey}});
+  odoo.start();
+  auto contact = [](const std::string &email, const std::string &first, const std::string &last,
+                    const std::string &city) {
+    return crmsandbox::HubSpotSeed{
+        {{"email", email}, {"firstname", first}, {"lastname", last}, {"city", city}}};
+  };
+  auto partner = [](const std::string &email, const std::string &name, const std::string &city) {
+    return crmsandbox::OdooValues{
+        {"email", email}, {"name", name}, {"city", city}, {"is_company", false}};
+  };
+  // On both sides: ann and bob with equal values (the keys differ in case and spaces), cy with
+  // another city. HubSpot alone: dee and eve. Odoo alone: fay.
+  hubspot.seed(kPortal, "contacts",
+               {contact("ann@example.com", "Ann", "Smith", "Ghent"),
+                contact("Bob@Example.com", "Bob", "Jones", "Ghent"),
+                contact("cy@example.com", "Cy", "Young", "Ghent"),
+                contact("dee@example.com", "Dee", "Only", "Liege"),
+                contact("eve@example.com", "Eve", "Only", "Namur")});
+  odoo.seed(kDb, "res.partner",
+            {partner("ANN@example.com", "Ann Smith", "Ghent"),
+             partner(" bob@example.com ", "Bob Jones", "Ghent"),
+             partner("Cy@Example.com", "Cy Young", "Antwerp"),
+             partner("fay@example.com", "Fay Only", "Bruges")});
+  const auto config = (dir / "crmhost.yaml").string();
+  std::ofstream(config)
+      << connections_yaml(dir, hubspot, odoo) << "pipelines:\n"
+      << "  to-odoo:\n"
+      << "    source: { poll: { connection: hubspot, object: contact, every: 1h } }\n"
+      << "    map:\n      fields:\n"
+      << "        email: { from: email, transform: [trim, lower], required: true }\n"
+      << "        _first_name: { from: firstname, transform: [trim] }\n"
+      << "        _last_name: { from: lastname, transform: [trim] }\n"
+      << "        city: city\n"
+      << "    sink: { push: { connection: odoo, object: contact, match_on: email, "
+         "conflict: newest_wins } }\n"
+      << "  to-hubspot:\n"
+      << "    source: { poll: { connection: odoo, object: contact, every: 1h } }\n"
+      << "    map:\n      fields:\n"
+      << "        email: { from: email, transform: [trim, lower], required: true }\n"
+      << "        firstname: { from: _first_name, transform: [trim] }\n"
+      << "        lastname: { from: _last_name, transform: [trim] }\n"
+      << "        city: city\n"
+      << "    sink: { push: { connection: hubspot, object: contact, match_on: email, "
+         "conflict: newest_wins } }\n";
+
+  auto [code, text] = cli({"backfill", "to-odoo", "--dry-run", "--config", config});
+  INFO(text);
+  REQUIRE(code == 0);
+  CHECK_THAT(text, Catch::Contains("\nfirst contact: read 5 in hubspot and 4 in odoo; would link "
+                                   "3 on email (1 with differing values: conflicts, decided by "
+                                   "newest_wins), create 2 in odoo and 1 in hubspot; conflicts "
+                                   "such as [cy@example.com: city]\n"));
+  CHECK_THAT(text, Catch::Contains("; nothing was queued or pushed"));
+
+  std::tie(code, text) = cli({"backfill", "to-hubspot", "--dry-run", "--config", config});
+  INFO(text);
+  REQUIRE(code == 0);
+  CHECK_THAT(text, Catch::Contains("\nfirst contact: read 4 in odoo and 5 in hubspot; would link "
+                                   "3 on email (1 with differing values: conflicts, decided by "
+                                   "newest_wins), create 1 in hubspot and 2 in odoo; conflicts "
+                                   "such as [cy@example.com: city]\n"));
+  CHECK_THAT(text, Catch::Contains("; nothing was queued or pushed"));
+
+  // Planned, not done: neither side holds a record more, nor a changed one.
+  CHECK(hubspot.count(kPortal, "contacts") == 5);
+  CHECK(odoo.count(kDb, "res.partner") == 4);
+  std::vector<std::string> cities;  // Cy's, Odoo's then HubSpot's
+  for (const auto &r : odoo.records(kDb, "res.partner"))
+    if (std::get<std::string>(r.values.at("email")) == "Cy@Example.com")
+      cities.push_back(std::get<std::string>(r.values.at("city")));
+  for (const auto &r : hubspot.records(kPortal, "contacts"))
+    if (r.properties.at("email") == "cy@example.com") cities.push_back(r.properties.at("city"));
+  CHECK(cities == std::vector<std::string>{"Antwerp", "Ghent"});
+  hubspot.stop();
+  odoo.stop();
+  std::filesystem::remove_all(dir);
+}
