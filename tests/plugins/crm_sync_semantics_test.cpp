@@ -387,23 +387,19 @@ TEST_CASE("a delete in HubSpot that meets an edit in Odoo ends as on_delete says
   }
 }
 
-// KNOWN BUG (host): under on_delete archive, the Odoo partner the delete archived comes back in
-// Odoo -> HubSpot's next poll as an upsert carrying active: false (the odoo plugin's archived
-// records are upserts, not deletes). The archive closed the links of both directions, so it is
-// neither linked nor an echo: it is matched on email, HubSpot's archived contact is not found,
-// and a new HubSpot contact is created. The HubSpot delete is undone. [!shouldfail] until fixed:
-// then these pass, Catch reports them failed, and the tag goes.
-TEST_CASE("a delete in HubSpot that meets an edit in Odoo under archive: the edit first",
-          "[!shouldfail]") {
+// Under on_delete archive the Odoo partner the delete archived comes back in Odoo -> HubSpot's
+// next poll as an upsert carrying active: false (the odoo plugin reports archived records as
+// upserts). Its links closed with the archive; the host's note of the archive
+// (store::note_archived) is what keeps it from being matched on email and created anew in
+// HubSpot, undoing the delete.
+TEST_CASE("a delete in HubSpot that meets an edit in Odoo under archive: the edit first") {
   hubspot_delete_meets_odoo_edit("archive", First::edit);
 }
-TEST_CASE("a delete in HubSpot that meets an edit in Odoo under archive: the delete first",
-          "[!shouldfail]") {
+TEST_CASE("a delete in HubSpot that meets an edit in Odoo under archive: the delete first") {
   hubspot_delete_meets_odoo_edit("archive", First::remove);
 }
-// The same bug without an edit: a plain HubSpot delete under archive.
-TEST_CASE("a delete in HubSpot under archive archives the Odoo partner and stays deleted",
-          "[!shouldfail]") {
+// The same without an edit: a plain HubSpot delete under archive.
+TEST_CASE("a delete in HubSpot under archive archives the Odoo partner and stays deleted") {
   World w;
   const auto odoo_id = w.odoo
                            .seed(kDb, "res.partner",
@@ -426,5 +422,16 @@ TEST_CASE("a delete in HubSpot under archive archives the Odoo partner and stays
   CHECK(w.hubspot.count(kPortal, "contacts") == 0);
   CHECK_FALSE(w.db->find_link_by_source(kToHubSpot, "odoo", std::to_string(odoo_id)));
   CHECK(conflicts(w, {"edit met delete", "delete met edit"}).empty());  // nothing edited
+  CHECK(dead(w) == 0);
+
+  // Restored and edited in Odoo well after the archive (its clock two minutes on): a real change,
+  // so the contact is created in HubSpot again.
+  w.odoo.set_clock_offset(std::chrono::seconds(120));
+  w.odoo.write(kDb, "res.partner", {odoo_id},
+               {{"active", true}, {"city", std::string("Restored Town")}});
+  REQUIRE(w.wait_quiescent(60s));
+  const auto back = hubspot_contacts(w, "jo@example.com");
+  REQUIRE(back.size() == 1);
+  CHECK(back[0].properties.at("city") == "Restored Town");
   CHECK(dead(w) == 0);
 }

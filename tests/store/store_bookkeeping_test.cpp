@@ -208,6 +208,23 @@ TEST_CASE("connection state is encrypted at rest and bound to its row", "[state]
   CHECK_FALSE(store->delete_state("hubspot", "poll.etag"));
 }
 
+TEST_CASE("records crmhost archived are noted per connection until forgotten", "[links]") {
+  TestDb db;
+  auto store = db.open();
+  CHECK_FALSE(store->archived_at("odoo", "7"));
+  const auto before = now_ms();
+  store->note_archived("odoo", "7");
+  const auto at = store->archived_at("odoo", "7");
+  REQUIRE(at);
+  CHECK(*at >= before - std::chrono::milliseconds(1));
+  CHECK_FALSE(store->archived_at("odoo", "8"));
+  CHECK_FALSE(store->archived_at("hubspot", "7"));
+  store->note_archived("odoo", "7");  // archived again: one row, the newer time
+  CHECK(*store->archived_at("odoo", "7") >= *at);
+  store->forget_archived("odoo", "7");
+  CHECK_FALSE(store->archived_at("odoo", "7"));
+}
+
 TEST_CASE("a connection's upkeep status is kept per connection, the latest write winning",
           "[state]") {
   TestDb db;

@@ -293,8 +293,23 @@ void Processor::prepare(std::vector<Item> &items, BatchStats &stats) {
     item.hash = store::sha256_hex(item.mapped);
     if (item.payload.modified_at)
       item.modified_ms = timeutil::parse_iso8601_ms(*item.payload.modified_at);
-    item.echo = is_echo(item);
+    item.echo = is_echo(item) || (!item.link && archived_echo(item));
   }
+}
+
+// Whether an unlinked record is one crmhost itself archived for a delete on the other side
+// (on_delete: archive), come back as an upsert (Odoo reports an archived partner with active
+// false): its links closed with the archive, so is_echo cannot see it, and matching it would
+// create the deleted record anew. An edit made after the archive is a real change. The slack
+// absorbs the provider's clock running ahead of the host's (and Odoo's whole-second times).
+bool Processor::archived_echo(Item &item) {
+  constexpr int64_t kSlackMs = 60'000;
+  const auto archived = deps_.store.archived_at(item.event.connection, item.payload.id);
+  if (!archived) return false;
+  if (!item.modified_ms || *item.modified_ms <= store::to_unix_ms(*archived) + kSlackMs)
+    return true;
+  deps_.store.forget_archived(item.event.connection, item.payload.id);
+  return false;
 }
 
 // Whether `item` is what a reverse pipeline last wrote to this record, come back: mapped back
@@ -734,10 +749,14 @@ void Processor::push_group(std::vector<Item *> &group, BatchStats &stats) {
       settle_failure(item, "push: " + r.code + ": " + r.message, r.retryable, {}, stats);
       continue;
     }
-    // Deleted (or archived): neither direction writes to it again.
-    if (removing && item.link)
+    // Deleted (or archived): neither direction writes to it again. An archived record stays
+    // at the provider: noted, so that its echo is not taken for a new record (archived_echo).
+    if (removing && item.link) {
       deps_.store.close_links(linked_pipelines(item.payload.object), sink.connection,
                               item.link->target_id);
+      if (sink.on_delete == config::DeletePolicy::archive)
+        deps_.store.note_archived(sink.connection, item.link->target_id);
+    }
     if (item.payload.event != plugins::EventKind::remove) {
       store::EntityLink link;
       link.pipeline = deps_.pipeline.name;

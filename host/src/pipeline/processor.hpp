@@ -115,6 +115,7 @@ class Processor {
   void supersede_repeats(std::vector<Item> &items, BatchStats &stats);
   void prepare(std::vector<Item> &items, BatchStats &stats);
   bool is_echo(Item &item);
+  bool archived_echo(Item &item);
   std::optional<std::map<std::string, plugins::Record>> fetch_targets(
       const std::vector<Item *> &linked, const char *policy, BatchStats &stats);
   void fill_empty(std::vector<Item *> &items, BatchStats &stats);

@@ -144,6 +144,17 @@ CREATE TABLE connection_status (
 );
 )sql";
 
+// Version 6: records crmhost archived for a delete on the other side (on_delete: archive), so
+// their echo is not taken for a new record.
+constexpr std::string_view kMigration6 = R"sql(
+CREATE TABLE archived_records (
+  connection TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  archived_at BIGINT NOT NULL,
+  PRIMARY KEY (connection, record_id)
+);
+)sql";
+
 std::string with_id_type(std::string_view text, std::string_view id_type) {
   std::string out(text);
   for (auto pos = out.find("{ID}"); pos != std::string::npos; pos = out.find("{ID}", pos)) {
@@ -159,6 +170,7 @@ std::vector<Migration> build(std::string_view id_type) {
       {3, "target modification time on entity links", std::string(kMigration3)},
       {4, "the process that owns a sync run", std::string(kMigration4)},
       {5, "connection upkeep status", std::string(kMigration5)},
+      {6, "records archived by crmhost", std::string(kMigration6)},
   };
 }
 

@@ -56,6 +56,10 @@ class SqlStore : public Store {
   void upsert_link(const EntityLink &link) override;
   std::int64_t close_links(const std::vector<std::string> &pipelines, const std::string &connection,
                            const std::string &id) override;
+  void note_archived(const std::string &connection, const std::string &id) override;
+  std::optional<Timestamp> archived_at(const std::string &connection,
+                                       const std::string &id) override;
+  void forget_archived(const std::string &connection, const std::string &id) override;
   std::optional<EntityLink> find_link_by_source(const std::string &pipeline,
                                                 const std::string &source_connection,
                                                 const std::string &source_id) override;

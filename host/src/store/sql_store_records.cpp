@@ -142,6 +142,33 @@ std::int64_t SqlStore::close_links(const std::vector<std::string> &pipelines,
   return removed;
 }
 
+void SqlStore::note_archived(const std::string &connection, const std::string &id) {
+  write_tx([&](SqlTx &tx) {
+    tx.exec(
+        "INSERT INTO archived_records (connection, record_id, archived_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (connection, record_id) DO UPDATE SET archived_at = excluded.archived_at",
+        {connection, id, to_unix_ms(now())});
+  });
+}
+
+std::optional<Timestamp> SqlStore::archived_at(const std::string &connection,
+                                               const std::string &id) {
+  std::optional<Timestamp> out;
+  read_tx([&](SqlTx &tx) {
+    out.reset();
+    tx.query("SELECT archived_at FROM archived_records WHERE connection = ? AND record_id = ?",
+             {connection, id}, [&](const SqlRow &r) { out = from_unix_ms(r.i64(0)); });
+  });
+  return out;
+}
+
+void SqlStore::forget_archived(const std::string &connection, const std::string &id) {
+  write_tx([&](SqlTx &tx) {
+    tx.exec("DELETE FROM archived_records WHERE connection = ? AND record_id = ?",
+            {connection, id});
+  });
+}
+
 bool SqlStore::note_target_modified(const std::string &pipeline,
                                     const std::string &target_connection,
                                     const std::string &target_id, Timestamp modified_at) {

@@ -341,6 +341,13 @@ class Store {
   // have it as source or as target, so neither direction writes to it again. Returns how many.
   virtual std::int64_t close_links(const std::vector<std::string> &pipelines,
                                    const std::string &connection, const std::string &id) = 0;
+  // A record crmhost archived (on_delete: archive) stays at its provider and may come back as an
+  // ordinary upsert (Odoo reports an archived partner with active false): the time it was
+  // archived lets the reverse pipeline tell that echo from a later real edit.
+  virtual void note_archived(const std::string &connection, const std::string &id) = 0;
+  virtual std::optional<Timestamp> archived_at(const std::string &connection,
+                                               const std::string &id) = 0;
+  virtual void forget_archived(const std::string &connection, const std::string &id) = 0;
 
   // Conflicts
   virtual std::int64_t record_conflict(const Conflict &conflict) = 0;
