@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include "../support/raw_connector.hpp"
+#include "deep_answer_front.hpp"
 #include "net/http_client.hpp"
 #include "plugin_support.hpp"
 #include "sandbox/hubspot.hpp"
@@ -459,26 +460,11 @@ TEST_CASE("a match-key search reads past HubSpot's 200 results a page") {
 
 namespace {
 
-// The sandbox behind a front server that answers the requests `deep_status` picks (a status
-// other than 0) with a million '[': a hostile or broken provider whose JSON would exhaust a
-// recursive parser's stack. Everything else goes to the sandbox.
+// The sandbox behind a front that answers the requests a test picks a million levels deep.
 struct DeepAnswerFixture {
-  using Pick = std::function<int(const crmhost::net::HttpRequest &)>;
   crmsandbox::HubSpotSandbox sandbox;
-  std::mutex mutex;
-  Pick deep_status = [](const crmhost::net::HttpRequest &) { return 0; };
-  crmsandbox::LoopbackServer front{
-      "127.0.0.1:0", [this](const crmhost::net::HttpRequest &r) {
-        Pick pick;
-        {
-          std::lock_guard lock(mutex);
-          pick = deep_status;
-        }
-        if (const int status = pick(r))
-          return crmhost::net::HttpResponse{
-              status, "application/json", {}, std::string(1'000'000, '[')};
-        return sandbox.handle(r);
-      }};
+  crmhost::test::DeepAnswerFront front{
+      [this](const crmhost::net::HttpRequest &r) { return sandbox.handle(r); }};
   crmhost::test::LoadedHubSpot host{std::make_shared<crmhost::net::HttpClient>(quick_retries())};
 
   static crmhost::net::ClientOptions quick_retries() {
@@ -499,17 +485,16 @@ struct DeepAnswerFixture {
     front.start();
   }
 
-  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(front.port()); }
+  std::string base_url() const { return front.base_url(); }
   std::string settings() const {
     return R"({"access_token":"pat-test","base_url":")" + base_url() + "\"}";
   }
   void answer_deep(const std::string &method, const std::string &path, int status) {
-    std::lock_guard lock(mutex);
-    deep_status = [=](const crmhost::net::HttpRequest &r) {
+    front.answer_deep([=](const crmhost::net::HttpRequest &r) {
       return r.method == method && r.path == path ? status : 0;
-    };
+    });
   }
-  void answer_normally() { answer_deep("", "", 0); }
+  void answer_normally() { front.answer_normally(); }
 };
 
 }  // namespace

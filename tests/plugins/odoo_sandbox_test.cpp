@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include "../support/raw_connector.hpp"
+#include "deep_answer_front.hpp"
 #include "net/http_client.hpp"
 #include "plugin_support.hpp"
 #include "sandbox/odoo.hpp"
@@ -615,26 +616,11 @@ TEST_CASE("an upsert or update naming a deleted id is not_found and creates noth
 
 namespace {
 
-// The sandbox behind a front server that answers the calls `deep_status` picks (a status other
-// than 0) with a million '[': a hostile or broken server whose JSON would exhaust a recursive
-// parser's stack. Everything else goes to the sandbox.
+// The sandbox behind a front that answers the calls a test picks a million levels deep.
 struct DeepAnswerFixture {
-  using Pick = std::function<int(const crmhost::net::HttpRequest &)>;
   crmsandbox::OdooSandbox sandbox;
-  std::mutex mutex;
-  Pick deep_status = [](const crmhost::net::HttpRequest &) { return 0; };
-  crmsandbox::LoopbackServer front{
-      "127.0.0.1:0", [this](const crmhost::net::HttpRequest &r) {
-        Pick pick;
-        {
-          std::lock_guard lock(mutex);
-          pick = deep_status;
-        }
-        if (const int status = pick(r))
-          return crmhost::net::HttpResponse{
-              status, "application/json", {}, std::string(1'000'000, '[')};
-        return sandbox.handle(r);
-      }};
+  crmhost::test::DeepAnswerFront front{
+      [this](const crmhost::net::HttpRequest &r) { return sandbox.handle(r); }};
   crmhost::test::LoadedOdoo host{
       std::make_shared<crmhost::net::HttpClient>(SandboxFixture::quick_retries())};
 
@@ -652,19 +638,15 @@ struct DeepAnswerFixture {
   void answer_deep(const std::string &call, int status) {
     const auto dot = call.rfind('.');
     const std::string model = call.substr(0, dot), method = call.substr(dot + 1);
-    std::lock_guard lock(mutex);
-    deep_status = [=](const crmhost::net::HttpRequest &r) {
+    front.answer_deep([=](const crmhost::net::HttpRequest &r) {
       const bool picked =
           r.path == "/json/2/" + model + "/" + method ||
           (r.path == "/jsonrpc" && r.body.find('"' + method + '"') != std::string::npos &&
            (model == "common" || r.body.find('"' + model + '"') != std::string::npos));
       return picked ? status : 0;
-    };
+    });
   }
-  void answer_normally() {
-    std::lock_guard lock(mutex);
-    deep_status = [](const crmhost::net::HttpRequest &) { return 0; };
-  }
+  void answer_normally() { front.answer_normally(); }
 };
 
 }  // namespace
