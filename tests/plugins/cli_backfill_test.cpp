@@ -107,17 +107,31 @@ int64_t process_queued(const std::string &config, const std::string &pipeline, i
   return done;
 }
 
+// Both sandboxes started, and a fresh folder for the configuration; stopped and removed after.
+struct Sandboxes {
+  std::filesystem::path dir;
+  crmsandbox::HubSpotSandbox hubspot{unlimited_hubspot()};
+  crmsandbox::OdooSandbox odoo;
+
+  explicit Sandboxes(const std::string &name) : dir(fresh_dir(name)) {
+    use_secret_key();
+    hubspot.add_token(kToken, kPortal);
+    hubspot.start();
+    odoo.add_user(kDb, {"admin", "admin-password", {kOdooKey}});
+    odoo.start();
+  }
+  ~Sandboxes() {
+    hubspot.stop();
+    odoo.stop();
+    std::filesystem::remove_all(dir);
+  }
+};
+
 }  // namespace
 
 TEST_CASE("crmhost backfill reaches providers, and its dry run judges the mapped record") {
-  use_secret_key();
-  const auto dir = fresh_dir("hubspot");
-  crmsandbox::HubSpotSandbox hubspot(unlimited_hubspot());
-  hubspot.add_token(kToken, kPortal);
-  hubspot.start();
-  crmsandbox::OdooSandbox odoo;
-  odoo.add_user(kDb, {"admin", "admin-password", {kOdooKey}});
-  odoo.start();
+  Sandboxes both("hubspot");
+  auto &[dir, hubspot, odoo] = both;
   std::vector<std::string> ids;
   for (int i = 0; i < 6; ++i)
     ids.push_back(hubspot
@@ -163,20 +177,11 @@ TEST_CASE("crmhost backfill reaches providers, and its dry run judges the mapped
   REQUIRE(code == 0);
   CHECK_THAT(text, Catch::Contains("6 records read; would create 0, update 1, delete 0; 5 "
                                    "unchanged; nothing was queued or pushed"));
-  hubspot.stop();
-  odoo.stop();
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("crmhost backfill from Odoo into HubSpot: counts, records pushed, and dry-run updates") {
-  use_secret_key();
-  const auto dir = fresh_dir("odoo");
-  crmsandbox::HubSpotSandbox hubspot(unlimited_hubspot());
-  hubspot.add_token(kToken, kPortal);
-  hubspot.start();
-  crmsandbox::OdooSandbox odoo;
-  odoo.add_user(kDb, {"admin", "admin-password", {kOdooKey}});
-  odoo.start();
+  Sandboxes both("odoo");
+  auto &[dir, hubspot, odoo] = both;
   std::vector<crmsandbox::OdooValues> partners;
   for (int i = 0; i < 5; ++i)
     partners.push_back({{"name", "Ann" + std::to_string(i) + " Smith"},
@@ -240,23 +245,14 @@ TEST_CASE("crmhost backfill from Odoo into HubSpot: counts, records pushed, and 
                                    "unchanged; nothing was queued or pushed"));
   for (const auto &r : hubspot.records(kPortal, "contacts"))
     CHECK(r.properties.at("firstname") != "Annie");  // still a dry run: nothing pushed
-  hubspot.stop();
-  odoo.stop();
-  std::filesystem::remove_all(dir);
 }
 
 // Two CRMs both in use before the sync: the dry run of either direction of a two-way pipeline
 // prints the first-contact plan, read from both sandboxes and matched on the normalised email
 // (case and surrounding spaces differ between the sides), and writes nothing.
 TEST_CASE("crmhost backfill --dry-run plans the first contact of two populated sandboxes") {
-  use_secret_key();
-  const auto dir = fresh_dir("first-contact");
-  crmsandbox::HubSpotSandbox hubspot(unlimited_hubspot());
-  hubspot.add_token(kToken, kPortal);
-  hubspot.start();
-  crmsandbox::OdooSandbox odoo;
-  odoo.add_user(kDb, {"admin", "admin-password", {kOdooKey}});
-  odoo.start();
+  Sandboxes both("first-contact");
+  auto &[dir, hubspot, odoo] = both;
   auto contact = [](const std::string &email, const std::string &first, const std::string &last,
                     const std::string &city) {
     return crmsandbox::HubSpotSeed{
@@ -329,7 +325,4 @@ TEST_CASE("crmhost backfill --dry-run plans the first contact of two populated s
   for (const auto &r : hubspot.records(kPortal, "contacts"))
     if (r.properties.at("email") == "cy@example.com") cities.push_back(r.properties.at("city"));
   CHECK(cities == std::vector<std::string>{"Antwerp", "Ghent"});
-  hubspot.stop();
-  odoo.stop();
-  std::filesystem::remove_all(dir);
 }
