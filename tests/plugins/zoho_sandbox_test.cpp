@@ -191,10 +191,18 @@ TEST_CASE("fetch reads records by id and reports the missing ones") {
   SandboxFixture f;
   const auto seeded = f.sandbox.seed_generated(kOrg, "Leads", 3, {.seed = 1});
   auto c = f.host.connect(f.settings());
+  f.sandbox.reset_stats();
   auto fetched = c->fetch("lead", {seeded[0], seeded[2], "4876876000999999999"});
   REQUIRE(fetched);
   CHECK(fetched->records.size() == 2);
   CHECK(fetched->missing == std::vector<std::string>{"4876876000999999999"});
+  // One list call with ids=, which the sandbox honours: no per-id GETs.
+  const auto stats = f.sandbox.stats();
+  CHECK(stats.by_path.at("GET /crm/v8/Leads") == 1);
+  for (const auto &[path, n] : stats.by_path) {
+    INFO(path);
+    CHECK_FALSE(path.starts_with("GET /crm/v8/Leads/"));
+  }
 }
 
 TEST_CASE("multi-select picklists read as arrays") {

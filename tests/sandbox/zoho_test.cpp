@@ -366,6 +366,40 @@ TEST_CASE("zoho: If-Modified-Since lists only the records changed since, 204 whe
       200);
 }
 
+TEST_CASE("zoho: ids= lists only the records named, at most 100, unknown ones left out", "[zoho]") {
+  ZohoFixture f;
+  const auto ids = f.zoho.seed_generated(kOrg, "Contacts", 5);
+  const std::string unknown = "4876876000000999999";
+  // Encoded as the plugin sends it (%2C), in any order; the default order stays id desc.
+  const auto some = f.call(
+      "GET", "/crm/v8/Contacts?fields=Email&ids=" + ids[1] + "%2C" + unknown + "%2C" + ids[3]);
+  REQUIRE(some.status() == 200);
+  CHECK(some.ids() == std::vector<std::string>{ids[3], ids[1]});
+  CHECK(some.json["info"]["count"].GetInt() == 2);
+  CHECK(some.json["info"]["more_records"].GetBool() == false);
+  // With the other parameters: sorted as asked, paged within the named records.
+  const auto paged = f.call("GET",
+                            "/crm/v8/Contacts?fields=Email&sort_by=id&sort_order=asc&"
+                            "per_page=1&page=2&ids=" +
+                                ids[0] + "," + ids[2] + "," + ids[4]);
+  CHECK(paged.ids() == std::vector<std::string>{ids[2]});
+  // None of them held: 204, as for an empty list.
+  const auto none = f.call("GET", "/crm/v8/Contacts?fields=Email&ids=" + unknown);
+  CHECK(none.status() == 204);
+  CHECK(none.raw.body.empty());
+  // Not ids: INVALID_DATA naming the parameter; more than 100: LIMIT_EXCEEDED.
+  const auto bad = f.call("GET", "/crm/v8/Contacts?fields=Email&ids=" + ids[0] + ",abc");
+  CHECK(bad.status() == 400);
+  CHECK(bad.code() == "INVALID_DATA");
+  CHECK(bad.detail("param_name") == "ids");
+  std::string many;
+  for (int i = 0; i < 101; ++i) many += (i ? "," : "") + std::to_string(4876876000000100000 + i);
+  const auto over = f.call("GET", "/crm/v8/Contacts?fields=Email&ids=" + many);
+  CHECK(over.status() == 400);
+  CHECK(over.code() == "LIMIT_EXCEEDED");
+  CHECK(over.json["details"]["limit"].GetInt() == 100);
+}
+
 TEST_CASE("zoho: get by id renders every field with times in the org's UTC offset", "[zoho]") {
   ZohoFixture f;
   const auto id =
