@@ -44,6 +44,12 @@ void ConnectionUpkeep::stop() {
 }
 
 void ConnectionUpkeep::shut_down() {
+  {
+    // A call still running (a reload removed the connection mid-renewal) ends first, so that
+    // it cannot renew what shutdown is about to stop.
+    std::unique_lock lock(mutex_);
+    idle_.wait(lock, [&] { return !running_; });
+  }
   auto connector = connector_.lock();
   if (!connector) return;
   const auto outcome = connector->maintain("shutdown");
@@ -57,7 +63,16 @@ void ConnectionUpkeep::call(const char *reason) {
   {
     std::lock_guard lock(mutex_);
     if (stopped_) return;
+    running_ = true;
   }
+  struct Idle {
+    ConnectionUpkeep &self;
+    ~Idle() {
+      std::lock_guard lock(self.mutex_);
+      self.running_ = false;
+      self.idle_.notify_all();
+    }
+  } idle{*this};
   auto connector = connector_.lock();
   if (!connector) return;
   const auto outcome = connector->maintain(reason);
@@ -65,6 +80,8 @@ void ConnectionUpkeep::call(const char *reason) {
   int failures = 0;
   {
     std::lock_guard lock(mutex_);
+    // Stopped meanwhile: the shutdown call (serialized after this one) has the last word.
+    if (stopped_) return;
     failures = outcome ? 0 : ++failures_;
     if (outcome) failures_ = 0;
   }

@@ -5,6 +5,7 @@
 // backoff. Calls run on the engine's pool like every plugin call; the timer on its io_context.
 // The last outcome is kept for the admin API and written to the store for `crmhost status`.
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -54,6 +55,8 @@ class ConnectionUpkeep : public std::enable_shared_from_this<ConnectionUpkeep> {
   mutable std::mutex mutex_;  // guards everything below; Asio timers are not thread-safe
   boost::asio::steady_timer timer_;
   bool stopped_ = false;
+  bool running_ = false;  // a call is under way on the pool
+  std::condition_variable idle_;
   int failures_ = 0;
   std::string status_ = "null";
 };
