@@ -542,6 +542,72 @@ TEST_CASE("rate limiter: Retry-After dates and a refused wait beyond the allowed
   CHECK_FALSE(limiter.acquire(now, wall, 10s).granted);
 }
 
+// A provider with HubSpot's rolling window (100 calls in any 10 s) and its headers, driven on a
+// simulated clock by a caller as fast as the limiter lets it (each call takes 20 ms): the limiter
+// learns the window, keeps every window within it (no 429) and runs at its full rate, instead of
+// waiting out a whole window each time the remaining budget runs low.
+TEST_CASE("rate limiter: HubSpot's rolling window is used at its full rate without a 429",
+          "[net]") {
+  const auto wall = net::WallClock::from_time_t(1'700'000'000);
+  net::RateLimiter limiter(net::RateSpec{100, 10'000ms, 0});  // hubspot.so's declared budget
+  auto now = Clock::now();
+  const auto start = now;
+  std::vector<Clock::time_point> arrivals;
+  int refused = 0;
+  while (now - start < 60s) {
+    auto grant = limiter.acquire(now, wall, 30s);
+    REQUIRE(grant.granted);
+    now += grant.wait;
+    const auto sent = now;
+    // The provider counts the call when it arrives, 1 ms after it was sent.
+    const auto arrived = sent + 1ms;
+    int64_t used = 0, secondly = 0;
+    for (auto t : arrivals) {
+      used += t > arrived - 10'000ms;
+      secondly += t > arrived - 1000ms;
+    }
+    if (used >= 100) {
+      ++refused;
+    } else {
+      arrivals.push_back(arrived);
+      ++used;
+      ++secondly;
+    }
+    now = sent + 20ms;
+    limiter.observe(
+        now, wall, used > 100 ? 429 : 200,
+        {{"X-HubSpot-RateLimit-Max", "100"},
+         {"X-HubSpot-RateLimit-Remaining", std::to_string(std::max<int64_t>(0, 100 - used))},
+         {"X-HubSpot-RateLimit-Interval-Milliseconds", "10000"},
+         {"X-HubSpot-RateLimit-Secondly", "10"},
+         {"X-HubSpot-RateLimit-Secondly-Remaining",
+          std::to_string(std::max<int64_t>(0, 10 - secondly))}},
+        sent);
+  }
+  CHECK(refused == 0);
+  // 60 s hold at most 600 calls at the provider's rate; at least 95 % of them went.
+  CHECK(arrivals.size() >= 570);
+  CHECK(arrivals.size() <= 600);
+}
+
+// The same headers with most of the window used by another client of the token: the slots this
+// limiter handed out do not explain it, so it still waits the window out rather than call into
+// a 429.
+TEST_CASE("rate limiter: a window another client spent is still waited out", "[net]") {
+  const auto wall = net::WallClock::from_time_t(1'700'000'000);
+  net::RateLimiter limiter(net::RateSpec{100, 10'000ms, 0});
+  auto now = Clock::now();
+  REQUIRE(limiter.acquire(now, wall, 0ms).granted);
+  limiter.observe(now + 5ms, wall, 200,
+                  {{"X-HubSpot-RateLimit-Max", "100"},
+                   {"X-HubSpot-RateLimit-Remaining", "0"},
+                   {"X-HubSpot-RateLimit-Interval-Milliseconds", "10000"}},
+                  now);
+  auto next = limiter.acquire(now + 5ms, wall, 30s);
+  REQUIRE(next.granted);
+  CHECK(next.wait >= 9'900ms);
+}
+
 TEST_CASE("client: every attempt is counted in the Prometheus metrics", "[net]") {
   ScriptedServer server([](const net::HttpRequest &, size_t n) {
     return n == 1 ? answer(429, {{"Retry-After", "0"}}) : answer(200, {}, "ok");

@@ -522,7 +522,7 @@ plugins::HttpResult HttpClient::request(const std::string &connection,
     try {
       plugins::HttpReply reply = d.attempt(*url, call, request_id, deadline);
       reply.attempts = attempt;
-      limiter->observe(Clock::now(), WallClock::now(), reply.status, reply.headers);
+      limiter->observe(Clock::now(), WallClock::now(), reply.status, reply.headers, attempt_start);
       d.count(connection, call.method, std::to_string(reply.status));
       observe_duration(connection, Clock::now() - attempt_start);
       if (reply.status == 429)

@@ -32,6 +32,12 @@ std::optional<int64_t> header_number(
   return std::nullopt;
 }
 
+// What a slot keeps from the window's edge: the calls' travel to the provider varies, and a call
+// that arrives sooner than the one a window before it would find the window still full.
+Clock::duration margin(Clock::duration window) {
+  return window / 100 + milliseconds(5);
+}
+
 WallClock::time_point next_utc_midnight(WallClock::time_point wall) {
   using days = std::chrono::duration<int64_t, std::ratio<86400>>;
   return std::chrono::time_point_cast<days>(wall) + days(1);
@@ -100,6 +106,12 @@ RateLimiter::Grant RateLimiter::acquire(Clock::time_point now, WallClock::time_p
   }
   if (pace_gap_.count() > 0 && ready < pace_until_ && last_slot_ != Clock::time_point{})
     ready = std::max(ready, last_slot_ + pace_gap_);
+  // A learnt rolling window: the slot goes once the limit-th latest slot has left it.
+  for (const Window *w : {&burst_window_, &secondly_window_}) {
+    if (w->limit <= 0 || static_cast<int64_t>(slots_.size()) < w->limit) continue;
+    const auto edge = slots_[slots_.size() - static_cast<size_t>(w->limit)];
+    ready = std::max(ready, edge + w->length + margin(w->length));
+  }
   if (daily_reset_)
     ready = std::max(ready, now + duration_cast<Clock::duration>(*daily_reset_ - wall));
   if (ready - now > max_wait) {
@@ -109,6 +121,11 @@ RateLimiter::Grant RateLimiter::acquire(Clock::time_point now, WallClock::time_p
   }
   if (rate_per_sec_ > 0) tokens_ -= 1;  // may go negative: a slot reserved in the future
   last_slot_ = ready;
+  // Kept before any window is learnt too: the calls that taught it count in it.
+  slots_.insert(std::upper_bound(slots_.begin(), slots_.end(), ready), ready);
+  const Clock::duration keep = std::max(
+      {burst_window_.length, secondly_window_.length, Clock::duration(milliseconds(10'000))});
+  while (!slots_.empty() && slots_.front() < now - keep) slots_.pop_front();
   grant.granted = true;
   grant.wait = ready - now;
   return grant;
@@ -127,9 +144,31 @@ void RateLimiter::pace(Clock::time_point now, int64_t remaining, int64_t limit,
   }
 }
 
+void RateLimiter::roll(Window &window, Clock::time_point now, Clock::time_point sent,
+                       int64_t remaining, int64_t limit, Clock::duration length) {
+  if (limit <= 0 || length.count() <= 0) {
+    pace(now, remaining, limit, length);
+    return;
+  }
+  window.limit = limit;
+  window.length = length;
+  // Ours the provider can have counted: the slots already due, from a window before the call.
+  int64_t ours = 0;
+  for (auto it = slots_.rbegin(); it != slots_.rend(); ++it) {
+    if (*it > now) continue;
+    if (*it <= sent - length) break;
+    ++ours;
+  }
+  // More used than ours explain: someone else spends this budget too, which the slots cannot
+  // see coming; the remaining budget is spread as before.
+  if (limit - remaining > ours) pace(now, remaining, limit, length);
+}
+
 void RateLimiter::observe(Clock::time_point now, WallClock::time_point wall, int status,
-                          const std::vector<std::pair<std::string, std::string>> &headers) {
+                          const std::vector<std::pair<std::string, std::string>> &headers,
+                          std::optional<Clock::time_point> sent_at) {
   std::lock_guard lock(mutex_);
+  const Clock::time_point sent = std::min(now, sent_at.value_or(now));
   if (now >= pace_until_) pace_gap_ = Clock::duration{0};
   for (const auto &[k, v] : headers) {
     if (!boost::algorithm::iequals(k, "Retry-After")) continue;
@@ -138,11 +177,13 @@ void RateLimiter::observe(Clock::time_point now, WallClock::time_point wall, int
   // HubSpot: a burst window of Interval-Milliseconds, a secondly one and a daily quota.
   if (auto remaining = header_number(headers, "X-HubSpot-RateLimit-Remaining")) {
     const auto interval = header_number(headers, "X-HubSpot-RateLimit-Interval-Milliseconds");
-    pace(now, *remaining, header_number(headers, "X-HubSpot-RateLimit-Max").value_or(0),
+    roll(burst_window_, now, sent, *remaining,
+         header_number(headers, "X-HubSpot-RateLimit-Max").value_or(0),
          milliseconds(interval.value_or(10'000)));
   }
   if (auto remaining = header_number(headers, "X-HubSpot-RateLimit-Secondly-Remaining"))
-    pace(now, *remaining, header_number(headers, "X-HubSpot-RateLimit-Secondly").value_or(0),
+    roll(secondly_window_, now, sent, *remaining,
+         header_number(headers, "X-HubSpot-RateLimit-Secondly").value_or(0),
          std::chrono::seconds(1));
   if (auto daily = header_number(headers, "X-HubSpot-RateLimit-Daily-Remaining");
       daily && *daily == 0)

@@ -4,6 +4,7 @@
 // that pauses the connection until its reset. Pure logic on injected clocks, so tests can drive it.
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -41,26 +42,44 @@ class RateLimiter {
 
   // Reads a response's rate-limit headers (case-insensitive): Retry-After,
   // X-HubSpot-RateLimit-{Max,Remaining,Interval-Milliseconds,Secondly,Secondly-Remaining,
-  // Daily,Daily-Remaining}, X-RateLimit-{Limit,Remaining,Reset}. When the remaining budget of a
-  // window runs low, later calls are spread over what is left of it; at 0 they wait for its end.
+  // Daily,Daily-Remaining}, X-RateLimit-{Limit,Remaining,Reset}. HubSpot's windows roll, and
+  // their Max and Interval are learnt: from then on no more than Max slots go in any Interval
+  // (plus a margin for the calls' travel), counted on the slots this limiter handed out, so
+  // calls run at the window's full rate and a window's capacity returns as its oldest calls age
+  // out. When a window's remaining budget is lower than these slots explain (another client of
+  // the same token), or for X-RateLimit-* (a fixed window ending at Reset), later calls are
+  // spread over what is left of it once it runs low; at 0 they wait for its end.
+  // `sent`: when the call that brought the response went (default `now`); the provider counted
+  // it then, so the slots from a window before it on are the ones it can have counted.
   void observe(Clock::time_point now, WallClock::time_point wall, int status,
-               const std::vector<std::pair<std::string, std::string>> &headers);
+               const std::vector<std::pair<std::string, std::string>> &headers,
+               std::optional<Clock::time_point> sent = std::nullopt);
 
   // When a spent daily quota pauses the connection: the wall time of its reset.
   std::optional<WallClock::time_point> paused_until(WallClock::time_point wall) const;
 
  private:
   void pace(Clock::time_point now, int64_t remaining, int64_t limit, Clock::duration window);
+  // A provider's rolling window, learnt from its headers: at most `limit` slots in `length`.
+  struct Window {
+    int64_t limit = 0;
+    Clock::duration length{0};
+  };
+  // Learns `window` (limit, length) and paces only what the slots handed out do not explain.
+  void roll(Window &window, Clock::time_point now, Clock::time_point sent, int64_t remaining,
+            int64_t limit, Clock::duration length);
 
   mutable std::mutex mutex_;
   double rate_per_sec_ = 0;  // 0: no token bucket
   double burst_ = 0;
   double tokens_ = 0;
   Clock::time_point last_refill_{};
-  Clock::time_point not_before_{};  // Retry-After, or a window with nothing remaining
-  Clock::duration pace_gap_{0};     // adaptive spacing between calls ...
-  Clock::time_point pace_until_{};  // ... until the provider's window ends
-  Clock::time_point last_slot_{};   // the last slot handed out under pacing
+  Clock::time_point not_before_{};         // Retry-After, or a window with nothing remaining
+  Clock::duration pace_gap_{0};            // adaptive spacing between calls ...
+  Clock::time_point pace_until_{};         // ... until the provider's window ends
+  Clock::time_point last_slot_{};          // the last slot handed out under pacing
+  Window burst_window_, secondly_window_;  // HubSpot's, once a response has named them
+  std::deque<Clock::time_point> slots_;    // the slots of the longest window (10 s at least)
   std::optional<WallClock::time_point> daily_reset_;  // set while the daily quota is spent
 };
 
