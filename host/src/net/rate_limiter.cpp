@@ -121,10 +121,11 @@ RateLimiter::Grant RateLimiter::acquire(Clock::time_point now, WallClock::time_p
   }
   if (rate_per_sec_ > 0) tokens_ -= 1;  // may go negative: a slot reserved in the future
   last_slot_ = ready;
-  // Kept before any window is learnt too: the calls that taught it count in it.
+  // Kept before any window is learnt too: the calls that taught it count in it. Two windows'
+  // worth: observe() counts a window back from when a call went, which may be a while ago.
   slots_.insert(std::upper_bound(slots_.begin(), slots_.end(), ready), ready);
-  const Clock::duration keep = std::max(
-      {burst_window_.length, secondly_window_.length, Clock::duration(milliseconds(10'000))});
+  const Clock::duration keep = 2 * std::max({burst_window_.length, secondly_window_.length,
+                                             Clock::duration(milliseconds(10'000))});
   while (!slots_.empty() && slots_.front() < now - keep) slots_.pop_front();
   grant.granted = true;
   grant.wait = ready - now;

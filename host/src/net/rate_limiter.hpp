@@ -79,7 +79,7 @@ class RateLimiter {
   Clock::time_point pace_until_{};         // ... until the provider's window ends
   Clock::time_point last_slot_{};          // the last slot handed out under pacing
   Window burst_window_, secondly_window_;  // HubSpot's, once a response has named them
-  std::deque<Clock::time_point> slots_;    // the slots of the longest window (10 s at least)
+  std::deque<Clock::time_point> slots_;    // the slots of two longest windows (20 s at least)
   std::optional<WallClock::time_point> daily_reset_;  // set while the daily quota is spent
 };
 
