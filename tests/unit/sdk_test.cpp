@@ -93,3 +93,20 @@ TEST_CASE("MatchNormalize reads the push request's steps and applies them to ASC
   }
   CHECK_THROWS_AS(read(R"({"match_normalize":"lower"})"), crmhost::sdk::Error);
 }
+
+TEST_CASE("request_ids reads a fetch request's ids and names what is wrong with them", "[sdk]") {
+  using crmhost::sdk::request_ids;
+  rapidjson::Document doc;
+  doc.Parse(R"({"object":"contact","ids":["a1",42,"b 2"]})");
+  CHECK(request_ids(doc) == std::vector<std::string>{"a1", "42", "b 2"});
+  doc.Parse(R"({"object":"contact","ids":[]})");
+  CHECK(request_ids(doc).empty());
+  for (const char *bad : {R"({"object":"contact"})", R"({"ids":"a1"})", R"([1,2])"}) {
+    doc.Parse(bad);
+    CHECK_THROWS_WITH(request_ids(doc), Catch::Contains("\"ids\" must be an array of ids"));
+  }
+  for (const char *bad : {R"({"ids":["a",-3]})", R"({"ids":[null]})", R"({"ids":[{"id":"a"}]})"}) {
+    doc.Parse(bad);
+    CHECK_THROWS_WITH(request_ids(doc), Catch::Contains("every id must be a string"));
+  }
+}

@@ -162,6 +162,23 @@ inline std::vector<std::string> string_list(const rapidjson::Value &array) {
   return out;
 }
 
+// The "ids" of a fetch request (strings, or unsigned numbers as their text); throws Error
+// (invalid_input) naming what is wrong.
+inline std::vector<std::string> request_ids(const rapidjson::Value &request) {
+  if (!request.IsObject() || !request.HasMember("ids") || !request["ids"].IsArray())
+    throw Error(CRM_ERR_INVALID_INPUT, "fetch request: \"ids\" must be an array of ids");
+  std::vector<std::string> ids;
+  for (const auto &id : request["ids"].GetArray()) {
+    if (id.IsString())
+      ids.emplace_back(id.GetString(), id.GetStringLength());
+    else if (id.IsUint64())
+      ids.push_back(std::to_string(id.GetUint64()));
+    else
+      throw Error(CRM_ERR_INVALID_INPUT, "fetch request: every id must be a string");
+  }
+  return ids;
+}
+
 // A scalar as text: strings as they are, numbers and booleans as JSON writes them; "" for null,
 // arrays and objects. For match keys and comparisons.
 inline std::string scalar_text(const rapidjson::Value &v) {

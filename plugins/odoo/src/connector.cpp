@@ -602,17 +602,7 @@ crm_status OdooConnector::check(rapidjson::Document &result) {
 
 crm_status OdooConnector::fetch(const Value &request, rapidjson::Document &result) {
   const Target &t = target_of(request, "fetch");
-  if (!request.HasMember("ids") || !request["ids"].IsArray())
-    throw Error(CRM_ERR_INVALID_INPUT, "fetch request: \"ids\" must be an array of ids");
-  std::vector<std::string> ids;
-  for (const auto &id : request["ids"].GetArray()) {
-    if (id.IsString())
-      ids.emplace_back(id.GetString(), id.GetStringLength());
-    else if (id.IsUint64())
-      ids.push_back(std::to_string(id.GetUint64()));
-    else
-      throw Error(CRM_ERR_INVALID_INPUT, "fetch request: every id must be a string");
-  }
+  const std::vector<std::string> ids = sdk::request_ids(request);
   auto &alloc = result.GetAllocator();
   Value records(rapidjson::kArrayType), missing(rapidjson::kArrayType);
   std::set<std::string> found;
