@@ -8,6 +8,7 @@
 #include "crm_world.hpp"
 
 #include "util/json.hpp"
+#include "util/time.hpp"
 
 namespace {
 
@@ -434,4 +435,50 @@ TEST_CASE("a delete in HubSpot under archive archives the Odoo partner and stays
   REQUIRE(back.size() == 1);
   CHECK(back[0].properties.at("city") == "Restored Town");
   CHECK(dead(w) == 0);
+}
+
+// Odoo stamps its records to the second. An Odoo edit made in the same second as the HubSpot
+// edit the host has just written there looks older than it (12:00:40 < 12:00:40.125; Odoo's
+// clock is frozen on that second here, so the test does not hang on timing): newest_wins judges
+// it stale, and since HubSpot will not change again, only sending HubSpot's version back to Odoo
+// keeps the two sides from differing for good.
+TEST_CASE("an Odoo edit that only looks older than the last sync is overruled on both sides") {
+  World w;
+  const auto odoo_id = w.odoo
+                           .seed(kDb, "res.partner",
+                                 {{{"name", std::string("Uma Lee")},
+                                   {"email", std::string("uma@example.com")},
+                                   {"city", std::string("Ghent")},
+                                   {"is_company", false}}})
+                           .at(0);
+  w.start();
+  REQUIRE(w.wait_quiescent(60s));
+  const auto hub = hubspot_contacts(w, "uma@example.com");
+  REQUIRE(hub.size() == 1);
+  const auto second = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+  w.odoo.freeze_clock(
+      crmhost::timeutil::format_iso8601_ms(
+          std::chrono::duration_cast<std::chrono::milliseconds>(second.time_since_epoch()).count())
+          .replace(10, 1, " ")
+          .substr(0, 19));
+  std::this_thread::sleep_for(20ms);  // HubSpot's stamp is then later within that second
+  REQUIRE(w.hubspot.update_record(kPortal, "contacts", hub[0].id, {{"city", "Paris"}}));
+  REQUIRE(w.wait_quiescent(60s));
+  REQUIRE(text(w.odoo.record(kDb, "res.partner", odoo_id)->values, "city") == "Paris");
+
+  w.odoo.write(kDb, "res.partner", {odoo_id}, {{"city", std::string("Turin")}});
+  REQUIRE(w.wait_quiescent(60s));
+  const auto stale = conflicts(w, {"stale update"});
+  REQUIRE(stale.size() >= 1);
+  CHECK(stale[0].pipeline == kToHubSpot);
+  // Both sides end on HubSpot's version, the newer by the stamps; Odoo's edit is in the conflict.
+  CHECK(hubspot_contacts(w, "uma@example.com").at(0).properties.at("city") == "Paris");
+  CHECK(text(w.odoo.record(kDb, "res.partner", odoo_id)->values, "city") == "Paris");
+  CHECK(w.odoo.count(kDb, "res.partner") == 1);
+  CHECK(w.hubspot.count(kPortal, "contacts") == 1);
+  CHECK(dead(w) == 0);
+  // And it stays so: the copy sent back is recognised as an echo, nothing bounces.
+  const auto events_before = w.events();
+  REQUIRE(w.wait_quiescent(30s));
+  CHECK(w.events() == events_before);
 }

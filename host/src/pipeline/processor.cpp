@@ -4,6 +4,8 @@
 #include <map>
 #include <set>
 
+#include <spdlog/spdlog.h>
+
 #include "mapping/mapping.hpp"
 #include "pipeline/backoff.hpp"
 #include "pipeline/event_payload.hpp"
@@ -442,16 +444,61 @@ void Processor::conflict(Item &item, const std::string &target_id, const char *r
 
 // The record a delete did not remove (it was edited after the delete) goes back to the side that
 // deleted it: an event for each reverse pipeline, which creates it there anew.
-void Processor::restore_on_reverse(const plugins::Record &target, const store::Event &cause) {
+void Processor::restore_on_reverse(const plugins::Record &target, const store::Event &cause,
+                                   const char *why) {
   const auto &sink = deps_.pipeline.sink;
   for (const auto &reverse : deps_.reverse) {
     if (reverse.object != cause.object) continue;
     auto payload = payload_from(sink.object, target);
     payload.event = plugins::EventKind::upsert;
-    auto event = make_event(reverse.name, store::EventSource::replay, sink.connection, payload,
-                            "restore:" + std::to_string(cause.id));
+    const std::string tag = std::string(why) + ":" + std::to_string(cause.id);
+    // A converging copy repeats what the reverse pipeline saw before (the same record, the same
+    // version): a key of its own, or the queue would absorb it as that event's duplicate.
+    auto event = make_event(reverse.name, store::EventSource::replay, sink.connection, payload, tag,
+                            std::string(why) == "converge" ? std::optional(tag) : std::nullopt);
     deps_.store.enqueue({std::move(event)});
   }
+}
+
+// A stale update leaves the source holding what lost. When the target's newer version has
+// already travelled to the source before (and the source's edit, stamped to the second as Odoo
+// and Zoho do, only looked older), nothing would ever bring it back: the two sides would differ
+// for good. So the target's version is sent back through the reverse pipeline, whose own
+// newest_wins guard keeps anything newer at the source; only once per event, so that two stale
+// judgements cannot bounce a record back and forth.
+void Processor::converge_stale(const std::vector<Item *> &stale,
+                               std::map<std::string, plugins::Record> *known) {
+  if (stale.empty() || deps_.reverse.empty()) return;
+  std::vector<Item *> sendable;
+  for (Item *item : stale)
+    if (item->link && item->event.request_id.rfind("converge:", 0) != 0 &&
+        item->event.request_id.rfind("restore:", 0) != 0)
+      sendable.push_back(item);
+  if (sendable.empty()) return;
+  std::map<std::string, plugins::Record> fetched;
+  if (!known) {
+    if (!deps_.sink.plugin().description().has_capability("fetch")) return;
+    std::vector<std::string> ids;
+    for (Item *item : sendable) ids.push_back(item->link->target_id);
+    const size_t chunk = std::max<uint32_t>(deps_.sink_max_batch, 1);
+    for (size_t at = 0; at < ids.size(); at += chunk) {
+      const std::vector<std::string> part(
+          ids.begin() + static_cast<std::ptrdiff_t>(at),
+          ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), at + chunk)));
+      auto result = deps_.sink.fetch(deps_.pipeline.sink.object, part);
+      if (!result) {
+        // The conflict is recorded; the next change of the target brings it over anyway.
+        spdlog::warn("pipeline {}: could not read {} target(s) to converge stale updates: {}",
+                     deps_.pipeline.name, part.size(), result.error().describe());
+        return;
+      }
+      for (auto &record : result->records) fetched.emplace(record.id, std::move(record));
+    }
+    known = &fetched;
+  }
+  for (Item *item : sendable)
+    if (auto found = known->find(item->link->target_id); found != known->end())
+      restore_on_reverse(found->second, item->event, "converge");
 }
 
 // Unlinked records about to be upserted on a match key: when the target already holds a record
@@ -614,7 +661,7 @@ void Processor::settle_deletes(std::vector<Item *> &items, BatchStats &stats) {
              stats);
     if (!keep) continue;
     deps_.store.close_links(linked_pipelines(item->payload.object), sink.connection, target_id);
-    restore_on_reverse(found->second, item->event);
+    restore_on_reverse(found->second, item->event, "restore");
     done.push_back(item->event.id);
     item->settled = true;
   }
@@ -661,6 +708,7 @@ void Processor::keep_newer_targets(std::vector<Item *> &items, BatchStats &stats
   if (linked.empty()) return;
   auto targets = fetch_targets(linked, "newest_wins", stats);
   std::vector<store::EventId> stale;
+  std::vector<Item *> stale_items;
   if (targets) {
     for (Item *item : linked) {
       auto found = targets->find(item->link->target_id);
@@ -678,8 +726,10 @@ void Processor::keep_newer_targets(std::vector<Item *> &items, BatchStats &stats
       record_stale(*item, *target_ms);
       ++stats.stale;
       stale.push_back(item->event.id);
+      stale_items.push_back(item);
       item->settled = true;
     }
+    converge_stale(stale_items, &*targets);
   }
   if (!stale.empty()) deps_.store.complete_many(stale, linked.front()->event.claim_token);
   drop_settled(items);
@@ -882,7 +932,7 @@ BatchStats Processor::process_batch() {
   prepare(items, stats);
 
   std::vector<store::EventId> unchanged;
-  std::vector<Item *> upserts, deletes;
+  std::vector<Item *> upserts, deletes, stale_items;
   for (auto &item : items) {
     if (item.settled) continue;
     if (item.payload.event == plugins::EventKind::remove) {
@@ -895,7 +945,10 @@ BatchStats Processor::process_batch() {
       continue;
     }
     const bool same_as_last = item.link && item.link->last_payload_hash == item.hash;
-    if (target_keeps(p, item.link, item.hash) || item.echo) {
+    // A converging copy (converge_stale) is sent because the target no longer holds what this
+    // pipeline last wrote, whatever the link says: only newest_wins may stop it.
+    const bool converging = item.event.request_id.rfind("converge:", 0) == 0;
+    if (!converging && (target_keeps(p, item.link, item.hash) || item.echo)) {
       if (item.echo) {
         ++stats.echoes;
         // The target already holds this content (it came from there): remember it as written,
@@ -921,6 +974,7 @@ BatchStats Processor::process_batch() {
       record_stale(item, store::to_unix_ms(*item.link->target_modified_at));
       ++stats.stale;
       unchanged.push_back(item.event.id);
+      stale_items.push_back(&item);
       item.settled = true;
       continue;
     }
@@ -930,6 +984,7 @@ BatchStats Processor::process_batch() {
     const size_t completed = deps_.store.complete_many(unchanged, items.front().event.claim_token);
     stats.unchanged += completed - std::min(completed, stats.echoes + stats.stale);
   }
+  converge_stale(stale_items, nullptr);
 
   first_links(upserts, stats);
   settle_deletes(deletes, stats);

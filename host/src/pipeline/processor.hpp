@@ -124,7 +124,10 @@ class Processor {
   void push_group(std::vector<Item *> &group, BatchStats &stats);
   void first_links(std::vector<Item *> &items, BatchStats &stats);
   void settle_deletes(std::vector<Item *> &items, BatchStats &stats);
-  void restore_on_reverse(const plugins::Record &target, const store::Event &cause);
+  void restore_on_reverse(const plugins::Record &target, const store::Event &cause,
+                          const char *why);
+  void converge_stale(const std::vector<Item *> &stale,
+                      std::map<std::string, plugins::Record> *known);
   // This pipeline and its reverse pipelines of `object`: the links a gone record closes.
   std::vector<std::string> linked_pipelines(const std::string &object) const;
   // Records a conflict of `item` with `target_id`; `reason` labels it in the metrics.
