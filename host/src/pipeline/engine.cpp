@@ -166,7 +166,15 @@ std::shared_ptr<PipelineRunner> Engine::make_runner(const config::PipelineConfig
   auto runner = std::make_shared<PipelineRunner>(pipeline, fingerprint(pipeline, config), io_,
                                                  *pool_, store_, source, sink, paused_all_,
                                                  options_, config.claim_lease, std::move(reverse));
-  runner->set_reverse_name(std::move(reverse_name));
+  if (reverse_name) {
+    // One gate per pair, whichever of the two is made first.
+    const auto key =
+        std::min(pipeline.name, *reverse_name) + "\n" + std::max(pipeline.name, *reverse_name);
+    auto &gate = first_contact_gates_[key];
+    if (!gate) gate = std::make_shared<std::atomic<int>>(0);
+    runner->set_reverse_name(std::move(reverse_name));
+    runner->set_first_contact_gate(gate);
+  }
   return runner;
 }
 

@@ -122,6 +122,8 @@ class Engine {
                                               const config::Config &config,
                                               Connections &connections);
   std::shared_ptr<PipelineRunner> find_runner(const std::string &pipeline) const;
+  // The two-way pairs' first-contact gates, by "a\nb" (control thread only).
+  std::map<std::string, std::shared_ptr<std::atomic<int>>> first_contact_gates_;
   // Every minute: hand expired claims back to the queue; purge done events past retention.
   void schedule_maintenance(std::chrono::milliseconds delay);
 

@@ -78,6 +78,21 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
   // The pipeline that writes back into this one's source (set before start): with it, the
   // first poll of a pipeline that never ran plans the first contact of the two sides.
   void set_reverse_name(std::optional<std::string> name) { reverse_name_ = std::move(name); }
+  // Both pipelines of a two-way pair share `gate` (set before start): each whose first-contact
+  // plan is due counts itself in, and neither processes events until both plans have read their
+  // two sides (or two minutes have passed, should a plan never run: a pipeline started paused).
+  // Otherwise one direction's first writes, or the other's webhooks, land before a plan reads.
+  void set_first_contact_gate(std::shared_ptr<std::atomic<int>> gate) {
+    gate_ = std::move(gate);
+    gate_until_ = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+    if (reverse_name_ && pipeline_.poll && pipeline_.sink.match_on &&
+        sink_->plugin->description().has_capability("poll") &&
+        !store_->get_cursor(pipeline_.name,
+                            lane_cursor_object(pipeline_.poll->object, PollLane::live))) {
+      ++*gate_;
+      gated_ = true;
+    }
+  }
 
   const config::PipelineConfig &config() const { return pipeline_; }
   const std::string &fingerprint() const { return fingerprint_; }
@@ -185,6 +200,10 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
       if (!paused_now && processing_) return;  // the running batch reschedules itself
       processing_ = !paused_now;
     }
+    if (!paused_now && gate_ && *gate_ > 0 && std::chrono::steady_clock::now() < gate_until_) {
+      end(processing_);  // a first-contact plan of the pair is still reading: later
+      paused_now = true;
+    }
     if (paused_now) return schedule_process(options_.idle_delay);
     asio::post(pool_, [self = shared_from_this()] {
       bool full = false;
@@ -264,6 +283,12 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
   // poll of a pipeline that has never run (no cursor, no link), both sides are read and the plan
   // logged: how many records would link, conflict, or be created on each side. Once per runner.
   void report_first_contact() {
+    struct Release {  // this plan read (or failed): the pair's processing may go on
+      PipelineRunner &self;
+      ~Release() {
+        if (std::exchange(self.gated_, false)) --*self.gate_;
+      }
+    } release{*this};
     if (first_contact_checked_.exchange(true) || !reverse_name_ || !pipeline_.sink.match_on ||
         !sink_->plugin->description().has_capability("poll"))
       return;
@@ -327,6 +352,9 @@ class PipelineRunner : public std::enable_shared_from_this<PipelineRunner> {
   Processor processor_;
   std::optional<std::string> reverse_name_;
   std::atomic<bool> first_contact_checked_{false};
+  std::shared_ptr<std::atomic<int>> gate_;  // see set_first_contact_gate
+  std::chrono::steady_clock::time_point gate_until_{};
+  bool gated_ = false;   // counted in gate_ until this runner's plan has read
   std::mt19937_64 rng_;  // touched only on the io thread (poll scheduling)
 };
 
