@@ -35,6 +35,7 @@
 #include "sandbox/hubspot.hpp"
 #include "sandbox/zoho.hpp"
 #include "store/store.hpp"
+#include "webhook_receiver.hpp"
 
 using namespace std::chrono_literals;
 using crmhost::store::EventStatus;
@@ -91,51 +92,6 @@ struct Seen {
   std::string id;
   Expected values;
   int64_t stamp = 0;  // the record's modification time: changes when it is written
-};
-
-// Where Zoho's notification callbacks arrive: a loopback HTTP server whose handler gives each
-// request to the engine as the host's router does, and answers with the engine's status. Before
-// and after the engine runs it answers 503 (Zoho does not retry; polling covers those).
-struct WebhookReceiver {
-  boost::asio::io_context io;
-  boost::asio::thread_pool handlers{2};
-  std::unique_ptr<crmhost::net::HttpServer> server;
-  std::thread io_thread;
-  std::mutex mutex;  // guards `engine`
-  crmhost::pipeline::Engine *engine = nullptr;
-
-  WebhookReceiver() {
-    crmhost::net::ServerOptions options;
-    options.listen = {"127.0.0.1:0"};
-    server = std::make_unique<crmhost::net::HttpServer>(
-        io, handlers, options, [this](const crmhost::net::HttpRequest &r) {
-          crmhost::plugins::WebhookRequest webhook;
-          webhook.method = r.method;
-          webhook.url = "http://" + r.header("Host") + r.target;
-          webhook.headers = r.headers;
-          webhook.body = r.body;
-          webhook.received_at_ms = r.received_at_ms;
-          std::lock_guard lock(mutex);
-          if (!engine) return crmhost::net::HttpResponse{503, "text/plain", {}, "not running\n"};
-          const auto ingest = engine->ingest_webhook(r.path, webhook, r.request_id);
-          return crmhost::net::HttpResponse{ingest.http_status, "text/plain", {}, ingest.body};
-        });
-    server->start();
-    io_thread = std::thread([this] { io.run(); });
-  }
-  ~WebhookReceiver() {
-    server->stop();
-    io.stop();
-    io_thread.join();
-    handlers.join();
-  }
-  void serve(crmhost::pipeline::Engine *e) {
-    std::lock_guard lock(mutex);
-    engine = e;
-  }
-  std::string base_url() const {
-    return "http://127.0.0.1:" + std::to_string(server->ports().at(0));
-  }
 };
 
 struct World {
